@@ -1,0 +1,146 @@
+"""The archive's metadata.json: Allsky's fields plus our namespaced manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime
+from pathlib import Path
+from typing import Any, IO
+
+from . import __version__, install
+from .scan import ScanSummary
+from .sections import BY_KEY, IMAGES_SECTION, section_metadata
+from .spec import Spec
+
+NAMESPACE = "allskyTasks"
+_TYPES = {"file": "file", "dir": "dir", "symlink": "link"}
+
+
+def allsky_mode(mode: int) -> str:
+    """Allsky's 4-digit octal mode, special bits dropped (they crash Allsky's restore)."""
+    return f"{mode & 0o777:04o}"
+
+
+def full_mode(mode: int) -> str:
+    """Our manifest keeps every permission bit, setgid included."""
+    return f"{mode & 0o7777:04o}"
+
+
+def timezone_name(now: datetime) -> str:
+    """An IANA name if the system has one, else the abbreviation."""
+    try:
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    except OSError:
+        pass
+    return os.environ.get("TZ") or now.tzname() or "UTC"
+
+
+class MetadataBuilder:
+    """Collects per-member facts while packing, then writes metadata.json."""
+
+    def __init__(self, spec: Spec, summary: ScanSummary, workdir: Path) -> None:
+        self.spec = spec
+        self.summary = summary
+        self.workdir = workdir
+        self.owner = install.read_owner(spec.home)
+        self.permissions: dict[str, dict[str, Any]] = {}
+        self.files: list[str] = []
+        self.totals = {"members": 0, "files": 0, "dirs": 0, "links": 0, "rawBytes": 0}
+        self.databases: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self._rows_path = workdir / "manifest.rows"
+        self._rows: IO[str] = self._rows_path.open("w", encoding="utf-8")
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Record one packed member (row as in our manifest)."""
+        path, kind = row["path"], row["type"]
+        owner = row["owner"]
+        self.permissions[path] = {
+            "mode": allsky_mode(int(row["mode"], 8)),
+            "owner": "ALLSKY_OWNER" if self.owner and owner == self.owner else owner,
+            "group": row["group"], "ownerId": row["uid"], "groupId": row["gid"],
+            "type": _TYPES[kind],
+        }
+        if kind != "dir":
+            self.files.append(path)
+        self.totals["members"] += 1
+        self.totals[{"file": "files", "dir": "dirs", "symlink": "links"}[kind]] += 1
+        self.totals["rawBytes"] += row.get("size", 0)
+        self._rows.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+    def _allsky_fields(self, backup_file: str, created: datetime) -> dict[str, Any]:
+        """Every field Allsky's own backup writes, in its order."""
+        spec, summary = self.spec, self.summary
+        fields: dict[str, Any] = {
+            "backupFile": backup_file, "backupType": spec.type,
+            "created": created.strftime("%Y-%m-%d %H:%M:%S"),
+            "version": install.read_version(spec.home),
+        }
+        if spec.type == "config":
+            fields.update(summary.camera or {})
+        fields["permissions"] = dict(sorted(self.permissions.items()))
+        fields["files"] = sorted(self.files)
+        optional = sorted(k for k in spec.sections if k != "core")
+        fields["includedOptionalTargets"] = optional if spec.type == "config" else []
+        if spec.type == "config":
+            sections = [BY_KEY["core"]] + [BY_KEY[k] for k in optional]
+            fields["includedSections"] = [section_metadata(s) for s in sections]
+            fields["requiredModules"] = install.required_modules(spec.home)
+            has_modules = "modules" in spec.sections
+            fields["backupModules"] = install.user_modules(spec.home) if has_modules else []
+            fields["backupHasModules"] = has_modules
+        else:
+            fields["includedSections"] = [section_metadata(IMAGES_SECTION)]
+            fields["imageBackupAll"] = summary.image_all
+            fields["imageFolders"] = summary.image_folders
+            fields["imageTargets"] = summary.targets
+        fields["format"] = 1
+        return fields
+
+    def ours(self, created: datetime, extra: dict[str, Any]) -> dict[str, Any]:
+        """Our namespaced additions (without the manifest rows)."""
+        return {
+            "toolVersion": __version__,
+            "spec": {"name": self.spec.name, "digest": self.spec.digest,
+                     "description": self.spec.description},
+            "createdIso": created.isoformat(timespec="seconds"),
+            "timezone": timezone_name(created),
+            "host": platform.node(),
+            "fingerprint": self.summary.fingerprint,
+            "archiveFormat": self.spec.format, "compressionLevel": self.spec.level,
+            "sections": list(self.spec.sections),
+            "totals": self.totals, "databases": self.databases,
+            "warnings": self.summary.warnings + self.warnings,
+            "hashAlgorithm": "sha256",
+            **extra,
+        }
+
+    def write(self, backup_file: str, created: datetime, extra: dict[str, Any]) -> Path:
+        """Write metadata.json (streaming the manifest rows) and return its path."""
+        self._rows.close()
+        fields = self._allsky_fields(backup_file, created)
+        fields[NAMESPACE] = self.ours(created, extra)
+        head = json.dumps(fields, indent=4)
+        # Splice the manifest rows into our namespace without loading them all at once.
+        cut = head.rstrip()[:-1].rstrip()[:-1].rstrip()
+        out_path = self.workdir / "metadata.json"
+        with out_path.open("w", encoding="utf-8") as out, \
+                self._rows_path.open(encoding="utf-8") as rows:
+            out.write(cut + ',\n        "manifest": [')
+            first = True
+            for line in rows:
+                out.write(("\n            " if first else ",\n            ") + line.rstrip("\n"))
+                first = False
+            out.write("\n        ]\n    }\n}\n")
+        self._rows_path.unlink()
+        return out_path
+
+    def close(self) -> None:
+        """Release the rows file (after a failure)."""
+        if not self._rows.closed:
+            self._rows.close()
+        self._rows_path.unlink(missing_ok=True)

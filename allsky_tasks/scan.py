@@ -1,0 +1,319 @@
+"""Scan: one stat-only walk of the selection, streamed to a JSON-lines file."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import stat
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Iterator
+
+from . import install
+from .errors import ScanError
+from .sections import SECTIONS, Section
+from .spec import NIGHT_RE, Spec
+
+FORMAT_VERSION = 1
+ALWAYS_EXCLUDED = ("__pycache__",)
+_JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+@dataclass(slots=True)
+class Entry:
+    """One archive member as found on disk."""
+
+    arcname: str
+    source: str
+    kind: str  # file | dir | symlink
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    linkname: str
+    section: str
+
+    def to_row(self) -> list[object]:
+        """Compact JSON row (field order as declared)."""
+        return [self.arcname, self.source, self.kind, self.size, self.mode, self.uid,
+                self.gid, self.mtime_ns, self.linkname, self.section]
+
+    @classmethod
+    def from_row(cls, row: list[object]) -> "Entry":
+        """Inverse of to_row."""
+        return cls(*row)  # type: ignore[arg-type]
+
+
+@dataclass
+class Stats:
+    """File count and raw bytes of one section or night folder."""
+
+    key: str
+    files: int = 0
+    dirs: int = 0
+    links: int = 0
+    raw_bytes: int = 0
+
+
+@dataclass
+class ScanSummary:
+    """What a scan found, without the per-file rows."""
+
+    spec: str
+    type: str
+    fingerprint: str
+    entries: int
+    raw_bytes: int
+    stats: dict[str, Stats]
+    camera: dict[str, str] | None
+    image_all: bool
+    image_folders: list[str]
+    targets: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict."""
+        data = asdict(self)
+        data["stats"] = {k: asdict(v) for k, v in self.stats.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ScanSummary":
+        """Inverse of to_dict."""
+        data = dict(data)
+        data["stats"] = {k: Stats(**v) for k, v in data["stats"].items()}
+        return cls(**data)
+
+
+def _excluded(arcname: str, name: str, patterns: tuple[str, ...]) -> bool:
+    """True if a glob matches the archive path, or the name for globs without '/'."""
+    for pattern in patterns:
+        if "/" in pattern:
+            if fnmatch.fnmatchcase(arcname, pattern):
+                return True
+        elif fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
+
+
+def _is_journal(path: str, name: str) -> bool:
+    """SQLite side files are never archived raw: the database is captured whole."""
+    for suffix in _JOURNAL_SUFFIXES:
+        if name.endswith(suffix) and os.path.isfile(path[: -len(suffix)]):
+            return True
+    return False
+
+
+class _Walker:
+    """Walks roots depth-first in sorted order, writing rows and hashing them."""
+
+    def __init__(self, out: IO[str], excludes: tuple[str, ...], policy: str) -> None:
+        self.out = out
+        self.excludes = ALWAYS_EXCLUDED + excludes
+        self.policy = policy
+        self.hash = hashlib.sha256()
+        self.seen: set[str] = set()
+        self.stats: dict[str, Stats] = {}
+        self.count = 0
+        self.problems: list[str] = []
+
+    def _emit(self, entry: Entry) -> None:
+        """Record one entry (first section to claim a path wins)."""
+        if entry.arcname in self.seen:
+            return
+        self.seen.add(entry.arcname)
+        row = json.dumps(entry.to_row(), ensure_ascii=False, separators=(",", ":"))
+        self.out.write(row + "\n")
+        # The source path is left out of the fingerprint: only what lands in the archive counts.
+        self.hash.update(json.dumps(entry.to_row()[:1] + entry.to_row()[2:9]).encode())
+        self.count += 1
+        st = self.stats.setdefault(entry.section, Stats(entry.section))
+        if entry.kind == "file":
+            st.files += 1
+            st.raw_bytes += entry.size
+        elif entry.kind == "dir":
+            st.dirs += 1
+        else:
+            st.links += 1
+
+    def _problem(self, message: str) -> None:
+        """Collect a problem; scans report them all at once."""
+        self.problems.append(message)
+
+    def _entry(self, arcname: str, path: str, st: os.stat_result, section: str) -> Entry | None:
+        """Build an entry from an lstat result (None for sockets, FIFOs, devices)."""
+        mode = st.st_mode
+        if stat.S_ISLNK(mode):
+            kind, size, link = "symlink", 0, os.readlink(path)
+        elif stat.S_ISDIR(mode):
+            kind, size, link = "dir", 0, ""
+        elif stat.S_ISREG(mode):
+            kind, size, link = "file", st.st_size, ""
+        else:
+            self._problem(f"{path}: not a regular file, folder or symlink; skipped")
+            return None
+        return Entry(arcname, path, kind, size, stat.S_IMODE(mode), st.st_uid, st.st_gid,
+                     st.st_mtime_ns, link, section)
+
+    def walk(self, arcname: str, path: str, section: str, follow_root: bool = False) -> None:
+        """Add a file, symlink or whole folder tree under its archive name."""
+        if arcname in self.seen or _excluded(arcname, arcname.rsplit("/", 1)[-1], self.excludes):
+            return
+        try:
+            st = os.stat(path) if follow_root else os.lstat(path)
+        except FileNotFoundError:
+            return  # Allsky drops targets that do not exist; so do we
+        except OSError as e:
+            self._problem(f"{path}: cannot stat: {e.strerror}")
+            return
+        entry = self._entry(arcname, path, st, section)
+        if entry is None:
+            return
+        self._emit(entry)
+        if entry.kind == "dir":
+            self._walk_dir(arcname, path, section)
+
+    def _walk_dir(self, arcname: str, path: str, section: str) -> None:
+        """Recurse into a folder, sorted by name for a stable archive order."""
+        try:
+            with os.scandir(path) as it:
+                children = sorted(it, key=lambda d: d.name)
+        except OSError as e:
+            self._problem(f"{path}: cannot list folder: {e.strerror}")
+            return
+        for child in children:
+            child_arc = f"{arcname}/{child.name}"
+            if child_arc in self.seen or _excluded(child_arc, child.name, self.excludes):
+                continue
+            if _is_journal(child.path, child.name):
+                continue
+            try:
+                st = child.stat(follow_symlinks=False)
+            except OSError as e:
+                self._problem(f"{child.path}: cannot stat: {e.strerror}")
+                continue
+            entry = self._entry(child_arc, child.path, st, section)
+            if entry is None:
+                continue
+            self._emit(entry)
+            if entry.kind == "dir":
+                self._walk_dir(child_arc, child.path, section)
+
+
+def _config_roots(spec: Spec, camera: install.Camera) -> Iterator[tuple[str, str, Section]]:
+    """(arcname, source, section) for every selected config root, in table order."""
+    home = spec.home
+    for section in SECTIONS:
+        if section.key not in spec.sections:
+            continue
+        for rel in section.paths:
+            if rel == "{settingsfile}":
+                # The live settings.json is the truth; it is stored under its camera name.
+                yield camera.settingsfile, str(home / "config" / "settings.json"), section
+            elif rel == "{ccfile}":
+                yield camera.ccfile, str(home / "config" / "cc.json"), section
+            else:
+                yield rel, str(home / rel), section
+        for pattern in section.globs:
+            for match in sorted(home.glob(pattern)):
+                yield match.relative_to(home).as_posix(), str(match), section
+
+
+def select_folders(spec: Spec) -> tuple[bool, list[str]]:
+    """(all?, folder names) for an images spec, checked against the images folder."""
+    try:
+        names = sorted(d.name for d in os.scandir(spec.images) if d.is_dir())
+    except OSError as e:
+        raise ScanError(f"{spec.path}: cannot list images folder {spec.images}: {e.strerror}") from e
+    folders = spec.folders
+    if folders == "all":
+        return True, names
+    nights = [n for n in names if NIGHT_RE.match(n)]
+    if isinstance(folders, list):
+        missing = [n for n in folders if n not in names]
+        if missing:
+            raise ScanError(f"{spec.path}: night folder(s) not found in {spec.images}: "
+                            f"{', '.join(missing)}")
+        chosen = sorted(folders)
+    elif "last" in folders:
+        chosen = nights[-folders["last"]:]
+    else:
+        chosen = [n for n in nights if folders["from"] <= n <= folders["to"]]
+    if not chosen:
+        raise ScanError(f"{spec.path}: no night folders in {spec.images} match {folders}",
+                        hint="check the folders of the spec against the images folder")
+    return False, chosen
+
+
+def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
+    """Walk the spec's selection (stat only), writing one JSON row per member."""
+    excludes = spec.exclude
+    walker = _Walker(rows_out, excludes, spec.on_file_error)
+    camera_info = None
+    image_all, folders, targets = False, [], []
+    if spec.type == "config":
+        try:
+            camera = install.read_camera(spec.home)
+        except ValueError as e:
+            raise ScanError(f"{spec.path}: cannot read the current camera: {e}") from e
+        for live, name in (("settings.json", camera.settingsfile), ("cc.json", camera.ccfile)):
+            if not (spec.home / "config" / live).is_file():
+                raise ScanError(f"required file {spec.home / 'config' / live} ({name}) "
+                                "does not exist; backup aborted")
+        camera_info = {"cameratype": camera.cameratype, "cameramodel": camera.cameramodel,
+                       "settingsfile": camera.settingsfile, "ccfile": camera.ccfile}
+        for arcname, source, section in _config_roots(spec, camera):
+            walker.excludes = ALWAYS_EXCLUDED + excludes + section.exclude
+            walker.walk(arcname, source, section.key)
+            targets.append(arcname)
+        walker.excludes = ALWAYS_EXCLUDED + excludes
+    else:
+        image_all, folders = select_folders(spec)
+        if image_all:
+            targets = ["images"]
+            _walk_all_images(walker, spec.images)
+        else:
+            targets = [f"images/{name}" for name in folders]
+            for name in folders:
+                walker.walk(f"images/{name}", str(spec.images / name), name, follow_root=True)
+    for pattern in spec.include:
+        for match in sorted(spec.home.glob(pattern)):
+            walker.walk(match.relative_to(spec.home).as_posix(), str(match), "include")
+    if walker.problems and spec.on_file_error == "fail":
+        raise ScanError(f"{spec.path}: {len(walker.problems)} problem(s) while scanning:\n  "
+                        + "\n  ".join(walker.problems),
+                        hint="fix the files, or set on_file_error: warn to skip them")
+    walker.hash.update(json.dumps([FORMAT_VERSION, spec.digest, camera_info]).encode())
+    return ScanSummary(
+        spec=spec.name, type=spec.type, fingerprint=walker.hash.hexdigest(),
+        entries=walker.count, raw_bytes=sum(s.raw_bytes for s in walker.stats.values()),
+        stats=walker.stats, camera=camera_info, image_all=image_all, image_folders=folders,
+        targets=sorted(set(targets)), warnings=walker.problems,
+    )
+
+
+def _walk_all_images(walker: _Walker, images: Path) -> None:
+    """The whole images folder (followed if a symlink), with stats per night folder."""
+    try:
+        st = os.stat(images)
+    except OSError as e:
+        raise ScanError(f"images folder {images}: {e.strerror}") from e
+    root = walker._entry("images", str(images), st, "images")
+    if root is None or root.kind != "dir":
+        raise ScanError(f"images folder {images} is not a folder")
+    walker._emit(root)
+    with os.scandir(images) as it:
+        children = sorted(it, key=lambda d: d.name)
+    for child in children:
+        section = child.name if child.is_dir(follow_symlinks=False) else "images"
+        walker.walk(f"images/{child.name}", child.path, section)
+
+
+def read_rows(path: Path) -> Iterator[Entry]:
+    """Stream the entries of a scan file."""
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            yield Entry.from_row(json.loads(line))

@@ -1,0 +1,165 @@
+"""Verify: re-read a finished archive end to end and check every member against its manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import zstandard
+
+from .archive_io import CHUNK, HashingReader, drain, open_decompressed
+from .errors import VerifyError
+from .metadata import NAMESPACE, full_mode
+
+_KINDS = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
+          tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink"}
+# Errors that mean "the bytes are damaged", from each layer of the stack.
+CORRUPT = (tarfile.TarError, zstandard.ZstdError, zlib.error, EOFError, OSError, ValueError)
+
+
+@dataclass
+class Member:
+    """One member as actually read from the archive."""
+
+    path: str
+    type: str
+    size: int
+    mode: str
+    mtime: int
+    uid: int
+    gid: int
+    linkname: str = ""
+    sha256: str | None = None
+
+
+@dataclass
+class ArchiveRead:
+    """Everything one full read of an archive yields."""
+
+    members: list[Member] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    sha256: str = ""
+    size: int = 0
+    error: str | None = None
+
+
+def _member(info: tarfile.TarInfo, digest: str | None) -> Member:
+    """Our view of a tar header."""
+    return Member(path=info.name.rstrip("/"), type=_KINDS.get(info.type, f"type {info.type!r}"),
+                  size=info.size if info.isreg() else 0, mode=full_mode(info.mode),
+                  mtime=int(info.mtime), uid=info.uid, gid=info.gid,
+                  linkname=info.linkname if info.issym() or info.islnk() else "", sha256=digest)
+
+
+def _hash_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> tuple[str, bytes | None]:
+    """SHA-256 of a file member; metadata.json's bytes are kept too."""
+    fh = tar.extractfile(info)
+    assert fh is not None
+    digest, keep = hashlib.sha256(), info.name == "metadata.json"
+    parts: list[bytes] = []
+    while True:
+        chunk = fh.read(CHUNK)
+        if not chunk:
+            break
+        digest.update(chunk)
+        if keep:
+            parts.append(chunk)
+    return digest.hexdigest(), b"".join(parts) if keep else None
+
+
+def read_archive(path: Path) -> ArchiveRead:
+    """Read every byte: members with hashes, metadata.json, compressed SHA-256."""
+    result = ArchiveRead()
+    with path.open("rb") as raw:
+        hashed = HashingReader(raw)
+        try:
+            stream = open_decompressed(path, hashed)
+            with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
+                for info in tar:
+                    digest, kept = _hash_member(tar, info) if info.isreg() else (None, None)
+                    if kept is not None and result.metadata is None:
+                        result.metadata = json.loads(kept)
+                        continue
+                    result.members.append(_member(info, digest))
+            drain(stream)  # checksums and trailing garbage are only seen at the very end
+            while raw.read(CHUNK):  # any bytes the decompressor did not need still count
+                pass
+        except CORRUPT as e:
+            result.error = f"archive is damaged or truncated: {type(e).__name__}: {e}"
+        result.sha256, result.size = hashed.sha256.hexdigest(), hashed.size
+    return result
+
+
+def manifest_of(metadata: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """Our manifest rows from a metadata document, if it has them."""
+    ours = (metadata or {}).get(NAMESPACE)
+    rows = ours.get("manifest") if isinstance(ours, dict) else None
+    return rows if isinstance(rows, list) else None
+
+
+def compare(members: list[Member], manifest: list[dict[str, Any]]) -> list[str]:
+    """Every difference between what was read and the manifest, by member name."""
+    problems: list[str] = []
+    seen: dict[str, Member] = {}
+    for m in members:
+        if m.path in seen:
+            problems.append(f"{m.path}: duplicate member")
+        seen[m.path] = m
+    expected = {row["path"]: row for row in manifest}
+    for path in sorted(set(expected) - set(seen)):
+        problems.append(f"{path}: missing from the archive")
+    for path in sorted(set(seen) - set(expected)):
+        problems.append(f"{path}: in the archive but not in the manifest")
+    for path in sorted(set(seen) & set(expected)):
+        got, want = seen[path], expected[path]
+        checks = [("type", got.type, want.get("type")), ("size", got.size, want.get("size", 0)),
+                  ("mode", got.mode, want.get("mode")), ("mtime", got.mtime, want.get("mtime"))]
+        if want.get("type") == "file":
+            checks.append(("sha256", got.sha256, want.get("sha256")))
+        if want.get("type") == "symlink":
+            checks.append(("link target", got.linkname, want.get("linkname")))
+        for what, have, should in checks:
+            if have != should:
+                problems.append(f"{path}: {what} is {have!r}, manifest says {should!r}")
+        if want.get("changedWhilePacking"):
+            problems.append(f"{path}: was changing while packed; the archived copy is "
+                            "incomplete")
+    return problems
+
+
+def verify(archive: Path, sidecar: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check an archive of ours end to end; raise VerifyError listing every problem."""
+    started = time.monotonic()
+    read = read_archive(archive)
+    problems: list[str] = [read.error] if read.error else []
+    expected = (sidecar or {}).get(NAMESPACE, {}).get("archive", {})
+    if expected.get("sha256") and expected["sha256"] != read.sha256:
+        problems.append(f"archive SHA-256 is {read.sha256}, recorded {expected['sha256']}")
+    if expected.get("sizeBytes") is not None and expected["sizeBytes"] != read.size:
+        problems.append(f"archive size is {read.size} bytes, recorded {expected['sizeBytes']}")
+    manifest = manifest_of(sidecar) or manifest_of(read.metadata)
+    if read.metadata is None:
+        problems.append("metadata.json: missing from the archive")
+    if manifest is None:
+        problems.append("no manifest in the sidecar or metadata.json: cannot check members")
+    elif not read.error:
+        problems += compare(read.members, manifest)
+        inner = manifest_of(read.metadata)
+        if inner is not None and sidecar is not None and inner != manifest:
+            problems.append("metadata.json: its manifest differs from the sidecar's")
+    if problems:
+        raise VerifyError(str(archive), problems)
+    return {"ok": True, "members": len(read.members), "sha256": read.sha256,
+            "sizeBytes": read.size, "seconds": round(time.monotonic() - started, 3),
+            "verifiedAt": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def iter_problems(error: VerifyError) -> Iterator[str]:
+    """The problems of a failed verify, one per line."""
+    yield from error.problems

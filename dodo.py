@@ -1,0 +1,20 @@
+"""doit entry point: every spec in backup_specs/ becomes validate/scan/pack/manifest/verify tasks.
+
+Run `doit list` to see them, `doit` to back up everything, `doit validate` to check specs.
+"""
+
+from allsky_tasks.environment import from_environ
+from allsky_tasks.tasks import doit_config, gen_stages, gen_validate
+
+ENV = from_environ()
+DOIT_CONFIG = doit_config(ENV)
+
+
+def task_validate():  # noqa: ANN201 - doit task creator
+    """Check every backup spec (schema and semantics)."""
+    yield from gen_validate(ENV)
+
+
+def task_backup_chain():  # noqa: ANN201
+    """scan, pack, manifest, verify and backup tasks per spec."""
+    yield from gen_stages(ENV)
