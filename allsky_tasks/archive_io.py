@@ -9,7 +9,7 @@ import os
 import tarfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, BinaryIO, Iterator
+from typing import IO, BinaryIO, Callable, Iterator
 
 import zstandard
 
@@ -52,10 +52,12 @@ class HashingWriter(io.RawIOBase):
 class HashingReader(io.RawIOBase):
     """Counts and hashes every compressed byte read from the file."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, observer: Callable[[memoryview], None] | None = None
+                 ) -> None:
         self.raw = raw
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.observer = observer
 
     def readable(self) -> bool:
         """This is a read-only stream."""
@@ -68,6 +70,8 @@ class HashingReader(io.RawIOBase):
             view = memoryview(buffer)[:n]
             self.sha256.update(view)
             self.size += n
+            if self.observer is not None:
+                self.observer(view)
         return n or 0
 
 
@@ -114,8 +118,7 @@ def compressed_writer(fmt: str, level: int, raw: BinaryIO, mtime: int) -> Iterat
         cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
         stream = cctx.stream_writer(hashed, closefd=False)
         yield stream, hashed
-        stream.flush(zstandard.FLUSH_FRAME)
-        stream.close()
+        stream.close()  # ends the frame (with its checksum)
     else:
         gz = gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=hashed,
                            mtime=mtime)
@@ -166,3 +169,101 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o640) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+class ZstdFrameWalker:
+    """Follows zstd frame and block headers as raw bytes pass (RFC 8878).
+
+    libzstd and python-zstandard return silently when input ends mid-frame, so a file cut
+    just before its checksum would read as complete; this walker notices.
+    """
+
+    _MAGIC = 0xFD2FB528
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.skip = 0
+        self.state = "magic"
+        self.frames = 0
+        self.checksum = False
+
+    def _need(self, n: int) -> bytes | None:
+        """Take n header bytes if they have arrived."""
+        if len(self.buf) < n:
+            return None
+        head, self.buf = self.buf[:n], self.buf[n:]
+        return head
+
+    def feed(self, data: bytes | memoryview) -> None:
+        """Consume the next raw bytes."""
+        if self.skip and not self.buf:
+            # Fast path: block contents are skipped without copying.
+            step = min(self.skip, len(data))
+            self.skip -= step
+            data = data[step:]
+        if len(data):
+            self.buf += bytes(data)
+            self._parse()
+
+    def _parse(self) -> None:
+        """Advance over as many headers as the buffer holds."""
+        while True:
+            if self.skip:
+                step = min(self.skip, len(self.buf))
+                self.skip -= step
+                self.buf = self.buf[step:]
+                if self.skip:
+                    return
+            elif self.state == "magic":
+                head = self._need(4)
+                if head is None:
+                    return
+                magic = int.from_bytes(head, "little")
+                if magic == self._MAGIC:
+                    self.state = "fhd"
+                elif magic & 0xFFFFFFF0 == 0x184D2A50:
+                    self.state = "skippable"
+                else:
+                    raise ValueError("not a zstd frame")
+            elif self.state == "skippable":
+                head = self._need(4)
+                if head is None:
+                    return
+                self.skip, self.state = int.from_bytes(head, "little"), "magic"
+            elif self.state == "fhd":
+                if not self.buf:
+                    return
+                fhd = self.buf[0]
+                single, fcs_flag, dict_flag = fhd >> 5 & 1, fhd >> 6, fhd & 3
+                self.checksum = bool(fhd >> 2 & 1)
+                size = 1 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + (
+                    (1 if single else 0), 2, 4, 8)[fcs_flag]
+                if self._need(size) is None:
+                    return
+                self.state = "block"
+            elif self.state == "block":
+                head = self._need(3)
+                if head is None:
+                    return
+                value = int.from_bytes(head, "little")
+                last, kind, size = value & 1, value >> 1 & 3, value >> 3
+                if kind == 3:
+                    raise ValueError("reserved zstd block type")
+                self.skip = 1 if kind == 1 else size
+                if last:
+                    self.state = "checksum" if self.checksum else "end"
+            elif self.state == "checksum":
+                if self._need(4) is None:
+                    return
+                self.state = "end"
+            elif self.state == "end":
+                self.frames += 1
+                self.state = "magic"
+                if not self.buf:
+                    return
+
+    @property
+    def complete(self) -> bool:
+        """True at a frame boundary after at least one whole frame."""
+        done = self.state in ("magic", "end") and not self.buf and not self.skip
+        return done and (self.frames > 0 or self.state == "end")

@@ -84,7 +84,9 @@ class MetadataBuilder:
             fields.update(summary.camera or {})
         fields["permissions"] = dict(sorted(self.permissions.items()))
         fields["files"] = sorted(self.files)
-        optional = sorted(k for k in spec.sections if k != "core")
+        # Allsky's fields name only the sections Allsky knows; ours are in our namespace.
+        optional = sorted(k for k in spec.sections
+                          if k != "core" and BY_KEY[k].allsky_native)
         fields["includedOptionalTargets"] = optional if spec.type == "config" else []
         if spec.type == "config":
             sections = [BY_KEY["core"]] + [BY_KEY[k] for k in optional]

@@ -1,0 +1,291 @@
+"""Pausing a real (stand-in) service: stop, restart whatever happens, markers, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from allsky_tasks.errors import ServiceStartError, ServiceStopError, SpecError
+from allsky_tasks.service import (MARKER_NAME, ServiceConfig, pause_needed, paused_service,
+                                  recover_stale_marker, signals_as_interrupt)
+from tests.helpers.service_fixture import (kill_standins, service_spec, standin_pid, standin_running,
+                                           start_standin, started_pids, wait_until)
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHILD = """
+import json, sys, time
+from pathlib import Path
+from allsky_tasks.service import ServiceConfig, paused_service, signals_as_interrupt
+cfg = ServiceConfig.from_spec(json.loads(sys.argv[1]))
+with signals_as_interrupt():
+    with paused_service(cfg, True, "test", Path(sys.argv[2])):
+        Path(sys.argv[3]).write_text("paused")
+        time.sleep(120)
+"""
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[Path]:
+    """The stand-in's directory; every daemon started there is killed afterwards."""
+    d = tmp_path / "svc"
+    d.mkdir()
+    yield d
+    kill_standins(d)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    """The state directory that holds the marker."""
+    return tmp_path / "state"
+
+
+def _cfg(svc: Path, **kw: object) -> ServiceConfig:
+    """A config driving the stand-in."""
+    return ServiceConfig.from_spec(service_spec(svc, **kw))  # type: ignore[arg-type]
+
+
+def _write_marker(state: Path, cfg: ServiceConfig, pid: int) -> Path:
+    """A marker as a run with `pid` would have left it."""
+    state.mkdir(parents=True, exist_ok=True)
+    marker = state / MARKER_NAME
+    marker.write_text(json.dumps({"unit": cfg.unit, "pid": pid, "time": "2026-01-02T03:04:05+00:00",
+                                  "commands": {a: cfg.argv(a) for a in ("stop", "start", "status")}}))
+    return marker
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_from_spec_defaults_and_overrides() -> None:
+    cfg = ServiceConfig.from_spec(None)
+    assert (cfg.unit, cfg.pause, cfg.timeout) == ("allsky", "auto", 60.0)
+    assert cfg.argv("stop") == ["systemctl", "stop", "allsky"]
+    assert cfg.argv("status") == ["systemctl", "is-active", "--quiet", "allsky"]
+    cfg = ServiceConfig.from_spec({"unit": "cam", "timeout": 5, "commands": {"start": ["svc", "{unit}", "up"]}})
+    assert cfg.argv("start") == ["svc", "cam", "up"] and cfg.argv("stop") == ["systemctl", "stop", "cam"]
+    with pytest.raises(SpecError, match="service.pause"):
+        ServiceConfig.from_spec({"pause": "sometimes"})
+    with pytest.raises(SpecError, match="service.commands.stop"):
+        ServiceConfig.from_spec({"commands": {"stop": []}})
+
+
+def test_pause_needed() -> None:
+    assert pause_needed(ServiceConfig(pause="always"), False)[0] is True
+    assert pause_needed(ServiceConfig(pause="never"), True)[0] is False
+    assert pause_needed(ServiceConfig(pause="auto"), True)[0] is True
+    needed, reason = pause_needed(ServiceConfig(pause="auto"), False)
+    assert needed is False and "allsky" in reason
+
+
+def test_not_needed_leaves_service_alone(svc: Path, state: Path) -> None:
+    start_standin(svc)
+    pid = standin_pid(svc)
+    with paused_service(_cfg(svc), False, "no databases", state) as rec:
+        assert standin_running(svc)
+    assert rec.stopped is False and rec.was_running is None
+    assert standin_pid(svc) == pid and standin_running(svc)
+
+
+def test_running_service_is_stopped_and_started(svc: Path, state: Path) -> None:
+    start_standin(svc)
+    with paused_service(_cfg(svc), True, "always", state) as rec:
+        assert not standin_running(svc)
+        assert (state / MARKER_NAME).exists()
+        assert rec.stopped and rec.was_running and rec.stopped_at
+    assert standin_running(svc)
+    assert not (state / MARKER_NAME).exists()
+    assert rec.restarted and rec.started_at and rec.paused_seconds is not None
+    assert json.loads(json.dumps(rec.to_dict()))["restarted"] is True
+    assert len(started_pids(svc)) == 2
+
+
+@pytest.mark.parametrize("error", [ValueError("pack failed"), KeyboardInterrupt()], ids=["exception", "ctrl-c"])
+def test_restarted_when_body_raises(svc: Path, state: Path, error: BaseException) -> None:
+    start_standin(svc)
+    with pytest.raises(type(error)):
+        with paused_service(_cfg(svc), True, "always", state):
+            assert not standin_running(svc)
+            raise error
+    assert standin_running(svc)
+    assert not (state / MARKER_NAME).exists()
+
+
+def test_stopped_service_stays_stopped(svc: Path, state: Path) -> None:
+    with paused_service(_cfg(svc), True, "always", state) as rec:
+        pass
+    assert rec.was_running is False and not rec.stopped and not rec.restarted
+    assert rec.warnings and "not running" in rec.warnings[0]
+    assert not standin_running(svc) and started_pids(svc) == []
+    assert not (state / MARKER_NAME).exists()
+
+
+def test_stop_refused(svc: Path, state: Path) -> None:
+    start_standin(svc)
+    pid = standin_pid(svc)
+    body_ran = False
+    with pytest.raises(ServiceStopError) as info:
+        with paused_service(_cfg(svc, refuse_stop=True), True, "always", state):
+            body_ran = True
+    text = str(info.value)
+    assert "standin" in text and "--refuse-stop" in text and "code 1" in text and "refusing to stop" in text
+    assert info.value.hint and info.value.exit_code == 15
+    assert not body_ran
+    assert standin_running(svc) and standin_pid(svc) == pid
+    assert not (state / MARKER_NAME).exists()
+
+
+def test_stop_times_out(svc: Path, state: Path) -> None:
+    start_standin(svc)
+    with pytest.raises(ServiceStopError, match="did not finish within 1 s"):
+        with paused_service(_cfg(svc, slow_stop=60, timeout=1), True, "always", state):
+            pytest.fail("the body must not run")
+    assert standin_running(svc)
+    assert not (state / MARKER_NAME).exists()
+
+
+def test_start_refused(svc: Path, state: Path) -> None:
+    start_standin(svc)
+    with pytest.raises(ServiceStartError) as info:
+        with paused_service(_cfg(svc, refuse_start=True), True, "always", state):
+            pass
+    assert info.value.exit_code == 16 and "refusing to start" in str(info.value)
+    assert not standin_running(svc)
+    assert (state / MARKER_NAME).exists()
+
+
+def test_start_refused_after_body_error_keeps_body_error(svc: Path, state: Path) -> None:
+    start_standin(svc)
+    with pytest.raises(ValueError, match="pack failed") as info:
+        with paused_service(_cfg(svc, refuse_start=True), True, "always", state):
+            raise ValueError("pack failed")
+    assert any("could not be started again" in n for n in info.value.__notes__)
+    assert (state / MARKER_NAME).exists() and not standin_running(svc)
+
+
+def test_recover_marker_of_dead_run(svc: Path, state: Path) -> None:
+    cfg = _cfg(svc)
+    pid = _dead_pid()
+    marker = _write_marker(state, cfg, pid)
+    message = recover_stale_marker(cfg, state)
+    assert message and f"pid {pid}" in message and "started it again" in message
+    assert standin_running(svc) and not marker.exists()
+    assert recover_stale_marker(cfg, state) is None  # nothing left to do
+
+
+def test_recover_leaves_marker_of_live_run(svc: Path, state: Path) -> None:
+    cfg = _cfg(svc)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        marker = _write_marker(state, cfg, other.pid)
+        assert recover_stale_marker(cfg, state) is None
+        assert marker.exists() and not standin_running(svc)
+        with pytest.raises(ServiceStopError, match="another backup run"):
+            with paused_service(cfg, True, "always", state):
+                pytest.fail("the body must not run")
+        assert marker.exists() and not standin_running(svc)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_pause_recovers_stale_marker_first(svc: Path, state: Path) -> None:
+    cfg = _cfg(svc)
+    _write_marker(state, cfg, _dead_pid())
+    with paused_service(cfg, True, "always", state) as rec:
+        assert rec.recovered_marker and rec.was_running and not standin_running(svc)
+    assert standin_running(svc) and not (state / MARKER_NAME).exists()
+
+
+def test_signals_as_interrupt_in_process() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        with signals_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            wait_until(lambda: False, "SIGTERM to interrupt", timeout=30)
+    assert signal.getsignal(signal.SIGTERM) is before
+    seen: list[object] = []
+    thread = threading.Thread(target=lambda: seen.append(signals_as_interrupt().__enter__()))
+    thread.start()
+    thread.join()
+    assert seen == [None] and signal.getsignal(signal.SIGTERM) is before
+
+
+def _pause_in_child(svc: Path, state: Path, tmp_path: Path,
+                    spec: dict[str, Any] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    """A separate Python process inside paused_service, once the service is down."""
+    ready = tmp_path / "ready"
+    spec = spec or service_spec(svc)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    log = open(tmp_path / "child.log", "wb")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(spec), str(state), str(ready)],
+                             env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        wait_until(lambda: ready.exists() or child.poll() is not None, "the child to pause the service")
+        assert ready.exists(), (tmp_path / "child.log").read_text()
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    return child, tmp_path / "child.log"
+
+
+def test_sigterm_restarts_service(svc: Path, state: Path, tmp_path: Path) -> None:
+    start_standin(svc)
+    child, log = _pause_in_child(svc, state, tmp_path)
+    try:
+        assert not standin_running(svc) and (state / MARKER_NAME).exists()
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) != 0
+    finally:
+        child.kill()
+        child.wait()
+    assert "KeyboardInterrupt" in log.read_text()
+    assert standin_running(svc)
+    assert not (state / MARKER_NAME).exists()
+
+
+def test_second_sigterm_does_not_abort_restart(svc: Path, state: Path, tmp_path: Path) -> None:
+    spec = service_spec(svc)
+    # A start that takes a while, so the second signal lands while the restart is under way.
+    spec["commands"]["start"] = ["sh", "-c", 'sleep 1; exec "$0" "$@"', *spec["commands"]["start"]]
+    start_standin(svc)
+    child, log = _pause_in_child(svc, state, tmp_path, spec)
+    try:
+        child.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # not a timing assertion: either way the service must end up running
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) != 0
+    finally:
+        child.kill()
+        child.wait()
+    assert standin_running(svc), log.read_text()
+    assert not (state / MARKER_NAME).exists()
+
+
+def test_sigkill_leaves_marker_then_recovery(svc: Path, state: Path, tmp_path: Path) -> None:
+    start_standin(svc)
+    child, _ = _pause_in_child(svc, state, tmp_path)
+    child.kill()
+    child.wait()
+    marker = state / MARKER_NAME
+    assert marker.exists() and json.loads(marker.read_text())["pid"] == child.pid
+    assert not standin_running(svc)
+    message = recover_stale_marker(_cfg(svc), state)
+    assert message and f"pid {child.pid}" in message
+    assert standin_running(svc) and not marker.exists()
