@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from .archive_io import CHUNK, TarStream, compressed_writer, fsync_dir
+from .archive_io import CHUNK, SUFFIXES, TarStream, compressed_writer, fsync_dir
 from .errors import PackError
 from .metadata import MetadataBuilder, full_mode
 from .scan import Entry, ScanSummary
@@ -70,7 +70,10 @@ def archive_name(dest: Path, kind: str, suffix: str, now: datetime) -> Path:
     n = 0
     while True:
         name = stem if n == 0 else f"{stem}-{n}"
-        if not any((dest / f"{name}{s}").exists() for s in (suffix, ".json")):
+        # The sidecar is named by the stem alone: a .tar.gz and a .tar.zst must not share one.
+        taken = [f"{name}{s}" for s in (*SUFFIXES, ".json")]
+        taken += [f".{name}{s}.part" for s in SUFFIXES]
+        if not any((dest / t).exists() for t in taken):
             return dest / f"{name}{suffix}"
         n += 1
 

@@ -19,6 +19,7 @@ from .spec import NIGHT_RE, Spec
 FORMAT_VERSION = 1
 ALWAYS_EXCLUDED = ("__pycache__",)
 _JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal")
+DB_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
 
 
 @dataclass(slots=True)
@@ -73,6 +74,7 @@ class ScanSummary:
     image_folders: list[str]
     targets: list[str]
     warnings: list[str] = field(default_factory=list)
+    database_files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
@@ -119,6 +121,7 @@ class _Walker:
         self.stats: dict[str, Stats] = {}
         self.count = 0
         self.problems: list[str] = []
+        self.database_files: list[str] = []
 
     def _emit(self, entry: Entry) -> None:
         """Record one entry (first section to claim a path wins)."""
@@ -134,6 +137,8 @@ class _Walker:
         if entry.kind == "file":
             st.files += 1
             st.raw_bytes += entry.size
+            if entry.arcname.endswith(DB_SUFFIXES):
+                self.database_files.append(entry.arcname)
         elif entry.kind == "dir":
             st.dirs += 1
         else:
@@ -292,6 +297,7 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
         entries=walker.count, raw_bytes=sum(s.raw_bytes for s in walker.stats.values()),
         stats=walker.stats, camera=camera_info, image_all=image_all, image_folders=folders,
         targets=sorted(set(targets)), warnings=walker.problems,
+        database_files=walker.database_files,
     )
 
 

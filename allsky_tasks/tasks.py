@@ -16,12 +16,14 @@ from doit.tools import config_changed
 from . import __version__
 from .archive_io import atomic_write_bytes
 from .environment import SCHEMA_PATH, Environment, spec_files
-from .errors import AllskyTasksError, VerifyError
+from .errors import AllskyTasksError, PackError, VerifyError
 from .lock import destination_lock
 from .manifest import read_sidecar, record_verify, sidecar_path, write_sidecar
 from .pack import clean_stale_parts, pack
 from .scan import ScanSummary, read_rows, scan
-from .spec import load_spec, peek_description, spec_from_json, spec_to_json
+from .service import (ServiceConfig, pause_needed, paused_service, recover_stale_marker,
+                      signals_as_interrupt)
+from .spec import Spec, load_spec, peek_description, spec_from_json, spec_to_json
 
 # Errors of this run, newest last: the CLI maps the first to its exit code.
 FAILURES: list[AllskyTasksError] = []
@@ -118,28 +120,57 @@ def archive_present(state: str) -> bool:
         return False
 
 
+def _service(spec: Spec, summary: ScanSummary | None) -> tuple[ServiceConfig, bool, str]:
+    """The spec's service settings and whether this backup pauses it, with the reason."""
+    cfg = ServiceConfig.from_spec(spec.service)
+    selected = "databases" in spec.sections or bool(summary and summary.database_files)
+    needed, reason = pause_needed(cfg, selected)
+    return cfg, needed, reason
+
+
 @stage
-def run_pack(state: str) -> None:
-    """Stream the scanned files into a new archive (lock held, temp name, rename)."""
+def run_pause(state: str, env: Environment) -> None:
+    """Say whether pack will pause the service; restart one a killed run left stopped."""
     st = Path(state)
     spec = spec_from_json(_read_json(st / "spec.json"))
     summary = ScanSummary.from_dict(_read_json(st / "scan.json"))
+    cfg, needed, reason = _service(spec, summary)
+    recovered = recover_stale_marker(cfg, env.state_dir)
+    if recovered:
+        _say(f"  warning: {recovered}")
+    _say(f"service {spec.name}: {reason}")
+
+
+@stage
+def run_pack(state: str, env: Environment) -> None:
+    """Stop the service if needed, stream a new archive, start the service whatever happens."""
+    st = Path(state)
+    spec = spec_from_json(_read_json(st / "spec.json"))
+    summary = ScanSummary.from_dict(_read_json(st / "scan.json"))
+    cfg, needed, reason = _service(spec, summary)
     work = st / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         spec.destination.mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as e:
-        from .errors import PackError
         raise PackError(f"cannot create destination {spec.destination}: {e.strerror}") from e
-    with destination_lock(spec.destination):
+    # SIGTERM/SIGHUP become KeyboardInterrupt so the restart below runs (doit's teardown would
+    # not); a SIGKILL leaves the marker that the next run's pause task acts on.
+    with signals_as_interrupt(), destination_lock(spec.destination):
         for name in clean_stale_parts(spec.destination):
             _say(f"  removed {name} left by an interrupted run")
-        result = pack(spec, summary, read_rows(st / "scan.jsonl"), work)
-    _write_json(st / "pack.json", result.__dict__)
+        with paused_service(cfg, needed, reason, env.state_dir) as record:
+            if record.stopped:
+                _say(f"  stopped {cfg.unit} ({reason})")
+            result = pack(spec, summary, read_rows(st / "scan.jsonl"), work,
+                          extra={"service": record.to_dict()})
+    if record.stopped:
+        _say(f"  started {cfg.unit} again after {record.paused_seconds}s")
+    _write_json(st / "pack.json", {**result.__dict__, "service": record.to_dict()})
     _say(f"pack {spec.name}: {result.archive} ({result.size} bytes, {result.members} members, "
          f"{result.raw_bytes} raw bytes, {result.seconds}s)")
-    for warning in result.warnings:
+    for warning in result.warnings + record.warnings:
         _say(f"  warning: {warning}")
 
 
@@ -150,6 +181,8 @@ def run_manifest(state: str) -> None:
     packed = _read_json(st / "pack.json")
     archive = Path(packed["archive"])
     metadata = _read_json(Path(packed["metadata"]))
+    # The pause ended after metadata.json was sealed: the sidecar has the full record.
+    metadata.setdefault("allskyTasks", {})["service"] = packed.get("service")
     path = write_sidecar(archive, metadata, {"sizeBytes": packed["size"],
                                              "sha256": packed["sha256"]})
     _write_json(st / "manifest.json", {"archive": str(archive), "sidecar": str(path)})
@@ -207,7 +240,8 @@ def gen_validate(env: Environment) -> Iterator[dict[str, Any]]:
 def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
     """scan, pack, manifest, verify and backup tasks per spec."""
     docs = {"scan": "stat-walk the sources and fingerprint them",
-            "pack": "write a new archive when the fingerprint changed",
+            "pause": "decide whether pack stops the service; recover a killed run's pause",
+            "pack": "stop the service if needed, write a new archive, start it again",
             "manifest": "write the sidecar beside the archive",
             "verify": "re-read the archive and check every member",
             "backup": "run the whole chain for every spec"}
@@ -217,8 +251,11 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
         yield {"basename": "scan", "name": name, "doc": doc, "uptodate": [False],
                "actions": [(run_scan, [str(st)])], "task_dep": [f"validate:{name}"],
                "targets": [str(st / "fingerprint")]}
+        yield {"basename": "pause", "name": name, "doc": doc, "uptodate": [False],
+               "actions": [(run_pause, [str(st), env])], "task_dep": [f"scan:{name}"]}
         yield {"basename": "pack", "name": name, "doc": doc,
-               "actions": [(run_pack, [str(st)])], "task_dep": [f"scan:{name}"],
+               "actions": [(run_pack, [str(st), env])],
+               "task_dep": [f"scan:{name}", f"pause:{name}"],
                "file_dep": [str(st / "fingerprint")], "targets": [str(st / "pack.json")],
                "uptodate": [(archive_present, [str(st)])]}
         yield {"basename": "manifest", "name": name, "doc": doc,

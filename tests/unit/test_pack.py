@@ -117,6 +117,10 @@ def test_archive_name_never_overwrites(tmp_path: Path) -> None:
     assert second.name == "allsky-config-backup-20261126-060004-1.tar.zst"
     (tmp_path / "allsky-config-backup-20261126-060004-1.json").write_text("{}")
     assert archive_name(tmp_path, "config", ".tar.zst", now).name.endswith("-2.tar.zst")
+    # A .tar.gz of the same second would share the sidecar name: it gets a new stem too.
+    (tmp_path / "allsky-images-backup-20261126-060004.tar.zst").write_bytes(b"x")
+    gz = archive_name(tmp_path, "images", ".tar.gz", now)
+    assert gz.name == "allsky-images-backup-20261126-060004-1.tar.gz"
 
 
 def _scan_then(site: Site, name: str, text: str, between) -> Path:  # noqa: ANN001
