@@ -1,0 +1,50 @@
+"""The command layer: `allsky-tasks <command>` (also `python -m allsky_tasks`).
+
+Only this layer prints and exits. Each command module exposes
+`register(subparsers) -> None`, adding a parser whose `func(args) -> int` runs the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import AllskyTasksError
+
+# Command modules, in the order `--help` lists them. A missing module is skipped so a partial
+# install still runs the rest.
+COMMAND_MODULES = ("run", "plan", "inventory", "restore")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every available command."""
+    parser = argparse.ArgumentParser(prog="allsky-tasks",
+                                     description="Declarative, verified Allsky backups.")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            continue
+        module.register(subs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, run, map our errors to their exit codes."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except AllskyTasksError as e:
+        print(f"allsky-tasks: {type(e).__name__}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("allsky-tasks: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,53 @@
+"""`allsky-tasks run [doit arguments]`: doit on our dodo.py, with our exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from types import ModuleType
+
+from ..environment import PROJECT_DIR
+from ..service import signals_as_interrupt
+
+
+def load_dodo() -> ModuleType:
+    """Import the project's dodo.py as a module."""
+    spec = importlib.util.spec_from_file_location("dodo", PROJECT_DIR / "dodo.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_doit(doit_args: list[str]) -> int:
+    """Run doit in this process; a failed task's own exit code wins over doit's generic 1."""
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from .. import tasks
+
+    tasks.FAILURES.clear()
+    with signals_as_interrupt():
+        code = DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args)
+    if tasks.FAILURES:
+        return tasks.FAILURES[0].exit_code
+    return code
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    """Run doit with the remaining arguments."""
+    doit_args = list(args.doit_args)
+    if doit_args[:1] == ["--"]:
+        doit_args = doit_args[1:]
+    return run_doit(doit_args)
+
+
+def register(subs: argparse._SubParsersAction) -> None:
+    """Add the `run` command."""
+    p = subs.add_parser("run", help="run doit tasks (default: back up every spec)",
+                        description="Run doit on the project's dodo.py. Exit code: 0, or the "
+                                    "exit code of the first failed stage (see README).")
+    p.add_argument("doit_args", nargs=argparse.REMAINDER,
+                   help="doit arguments, e.g. `backup:quick-config` or `validate`")
+    p.set_defaults(func=_cmd)
+
