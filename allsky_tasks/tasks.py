@@ -16,7 +16,7 @@ from doit.tools import config_changed
 from . import __version__
 from .archive_io import atomic_write_bytes
 from .environment import SCHEMA_PATH, Environment, spec_files
-from .errors import AllskyTasksError, PackError, VerifyError
+from .errors import AllskyTasksError, PackError, ServiceStartError, VerifyError
 from .lock import destination_lock
 from .manifest import read_sidecar, record_verify, sidecar_path, write_sidecar
 from .pack import clean_stale_parts, pack
@@ -157,14 +157,22 @@ def run_pack(state: str, env: Environment) -> None:
         raise PackError(f"cannot create destination {spec.destination}: {e.strerror}") from e
     # SIGTERM/SIGHUP become KeyboardInterrupt so the restart below runs (doit's teardown would
     # not); a SIGKILL leaves the marker that the next run's pause task acts on.
-    with signals_as_interrupt(), destination_lock(spec.destination):
-        for name in clean_stale_parts(spec.destination):
-            _say(f"  removed {name} left by an interrupted run")
-        with paused_service(cfg, needed, reason, env.state_dir) as record:
-            if record.stopped:
-                _say(f"  stopped {cfg.unit} ({reason})")
-            result = pack(spec, summary, read_rows(st / "scan.jsonl"), work,
-                          extra={"service": record.to_dict()})
+    result = None
+    try:
+        with signals_as_interrupt(), destination_lock(spec.destination):
+            for name in clean_stale_parts(spec.destination):
+                _say(f"  removed {name} left by an interrupted run")
+            with paused_service(cfg, needed, reason, env.state_dir) as record:
+                if record.stopped:
+                    _say(f"  stopped {cfg.unit} ({reason})")
+                result = pack(spec, summary, read_rows(st / "scan.jsonl"), work,
+                              extra={"service": record.to_dict()})
+    except ServiceStartError:
+        if result is not None:  # the archive is good: keep it complete, with its sidecar
+            _write_json(st / "pack.json", {**result.__dict__, "service": record.to_dict()})
+            _manifest(st)
+            _say(f"  kept {result.archive}")
+        raise
     if record.stopped:
         _say(f"  started {cfg.unit} again after {record.paused_seconds}s")
     _write_json(st / "pack.json", {**result.__dict__, "service": record.to_dict()})
@@ -174,10 +182,8 @@ def run_pack(state: str, env: Environment) -> None:
         _say(f"  warning: {warning}")
 
 
-@stage
-def run_manifest(state: str) -> None:
-    """Write the sidecar: the archive's metadata plus its own size and SHA-256."""
-    st = Path(state)
+def _manifest(st: Path) -> Path:
+    """Write the sidecar of the archive recorded in pack.json; returns its path."""
     packed = _read_json(st / "pack.json")
     archive = Path(packed["archive"])
     metadata = _read_json(Path(packed["metadata"]))
@@ -187,7 +193,14 @@ def run_manifest(state: str) -> None:
                                              "sha256": packed["sha256"]})
     _write_json(st / "manifest.json", {"archive": str(archive), "sidecar": str(path)})
     shutil.rmtree(st / "work", ignore_errors=True)
-    _say(f"manifest {st.name}: {path}")
+    return path
+
+
+@stage
+def run_manifest(state: str) -> None:
+    """Write the sidecar: the archive's metadata plus its own size and SHA-256."""
+    path = _manifest(Path(state))
+    _say(f"manifest {Path(state).name}: {path}")
 
 
 @stage
