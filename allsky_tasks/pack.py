@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .archive_io import CHUNK, SUFFIXES, TarStream, compressed_writer, fsync_dir
 from .errors import PackError
@@ -90,18 +90,23 @@ def clean_stale_parts(dest: Path) -> list[str]:
 class Packer:
     """Writes entries into a tar stream and records them in the metadata."""
 
-    def __init__(self, spec: Spec, tar: TarStream, meta: MetadataBuilder, workdir: Path) -> None:
+    def __init__(self, spec: Spec, tar: TarStream, meta: MetadataBuilder, workdir: Path,
+                 on_bytes: Callable[[int, str], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
         self.spec = spec
         self.tar = tar
         self.meta = meta
         self.workdir = workdir
         self.buffer = bytearray(CHUNK)
+        self.on_bytes = on_bytes or (lambda n, name: None)
+        self.on_warning = on_warning or (lambda message: None)
 
     def _problem(self, message: str) -> None:
         """Fail or warn, as the spec says."""
         if self.spec.on_file_error == "fail":
             raise PackError(message, hint="fix the file, or set on_file_error: warn in the spec")
         self.meta.warnings.append(message)
+        self.on_warning(message)
 
     def _info(self, entry: Entry, kind: bytes, size: int, mode: int, uid: int, gid: int,
               mtime: int) -> tarfile.TarInfo:
@@ -194,6 +199,7 @@ class Packer:
         digest = hashlib.sha256(data).hexdigest()
         self.meta.add(self._row(entry, "file", len(data), mode, st.st_uid, st.st_gid, mtime,
                                 sha256=digest, **extra))
+        self.on_bytes(len(data), entry.arcname)
 
     def _stream(self, entry: Entry, fd: int, st: os.stat_result) -> None:
         """Stream a large file in 1 MiB chunks; a change is detected after the fact."""
@@ -212,6 +218,7 @@ class Packer:
                 digest.update(view[:n])
                 self.tar.data(view[:n])
                 left -= n
+                self.on_bytes(n, entry.arcname)
             changed = left > 0 or fh.read(1) != b""
             if left > 0:  # the header promised `size` bytes: keep the stream well-formed
                 self.tar.data(b"\0" * left)
@@ -246,6 +253,7 @@ class Packer:
                 self.tar.header(self._info(entry, tarfile.REGTYPE, size, mode, src.st_uid,
                                            src.st_gid, mtime))
                 digest = self.copy_fd(fd, size)
+                self.on_bytes(size, entry.arcname)
                 self.meta.add(self._row(entry, "file", size, mode, src.st_uid, src.st_gid,
                                         mtime, sha256=digest, captured=capture.method))
             finally:
@@ -268,7 +276,9 @@ class Packer:
 
 
 def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
-         extra: dict[str, Any] | None = None) -> PackResult:
+         extra: dict[str, Any] | None = None,
+         on_bytes: Callable[[int, str], None] | None = None,
+         on_warning: Callable[[str], None] | None = None) -> PackResult:
     """Write the archive to a temp name in the destination and rename it when complete."""
     started = time.monotonic()
     now = datetime.now().astimezone()
@@ -286,7 +296,7 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
             with compressed_writer(spec.format, spec.level, raw, int(now.timestamp())) as (
                     stream, hashed):
                 tar = TarStream(stream)
-                packer = Packer(spec, tar, meta, workdir)
+                packer = Packer(spec, tar, meta, workdir, on_bytes, on_warning)
                 for entry in rows:
                     packer.add(entry)
                 meta_path = meta.write(final.name, now, extra or {})

@@ -9,7 +9,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import zstandard
 
@@ -74,13 +74,19 @@ def _hash_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> tuple[str, byte
     return digest.hexdigest(), b"".join(parts) if keep else None
 
 
-def read_archive(path: Path) -> ArchiveRead:
+def read_archive(path: Path, on_read: Callable[[int], None] | None = None) -> ArchiveRead:
     """Read every byte: members with hashes, metadata.json, compressed SHA-256."""
     result = ArchiveRead()
     current = "(before the first member)"
     walker = ZstdFrameWalker() if archive_format(path) == "zstd" else None
     with path.open("rb") as raw:
-        hashed = HashingReader(raw, walker.feed if walker else None)
+        def observe(view: memoryview) -> None:
+            if walker is not None:
+                walker.feed(view)
+            if on_read is not None:
+                on_read(len(view))
+
+        hashed = HashingReader(raw, observe)
         try:
             stream = open_decompressed(path, hashed)
             with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
@@ -137,10 +143,11 @@ def compare(members: list[Member], manifest: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def verify(archive: Path, sidecar: dict[str, Any] | None = None) -> dict[str, Any]:
+def verify(archive: Path, sidecar: dict[str, Any] | None = None,
+           on_read: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Check an archive of ours end to end; raise VerifyError listing every problem."""
     started = time.monotonic()
-    read = read_archive(archive)
+    read = read_archive(archive, on_read)
     problems: list[str] = [read.error] if read.error else []
     expected = (sidecar or {}).get(NAMESPACE, {}).get("archive", {})
     if expected.get("sha256") and expected["sha256"] != read.sha256:

@@ -24,13 +24,13 @@ def run_doit(doit_args: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from .. import tasks
+    from .. import actions
 
-    tasks.FAILURES.clear()
+    actions.FAILURES.clear()
     with signals_as_interrupt():
         code = DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args)
-    if tasks.FAILURES:
-        return tasks.FAILURES[0].exit_code
+    if actions.FAILURES:
+        return actions.FAILURES[0].exit_code
     return code
 
 
