@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+from pathlib import Path
 from types import ModuleType
 
 from ..environment import PROJECT_DIR
+from ..progress import EVENTS_ENV, QUIET_ENV, events_file_for
 from ..service import signals_as_interrupt
 
 
@@ -39,6 +42,14 @@ def _cmd(args: argparse.Namespace) -> int:
     doit_args = list(args.doit_args)
     if doit_args[:1] == ["--"]:
         doit_args = doit_args[1:]
+    if args.events:
+        os.environ[EVENTS_ENV] = str(Path(args.events).absolute())
+        events_file_for(os.environ[EVENTS_ENV])
+    if args.quiet:
+        # For cron: only errors. doit's own verbosity 0 captures task output, and its
+        # error-only reporter prints nothing for tasks that went well.
+        os.environ[QUIET_ENV] = "1"
+        doit_args = ["--verbosity", "0", "--reporter", "error-only", *doit_args]
     return run_doit(doit_args)
 
 
@@ -47,6 +58,10 @@ def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("run", help="run doit tasks (default: back up every spec)",
                         description="Run doit on the project's dodo.py. Exit code: 0, or the "
                                     "exit code of the first failed stage (see README).")
+    p.add_argument("--quiet", action="store_true",
+                   help="errors only (for cron); also ALLSKY_QUIET=1")
+    p.add_argument("--events", metavar="FILE",
+                   help="append JSON-lines progress events to FILE (also ALLSKY_PROGRESS_FILE)")
     p.add_argument("doit_args", nargs=argparse.REMAINDER,
                    help="doit arguments, e.g. `backup:quick-config` or `validate`")
     p.set_defaults(func=_cmd)
