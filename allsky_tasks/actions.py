@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from doit.exceptions import TaskFailed
 
@@ -18,9 +18,10 @@ from .lock import destination_lock
 from .manifest import read_sidecar, record_verify, sidecar_path, write_sidecar
 from .pack import clean_stale_parts, pack
 from .progress import QUIET_ENV, RUN_WARNINGS, human, tracked
-from .scan import ScanSummary, read_rows, scan
-from .service import (ServiceConfig, pause_needed, paused_service, recover_stale_marker,
-                      signals_as_interrupt)
+from . import nightly
+from .scan import Entry, ScanSummary, read_rows, scan
+from .service import (PauseRecord, ServiceConfig, pause_needed, paused_service,
+                      recover_stale_marker, signals_as_interrupt)
 from .spec import Spec, load_spec, spec_from_json, spec_to_json
 
 # Errors of this run, newest last: the CLI maps the first to its exit code.
@@ -107,11 +108,16 @@ def run_scan(state: str) -> None:
 
 
 def archive_present(state: str) -> bool:
-    """pack is only up to date while the archive it made still exists."""
+    """pack is only up to date while the archives it made still exist."""
+    st = Path(state)
     try:
-        return Path(_read_json(Path(state) / "pack.json")["archive"]).exists()
+        spec, _ = _load(st)
+        if spec.per_night:
+            return nightly.all_present(st)
+        results = _read_json(st / "pack.json")["results"]
     except (OSError, ValueError, KeyError):
         return False
+    return all(Path(r["archive"]).exists() for r in results)
 
 
 def _service(spec: Spec, summary: ScanSummary | None) -> tuple[ServiceConfig, bool, str]:
@@ -135,18 +141,34 @@ def run_pause(state: str, env: Environment) -> None:
     _say(f"service {spec.name}: {reason}")
 
 
+def _jobs(st: Path, spec: Spec, summary: ScanSummary
+          ) -> list[tuple[ScanSummary, Callable[[], Iterator[Entry]], dict[str, Any]]]:
+    """(summary, rows, extra metadata) per archive to write: one, or one per changed night."""
+    rows_path = st / "scan.jsonl"
+    if not spec.per_night:
+        return [(summary, lambda: read_rows(rows_path), {})]
+    jobs = []
+    for night in nightly.nights_to_pack(summary, nightly.load_record(st)):
+        jobs.append((nightly.night_summary(summary, night),
+                     lambda n=night: nightly.night_rows(read_rows(rows_path), n),
+                     {"perNight": {"set": spec.name, "folder": night}}))
+    return jobs
+
+
 @stage
 def run_pack(state: str, env: Environment) -> None:
-    """Stop the service if needed, stream a new archive, start the service whatever happens."""
+    """Stop the service if needed, stream new archives, start the service whatever happens."""
     st = Path(state)
     spec, summary = _load(st)
     assert summary is not None
     cfg, needed, reason = _service(spec, summary)
+    jobs = _jobs(st, spec, summary)
     work = st / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    result = None
-    with tracked(spec.name, "pack", summary.raw_bytes) as progress:
+    results: list[dict[str, Any]] = []
+    total = sum(job[0].raw_bytes for job in jobs)
+    with tracked(spec.name, "pack", total) as progress:
         try:
             spec.destination.mkdir(parents=True, exist_ok=True, mode=0o750)
         except OSError as e:
@@ -157,68 +179,94 @@ def run_pack(state: str, env: Environment) -> None:
             with signals_as_interrupt(), destination_lock(spec.destination):
                 for name in clean_stale_parts(spec.destination):
                     progress.warning(f"removed {name} left by an interrupted run")
-                with paused_service(cfg, needed, reason, env.state_dir) as record:
+                with paused_service(cfg, needed and bool(jobs), reason, env.state_dir) as record:
                     if record.stopped:
                         _say(f"  stopped {cfg.unit} ({reason})")
-                    result = pack(spec, summary, read_rows(st / "scan.jsonl"), work,
-                                  extra={"service": record.to_dict()},
-                                  on_bytes=progress.update, on_warning=progress.warning)
+                    for i, (job_summary, rows, extra) in enumerate(jobs):
+                        job_work = work / str(i)
+                        job_work.mkdir()
+                        result = pack(spec, job_summary, rows(), job_work,
+                                      extra={"service": record.to_dict(), **extra},
+                                      on_bytes=progress.update, on_warning=progress.warning)
+                        results.append({**result.__dict__, **extra,
+                                        "fingerprint": job_summary.fingerprint})
         except ServiceStartError:
-            if result is not None:  # the archive is good: keep it complete, with its sidecar
-                _write_json(st / "pack.json", {**result.__dict__, "service": record.to_dict()})
+            if results:  # the archives are good: keep them complete, with their sidecars
+                _record_pack(st, spec, results, record)
                 _manifest(st)
-                _say(f"  kept {result.archive}")
             raise
         for warning in record.warnings:
             progress.warning(warning)
-        progress.finish(archive=result.archive, sizeBytes=result.size, members=result.members)
+        progress.finish(archives=[r["archive"] for r in results])
     PACKED.add(spec.name)
     if record.stopped:
         _say(f"  started {cfg.unit} again after {record.paused_seconds}s")
-    _write_json(st / "pack.json", {**result.__dict__, "service": record.to_dict()})
-    _say(f"pack {spec.name}: {result.archive} ({human(result.size)} from "
-         f"{human(result.raw_bytes)}, {result.members} members, {result.seconds}s)")
+    _record_pack(st, spec, results, record)
+    for r in results:
+        _say(f"pack {spec.name}: {r['archive']} ({human(r['size'])} from "
+             f"{human(r['raw_bytes'])}, {r['members']} members, {r['seconds']}s)")
+    if not results:
+        _say(f"pack {spec.name}: no night folder changed; nothing to pack")
 
 
-def _manifest(st: Path) -> Path:
-    """Write the sidecar of the archive recorded in pack.json; returns its path."""
+def _record_pack(st: Path, spec: Spec, results: list[dict[str, Any]],
+                 record: PauseRecord) -> None:
+    """pack.json for manifest/verify, and the per-night record."""
+    _write_json(st / "pack.json", {"results": results, "service": record.to_dict()})
+    if spec.per_night and results:
+        nights = nightly.load_record(st)
+        for r in results:
+            nights[r["perNight"]["folder"]] = {"fingerprint": r["fingerprint"],
+                                              "archive": r["archive"]}
+        _write_json(st / nightly.RECORD, nights)
+
+
+def _manifest(st: Path) -> list[Path]:
+    """Write the sidecar of each archive recorded in pack.json."""
     packed = _read_json(st / "pack.json")
-    archive = Path(packed["archive"])
-    metadata = _read_json(Path(packed["metadata"]))
-    # The pause ended after metadata.json was sealed: the sidecar has the full record.
-    metadata.setdefault("allskyTasks", {})["service"] = packed.get("service")
-    path = write_sidecar(archive, metadata, {"sizeBytes": packed["size"],
-                                             "sha256": packed["sha256"]})
-    _write_json(st / "manifest.json", {"archive": str(archive), "sidecar": str(path)})
+    paths = []
+    for r in packed["results"]:
+        metadata = _read_json(Path(r["metadata"]))
+        # The pause ended after metadata.json was sealed: the sidecar has the full record.
+        metadata.setdefault("allskyTasks", {})["service"] = packed.get("service")
+        paths.append(write_sidecar(Path(r["archive"]), metadata,
+                                   {"sizeBytes": r["size"], "sha256": r["sha256"]}))
+    _write_json(st / "manifest.json", {"archives": [r["archive"] for r in packed["results"]],
+                                       "sidecars": [str(p) for p in paths]})
     shutil.rmtree(st / "work", ignore_errors=True)
-    return path
+    return paths
 
 
 @stage
 def run_manifest(state: str) -> None:
-    """Write the sidecar: the archive's metadata plus its own size and SHA-256."""
+    """Write the sidecars: each archive's metadata plus its own size and SHA-256."""
     st = Path(state)
     with tracked(st.name, "manifest") as progress:
-        path = _manifest(st)
-        progress.finish(sidecar=str(path))
-    _say(f"manifest {st.name}: {path}")
+        paths = _manifest(st)
+        progress.finish(sidecars=[str(p) for p in paths])
+    for path in paths:
+        _say(f"manifest {st.name}: {path}")
 
 
 @stage
 def run_verify(state: str) -> None:
-    """Re-read the whole archive and check every member against the manifest."""
+    """Re-read every new archive and check every member against its manifest."""
     st = Path(state)
-    archive = Path(_read_json(st / "manifest.json")["archive"])
-    with tracked(st.name, "verify", archive.stat().st_size) as progress:
-        try:
-            result = verify_archive(archive, lambda n: progress.update(n, archive.name))
-        except VerifyError as e:
-            if sidecar_path(archive).exists():
-                record_verify(archive, {"ok": False, "problems": e.problems[:100]})
-            raise
-        progress.finish(ok=True, members=result["members"])
-    _write_json(st / "verify.json", {"archive": str(archive), **result})
-    _say(f"verify {st.name}: ok, {result['members']} members, sha256 {result['sha256'][:16]}...")
+    archives = [Path(a) for a in _read_json(st / "manifest.json")["archives"]]
+    results = []
+    with tracked(st.name, "verify", sum(a.stat().st_size for a in archives)) as progress:
+        for archive in archives:
+            try:
+                result = verify_archive(archive, lambda n, a=archive: progress.update(n, a.name))
+            except VerifyError as e:
+                if sidecar_path(archive).exists():
+                    record_verify(archive, {"ok": False, "problems": e.problems[:100]})
+                raise
+            results.append({"archive": str(archive), **result})
+            _say(f"verify {st.name}: {archive.name} ok, {result['members']} members, "
+                 f"sha256 {result['sha256'][:16]}...")
+        progress.finish(ok=True, archives=len(results))
+    _write_json(st / "verify.json", {"ok": True, "results": results})
 
 
 def verify_archive(archive: Path, on_read: Callable[[int], None] | None = None
@@ -248,14 +296,17 @@ def backup_summary(st: Path, new: bool) -> dict[str, Any]:
     verified = _read_json(st / "verify.json") if (st / "verify.json").exists() else {}
     scanned = _read_json(st / "scan.json") if (st / "scan.json").exists() else {}
     service = packed.get("service") or {}
-    seconds = packed.get("seconds") or 0
-    warnings = list(dict.fromkeys(RUN_WARNINGS.get(st.name, []) + scanned.get("warnings", [])
-                                  + packed.get("warnings", []) + service.get("warnings", [])))
+    results = packed["results"]
+    size, raw = sum(r["size"] for r in results), sum(r["raw_bytes"] for r in results)
+    seconds = round(sum(r["seconds"] for r in results), 3)
+    warnings = list(dict.fromkeys(
+        RUN_WARNINGS.get(st.name, []) + scanned.get("warnings", [])
+        + [w for r in results for w in r.get("warnings", [])] + service.get("warnings", [])))
     return {
-        "spec": st.name, "new": new, "archive": packed["archive"], "sizeBytes": packed["size"],
-        "rawBytes": packed["raw_bytes"], "members": packed["members"],
-        "ratio": round(packed["size"] / packed["raw_bytes"], 4) if packed["raw_bytes"] else None,
-        "seconds": seconds, "throughput": round(packed["raw_bytes"] / seconds) if seconds else None,
+        "spec": st.name, "new": new, "archives": [r["archive"] for r in results],
+        "sizeBytes": size, "rawBytes": raw, "members": sum(r["members"] for r in results),
+        "ratio": round(size / raw, 4) if raw else None, "seconds": seconds,
+        "throughput": round(raw / seconds) if seconds else None,
         "pausedSeconds": service.get("paused_seconds"), "verified": bool(verified.get("ok")),
         "estimate": packed.get("estimate"), "warnings": warnings,
     }
@@ -264,13 +315,16 @@ def backup_summary(st: Path, new: bool) -> dict[str, Any]:
 def render_summary(s: dict[str, Any]) -> str:
     """The summary as lines for the operator."""
     head = "new archive" if s["new"] else "up to date, latest archive"
-    lines = [f"backup {s['spec']}: {head} {s['archive']}",
-             f"  {human(s['sizeBytes'])} from {human(s['rawBytes'])} raw "
-             f"(ratio {s['ratio']}), {s['members']} members",
-             f"  packed in {s['seconds']}s"
-             + (f" at {human(s['throughput'])}/s" if s["throughput"] else "")
-             + (f"; service paused {s['pausedSeconds']}s" if s["pausedSeconds"] else ""),
-             f"  verify: {'ok' if s['verified'] else 'NOT VERIFIED'}"]
+    if not s["archives"]:
+        lines = [f"backup {s['spec']}: nothing new to pack"]
+    else:
+        lines = [f"backup {s['spec']}: {head} {a}" for a in s["archives"]]
+        lines += [f"  {human(s['sizeBytes'])} from {human(s['rawBytes'])} raw "
+                  f"(ratio {s['ratio']}), {s['members']} members",
+                  f"  packed in {s['seconds']}s"
+                  + (f" at {human(s['throughput'])}/s" if s["throughput"] else "")
+                  + (f"; service paused {s['pausedSeconds']}s" if s["pausedSeconds"] else ""),
+                  f"  verify: {'ok' if s['verified'] else 'NOT VERIFIED'}"]
     if s.get("estimate"):
         est = s["estimate"]
         lines.append(f"  estimate {human(est['estimatedBytes'])}, error {est['errorPercent']}%")

@@ -75,6 +75,7 @@ class ScanSummary:
     targets: list[str]
     warnings: list[str] = field(default_factory=list)
     database_files: list[str] = field(default_factory=list)
+    section_fingerprints: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
@@ -117,6 +118,7 @@ class _Walker:
         self.excludes = ALWAYS_EXCLUDED + excludes
         self.policy = policy
         self.hash = hashlib.sha256()
+        self.section_hashes: dict[str, "hashlib._Hash"] = {}
         self.seen: set[str] = set()
         self.stats: dict[str, Stats] = {}
         self.count = 0
@@ -128,10 +130,14 @@ class _Walker:
         if entry.arcname in self.seen:
             return
         self.seen.add(entry.arcname)
-        row = json.dumps(entry.to_row(), ensure_ascii=False, separators=(",", ":"))
-        self.out.write(row + "\n")
+        fields = entry.to_row()
+        # ASCII escapes keep undecodable (surrogate-escaped) file names writable.
+        self.out.write(json.dumps(fields, separators=(",", ":")) + "\n")
         # The source path is left out of the fingerprint: only what lands in the archive counts.
-        self.hash.update(json.dumps(entry.to_row()[:1] + entry.to_row()[2:9]).encode())
+        key = json.dumps(fields[:1] + fields[2:9]).encode()
+        self.hash.update(key)
+        # Per section (night folder) too: per-night archives repack only what changed.
+        self.section_hashes.setdefault(entry.section, hashlib.sha256()).update(key)
         self.count += 1
         st = self.stats.setdefault(entry.section, Stats(entry.section))
         if entry.kind == "file":
@@ -298,6 +304,7 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
         stats=walker.stats, camera=camera_info, image_all=image_all, image_folders=folders,
         targets=sorted(set(targets)), warnings=walker.problems,
         database_files=walker.database_files,
+        section_fingerprints={k: h.hexdigest() for k, h in walker.section_hashes.items()},
     )
 
 

@@ -42,6 +42,7 @@ class Spec:
     service: dict[str, Any] = field(default_factory=dict)
     on_file_error: str = "fail"
     retention: dict[str, Any] = field(default_factory=dict)
+    per_night: bool = False
     digest: str = ""
 
     @property
@@ -163,7 +164,7 @@ def semantic_problems(data: dict[str, Any], path: Path, env: Environment,
     if kind == "images" and "sections" in data:
         out.append(f"{where}::$.sections: only for type config (this spec is type images)")
     if kind == "config":
-        for key in ("folders", "images"):
+        for key in ("folders", "images", "per_night"):
             if key in data:
                 out.append(f"{where}::$.{key}: only for type images (this spec is type config)")
     fmt = data.get("format", "zstd")
@@ -257,7 +258,7 @@ def load_spec(path: Path, env: Environment, *, check_tree: bool = True) -> Spec:
         include=tuple(data.get("include", ())), exclude=tuple(data.get("exclude", ())),
         format=fmt, level=data.get("level", LEVELS[fmt][2]),
         service=dict(data.get("service", {})), on_file_error=data.get("on_file_error", "fail"),
-        retention=dict(data.get("retention", {})),
+        retention=dict(data.get("retention", {})), per_night=bool(data.get("per_night")),
         digest=spec_digest(data, home, images, dest),
     )
 

@@ -1,0 +1,67 @@
+"""Per-night archives: a new night costs one archive, closed nights are left alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from allsky_tasks.manifest import sidecar_path
+
+from ..conftest import Site, archive_metadata
+
+SPEC = "type: images\nfolders: all\nper_night: true\nservice: {pause: never}\n"
+
+
+def _by_night(site: Site) -> dict[str, list]:
+    """night -> archives holding it (from each archive's own metadata)."""
+    out: dict[str, list] = {}
+    for archive in site.archives():
+        meta = archive_metadata(archive)
+        assert meta["imageBackupAll"] is False and len(meta["imageFolders"]) == 1
+        assert meta["allskyTasks"]["perNight"]["set"] == "nights"
+        out.setdefault(meta["imageFolders"][0], []).append(archive)
+    return out
+
+
+def test_one_archive_per_night_then_only_the_new_night(site: Site) -> None:
+    site.spec("nights", SPEC)
+    site.doit("backup:nights", check=True)
+    first = _by_night(site)
+    assert sorted(first) == sorted(site.tree.nights + ["test_stretches"])
+    stamps = {a: (a.stat().st_ino, a.stat().st_mtime_ns) for a in site.archives()}
+    new_night = site.tree.images / "29990101"
+    shutil.copytree(site.tree.images / site.tree.nights[0], new_night)
+    out = site.doit("backup:nights", check=True).stdout
+    after = _by_night(site)
+    added = set(site.archives()) - set(stamps)
+    assert len(added) == 1 and after["29990101"] == list(added)
+    for archive, stamp in stamps.items():
+        assert (archive.stat().st_ino, archive.stat().st_mtime_ns) == stamp
+    assert out.count("verify nights:") == 1
+    for archive in added:
+        assert json.loads(sidecar_path(archive).read_text())["allskyTasks"]["verify"]["ok"]
+
+
+def test_changed_old_night_and_deleted_archive_are_repacked_alone(site: Site) -> None:
+    site.spec("nights", SPEC)
+    site.doit("backup:nights", check=True)
+    night = site.tree.nights[1]
+    frame = next((site.tree.images / night).glob("image-*.jpg"))
+    frame.write_bytes(frame.read_bytes() + b"\0")
+    site.doit("backup:nights", check=True)
+    counts = {n: len(a) for n, a in _by_night(site).items()}
+    assert counts.pop(night) == 2 and set(counts.values()) == {1}
+    victim = _by_night(site)[site.tree.nights[0]][0]
+    victim.unlink()
+    sidecar_path(victim).unlink()
+    site.doit("backup:nights", check=True)
+    assert len(_by_night(site)[site.tree.nights[0]]) == 1
+    assert sum(len(a) for a in _by_night(site).values()) == len(site.tree.nights) + 1 + 1
+
+
+def test_nothing_changed_means_nothing_packed(site: Site) -> None:
+    site.spec("nights", SPEC)
+    site.doit("backup:nights", check=True)
+    before = site.archives()
+    out = site.doit("backup:nights", check=True).stdout
+    assert site.archives() == before and "-- pack:nights" in out
