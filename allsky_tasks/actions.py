@@ -22,6 +22,7 @@ from . import nightly
 from .scan import Entry, ScanSummary, read_rows, scan
 from .service import (PauseRecord, ServiceConfig, pause_needed, paused_service,
                       recover_stale_marker, signals_as_interrupt)
+from .service_commands import run_command
 from .spec import Spec, load_spec, spec_from_json, spec_to_json
 
 # Errors of this run, newest last: the CLI maps the first to its exit code.
@@ -138,7 +139,29 @@ def run_pause(state: str, env: Environment) -> None:
         if recovered:
             progress.warning(recovered)
         progress.finish(pause=needed, reason=reason)
-    _say(f"service {spec.name}: {reason}")
+    _say(f"service {spec.name}: if pack runs, {reason}")
+
+
+@stage
+def run_resume(state: str) -> None:
+    """Confirm the service is in the state it was in before pack (pack restarted it)."""
+    st = Path(state)
+    spec, summary = _load(st)
+    with tracked(spec.name, "resume") as progress:
+        cfg, _, _ = _service(spec, summary)
+        packed = _read_json(st / "pack.json") if (st / "pack.json").exists() else {}
+        record = packed.get("service") or {}
+        if not record.get("stopped"):
+            progress.finish(checked=False)
+            return
+        status = run_command(cfg, "status")
+        if status.returncode != 0:
+            raise ServiceStartError(f"service {cfg.unit} is not running after the backup, "
+                                    f"although it was before: {status.describe()}",
+                                    hint=f"start it: {' '.join(cfg.argv('start'))}")
+        progress.finish(checked=True, running=True)
+    _say(f"service {spec.name}: {cfg.unit} running again, as before the backup "
+         f"(paused {record.get('paused_seconds')}s)")
 
 
 def _jobs(st: Path, spec: Spec, summary: ScanSummary

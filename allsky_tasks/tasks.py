@@ -1,4 +1,4 @@
-"""doit task creators: validate -> scan -> pause -> pack -> manifest -> verify per spec.
+"""doit task creators: validate -> scan -> pause -> pack -> resume, manifest -> verify.
 
 Pure functions building task dicts; actions are imported only when a task runs, so `doit list`
 stays fast and one broken spec cannot break it.
@@ -80,6 +80,7 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
     docs = {"scan": "stat-walk the sources and fingerprint them",
             "pause": "decide whether pack stops the service; recover a killed run's pause",
             "pack": "stop the service if needed, write a new archive, start it again",
+            "resume": "confirm the service is back in the state it was in before pack",
             "manifest": "write the sidecar beside the archive",
             "verify": "re-read the archive and check every member",
             "backup": "run the whole chain for every spec"}
@@ -96,6 +97,8 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
                "task_dep": [f"scan:{name}", f"pause:{name}"],
                "file_dep": [str(st / "fingerprint")], "targets": [str(st / "pack.json")],
                "uptodate": [(_archive_present, [str(st)])]}
+        yield {"basename": "resume", "name": name, "doc": doc,
+               "actions": [_action("run_resume", str(st))], "file_dep": [str(st / "pack.json")]}
         yield {"basename": "manifest", "name": name, "doc": doc,
                "actions": [_action("run_manifest", str(st))], "file_dep": [str(st / "pack.json")],
                "targets": [str(st / "manifest.json")]}
@@ -103,5 +106,6 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
                "actions": [_action("run_verify", str(st))], "file_dep": [str(st / "manifest.json")],
                "targets": [str(st / "verify.json")]}
         yield {"basename": "backup", "name": name, "doc": doc, "uptodate": [False],
-               "actions": [_action("run_summary", str(st))], "task_dep": [f"verify:{name}"]}
+               "actions": [_action("run_summary", str(st))],
+               "task_dep": [f"resume:{name}", f"verify:{name}"]}
 
