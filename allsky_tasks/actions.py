@@ -24,6 +24,7 @@ from .service import (PauseRecord, ServiceConfig, pause_needed, paused_service,
                       recover_stale_marker, signals_as_interrupt)
 from .service_commands import run_command
 from .spec import Spec, load_spec, spec_from_json, spec_to_json
+from .summary import backup_summary, render_summary
 
 # Errors of this run, newest last: the CLI maps the first to its exit code.
 FAILURES: list[AllskyTasksError] = []
@@ -308,48 +309,6 @@ def run_summary(state: str) -> None:
     """The backup's final summary, with every warning repeated."""
     st = Path(state)
     with tracked(st.name, "backup") as progress:
-        summary = backup_summary(st, st.name in PACKED)
+        summary = backup_summary(st, st.name in PACKED, RUN_WARNINGS.get(st.name, []))
         progress.finish("done", **summary)
     _say(render_summary(summary))
-
-
-def backup_summary(st: Path, new: bool) -> dict[str, Any]:
-    """What the last backup of a spec produced (facts from the state files)."""
-    packed = _read_json(st / "pack.json")
-    verified = _read_json(st / "verify.json") if (st / "verify.json").exists() else {}
-    scanned = _read_json(st / "scan.json") if (st / "scan.json").exists() else {}
-    service = packed.get("service") or {}
-    results = packed["results"]
-    size, raw = sum(r["size"] for r in results), sum(r["raw_bytes"] for r in results)
-    seconds = round(sum(r["seconds"] for r in results), 3)
-    warnings = list(dict.fromkeys(
-        RUN_WARNINGS.get(st.name, []) + scanned.get("warnings", [])
-        + [w for r in results for w in r.get("warnings", [])] + service.get("warnings", [])))
-    return {
-        "spec": st.name, "new": new, "archives": [r["archive"] for r in results],
-        "sizeBytes": size, "rawBytes": raw, "members": sum(r["members"] for r in results),
-        "ratio": round(size / raw, 4) if raw else None, "seconds": seconds,
-        "throughput": round(raw / seconds) if seconds else None,
-        "pausedSeconds": service.get("paused_seconds"), "verified": bool(verified.get("ok")),
-        "estimate": packed.get("estimate"), "warnings": warnings,
-    }
-
-
-def render_summary(s: dict[str, Any]) -> str:
-    """The summary as lines for the operator."""
-    head = "new archive" if s["new"] else "up to date, latest archive"
-    if not s["archives"]:
-        lines = [f"backup {s['spec']}: nothing new to pack"]
-    else:
-        lines = [f"backup {s['spec']}: {head} {a}" for a in s["archives"]]
-        lines += [f"  {human(s['sizeBytes'])} from {human(s['rawBytes'])} raw "
-                  f"(ratio {s['ratio']}), {s['members']} members",
-                  f"  packed in {s['seconds']}s"
-                  + (f" at {human(s['throughput'])}/s" if s["throughput"] else "")
-                  + (f"; service paused {s['pausedSeconds']}s" if s["pausedSeconds"] else ""),
-                  f"  verify: {'ok' if s['verified'] else 'NOT VERIFIED'}"]
-    if s.get("estimate"):
-        est = s["estimate"]
-        lines.append(f"  estimate {human(est['estimatedBytes'])}, error {est['errorPercent']}%")
-    lines += [f"  warning: {w}" for w in s["warnings"]]
-    return "\n".join(lines)
