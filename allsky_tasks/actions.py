@@ -18,6 +18,7 @@ from .lock import destination_lock
 from .manifest import read_sidecar, record_verify, sidecar_path, write_sidecar
 from .pack import clean_stale_parts, pack
 from .progress import QUIET_ENV, RUN_WARNINGS, human, tracked
+from .space import check_space
 from . import nightly
 from .scan import Entry, ScanSummary, read_rows, scan
 from .service import (PauseRecord, ServiceConfig, pause_needed, paused_service,
@@ -144,6 +145,22 @@ def run_pause(state: str, env: Environment) -> None:
 
 
 @stage
+def run_plan(state: str) -> None:
+    """Sizes and measured estimates per section or folder, as the create dialog shows them."""
+    from .plan import build_plan, render_plan  # zstandard/gzip sampling only when planning
+
+    st = Path(state)
+    spec, summary = _load(st)
+    assert summary is not None
+    with tracked(spec.name, "plan") as progress:
+        plan = build_plan(spec, summary, st / "scan.jsonl")
+        _write_json(st / "plan.json", plan)
+        progress.finish(estimatedBytes=plan["totals"]["estimatedBytes"],
+                        fits=plan["space"]["fits"])
+    _say(render_plan(plan))
+
+
+@stage
 def run_resume(state: str) -> None:
     """Confirm the service is in the state it was in before pack (pack restarted it)."""
     st = Path(state)
@@ -203,6 +220,8 @@ def run_pack(state: str, env: Environment) -> None:
             with signals_as_interrupt(), destination_lock(spec.destination):
                 for name in clean_stale_parts(spec.destination):
                     progress.warning(f"removed {name} left by an interrupted run")
+                # Before anything is stopped or written: will the archives fit?
+                check_space(spec.destination, _needed_bytes(st, spec, jobs))
                 with paused_service(cfg, needed and bool(jobs), reason, env.state_dir) as record:
                     if record.stopped:
                         _say(f"  stopped {cfg.unit} ({reason})")
@@ -233,6 +252,26 @@ def run_pack(state: str, env: Environment) -> None:
         _say(f"pack {spec.name}: no night folder changed; nothing to pack")
 
 
+def _plan(st: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The plan made from this very scan, if there is one."""
+    path = st / "plan.json"
+    plan = _read_json(path) if path.exists() else None
+    return plan if plan and plan.get("fingerprint") == fingerprint else None
+
+
+def _needed_bytes(st: Path, spec: Spec, jobs: list) -> int:
+    """Bytes the archives to write will need, from the plan's measured estimate."""
+    from .plan import share
+
+    spec_summary = _load(st)[1]
+    plan = _plan(st, spec_summary.fingerprint if spec_summary else "")
+    if plan is None:  # no plan (e.g. `doit pack:x` alone): the raw size is an upper bound
+        return sum(job[0].raw_bytes for job in jobs)
+    if not spec.per_night:
+        return int(plan["space"]["neededBytes"])
+    return sum(int(share(plan, job[0].image_folders)["neededBytes"]) for job in jobs)
+
+
 def _record_pack(st: Path, spec: Spec, results: list[dict[str, Any]],
                  record: PauseRecord) -> None:
     """pack.json for manifest/verify, and the per-night record."""
@@ -247,14 +286,24 @@ def _record_pack(st: Path, spec: Spec, results: list[dict[str, Any]],
 
 def _manifest(st: Path) -> list[Path]:
     """Write the sidecar of each archive recorded in pack.json."""
+    from .plan import estimate_record, share
+
     packed = _read_json(st / "pack.json")
     paths = []
     for r in packed["results"]:
         metadata = _read_json(Path(r["metadata"]))
+        ours = metadata.setdefault("allskyTasks", {})
         # The pause ended after metadata.json was sealed: the sidecar has the full record.
-        metadata.setdefault("allskyTasks", {})["service"] = packed.get("service")
+        ours["service"] = packed.get("service")
+        spec_fp = _load(st)[1]
+        plan = _plan(st, spec_fp.fingerprint if spec_fp else "")
+        if plan is not None:  # the estimate next to the real size, to watch its accuracy
+            est = (share(plan, [r["perNight"]["folder"]])["estimatedBytes"] if "perNight" in r
+                   else plan["totals"]["estimatedBytes"])
+            ours["estimate"] = r["estimate"] = estimate_record(est, r["size"])
         paths.append(write_sidecar(Path(r["archive"]), metadata,
                                    {"sizeBytes": r["size"], "sha256": r["sha256"]}))
+    _write_json(st / "pack.json", packed)  # now with each archive's estimate record
     _write_json(st / "manifest.json", {"archives": [r["archive"] for r in packed["results"]],
                                        "sidecars": [str(p) for p in paths]})
     shutil.rmtree(st / "work", ignore_errors=True)

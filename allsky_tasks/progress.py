@@ -17,7 +17,8 @@ QUIET_ENV = "ALLSKY_QUIET"
 INTERVAL_ENV = "ALLSKY_PROGRESS_INTERVAL"
 # Each stage owns a slice of the whole backup's percentage; pack and verify read every byte.
 SLICES: dict[str, tuple[float, float]] = {
-    "validate": (0.0, 1.0), "scan": (1.0, 4.0), "pause": (4.0, 5.0), "pack": (5.0, 74.0),
+    "validate": (0.0, 1.0), "scan": (1.0, 3.0), "plan": (3.0, 4.0), "pause": (4.0, 5.0),
+    "pack": (5.0, 74.0),
     "resume": (74.0, 75.0), "manifest": (75.0, 76.0), "verify": (76.0, 99.0),
     "backup": (99.0, 100.0),
 }

@@ -14,6 +14,16 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_bytes()) if path.exists() else {}
 
 
+def _estimate(records: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The plan's estimate against the real size, over all archives of the run."""
+    if not records or any(r is None for r in records):
+        return None
+    est = sum(r["estimatedBytes"] for r in records if r)
+    actual = sum(r["actualBytes"] for r in records if r)
+    error = round(100.0 * (est - actual) / actual, 2) if actual else 0.0
+    return {"estimatedBytes": est, "actualBytes": actual, "errorPercent": error}
+
+
 def backup_summary(st: Path, new: bool, run_warnings: list[str]) -> dict[str, Any]:
     """What the last backup of a spec produced (facts from the state files)."""
     packed, verified, scanned = (_read(st / n) for n in ("pack.json", "verify.json",
@@ -31,7 +41,7 @@ def backup_summary(st: Path, new: bool, run_warnings: list[str]) -> dict[str, An
         "ratio": round(size / raw, 4) if raw else None, "seconds": seconds,
         "throughput": round(raw / seconds) if seconds else None,
         "pausedSeconds": service.get("paused_seconds"), "verified": bool(verified.get("ok")),
-        "estimate": packed.get("estimate"), "warnings": warnings,
+        "estimate": _estimate([r.get("estimate") for r in results]), "warnings": warnings,
     }
 
 

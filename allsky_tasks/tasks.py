@@ -78,6 +78,7 @@ def gen_validate(env: Environment) -> Iterator[dict[str, Any]]:
 def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
     """scan, pack, manifest, verify and backup tasks per spec."""
     docs = {"scan": "stat-walk the sources and fingerprint them",
+            "plan": "sizes and measured compressed estimates per section or folder",
             "pause": "decide whether pack stops the service; recover a killed run's pause",
             "pack": "stop the service if needed, write a new archive, start it again",
             "resume": "confirm the service is back in the state it was in before pack",
@@ -90,17 +91,21 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
         yield {"basename": "scan", "name": name, "doc": doc, "uptodate": [False],
                "actions": [_action("run_scan", str(st))], "task_dep": [f"validate:{name}"],
                "targets": [str(st / "fingerprint")]}
+        yield {"basename": "plan", "name": name, "doc": doc,
+               "actions": [_action("run_plan", str(st))], "task_dep": [f"scan:{name}"],
+               "file_dep": [str(st / "fingerprint")], "targets": [str(st / "plan.json")]}
         yield {"basename": "pause", "name": name, "doc": doc, "uptodate": [False],
                "actions": [_action("run_pause", str(st), env)], "task_dep": [f"scan:{name}"]}
         yield {"basename": "pack", "name": name, "doc": doc,
                "actions": [_action("run_pack", str(st), env)],
-               "task_dep": [f"scan:{name}", f"pause:{name}"],
+               "task_dep": [f"scan:{name}", f"plan:{name}", f"pause:{name}"],
                "file_dep": [str(st / "fingerprint")], "targets": [str(st / "pack.json")],
                "uptodate": [(_archive_present, [str(st)])]}
         yield {"basename": "resume", "name": name, "doc": doc,
                "actions": [_action("run_resume", str(st))], "file_dep": [str(st / "pack.json")]}
         yield {"basename": "manifest", "name": name, "doc": doc,
                "actions": [_action("run_manifest", str(st))], "file_dep": [str(st / "pack.json")],
+               "task_dep": [f"resume:{name}"],
                "targets": [str(st / "manifest.json")]}
         yield {"basename": "verify", "name": name, "doc": doc,
                "actions": [_action("run_verify", str(st))], "file_dep": [str(st / "manifest.json")],

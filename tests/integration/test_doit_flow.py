@@ -38,7 +38,11 @@ def test_first_run_makes_verified_archives_and_second_run_packs_nothing(shipped:
         meta = json.loads(sidecar_path(archive).read_text())
         assert meta["allskyTasks"]["verify"]["ok"] is True
         assert meta["allskyTasks"]["archive"]["sizeBytes"] == archive.stat().st_size
+        estimate = meta["allskyTasks"]["estimate"]  # the plan's, measured before packing
+        assert estimate["actualBytes"] == archive.stat().st_size
+        assert abs(estimate["errorPercent"]) < 3.0, (archive.name, estimate)
     assert first.stdout.count("verify ") >= 4
+    assert "Total selected" in first.stdout and "(est. " in first.stdout  # the plan tables
     second = shipped.doit(check=True)
     assert shipped.archives() == archives
     for name in ("quick-config", "full-migration", "all-images", "recent-nights"):

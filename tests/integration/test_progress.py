@@ -12,7 +12,7 @@ from allsky_tasks.manifest import sidecar_path
 
 from ..conftest import Site
 
-STAGES = ["validate", "scan", "pause", "pack", "resume", "manifest", "verify", "backup"]
+STAGES = ["validate", "scan", "plan", "pause", "pack", "resume", "manifest", "verify", "backup"]
 
 
 def _run(site: Site, *args: str, env: dict[str, str] | None = None

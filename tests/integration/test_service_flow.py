@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -16,7 +17,7 @@ from allsky_tasks.manifest import sidecar_path
 
 from ..conftest import Site, gnu_tar_extract
 from ..helpers.service_fixture import (kill_standins, row_count, service_spec, standin_running,
-                                       start_standin, wait_until)
+                                       start_standin, started_pids, wait_until)
 
 DB = "config/myFiles/allsky.db"
 
@@ -86,22 +87,38 @@ def test_service_stopped_before_backup_stays_stopped(site: Site, svc: Path) -> N
     assert _sidecar(site)["allskyTasks"]["service"]["was_running"] is False
 
 
-def test_pack_failure_still_restarts_service(site: Site, svc: Path, tmp_path: Path) -> None:
+def test_pack_failure_still_restarts_service(site: Site, svc: Path) -> None:
+    start_standin(svc)
+    victim = site.home / "config" / "myFiles" / "db_data.json"
+    service = service_spec(svc, pause="always")
+    # The stop command also swaps a selected file for a symlink, as a meddling process
+    # might: pack must refuse to follow it and fail, and the service must come back.
+    service["commands"]["stop"] = ["sh", "-c", f"{shlex.join(service['commands']['stop'])}"
+                                   f" && rm {victim} && ln -s /etc/hostname {victim}"]
+    site.spec("db", f"type: config\nsections: {{databases: true}}\n"
+                    f"service: {json.dumps(service)}\n")
+    proc = _run(site, "backup:db")
+    assert proc.returncode == 14, proc.stdout + proc.stderr
+    assert "db_data.json: cannot read" in proc.stdout
+    assert standin_running(svc)
+    assert site.archives() == []
+
+
+def test_not_enough_space_refuses_before_stopping_anything(site: Site, svc: Path,
+                                                          tmp_path: Path) -> None:
     mount = tmp_path / "tiny"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)]).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         start_standin(svc)
-        (site.home / "darks" / "big.raw").write_bytes(os.urandom(1 << 20))
-        site.spec("db", f"type: config\nsections: {{databases: true, darks: true}}\n"
-                        f"destination: {mount}\n"
+        site.spec("db", f"type: config\nsections: {{databases: true}}\ndestination: {mount}\n"
                         f"service: {json.dumps(service_spec(svc, pause='always'))}\n")
         proc = _run(site, "backup:db")
-        assert proc.returncode == 14, proc.stdout + proc.stderr
-        assert "No space left on device" in proc.stdout + proc.stderr
-        assert standin_running(svc)
-        assert list(mount.iterdir()) in ([], [mount / ".allsky-tasks.lock"])
+        assert proc.returncode == 12, proc.stdout + proc.stderr
+        assert "[SpaceError]" in proc.stdout and str(mount) in proc.stdout
+        assert standin_running(svc) and len(started_pids(svc)) == 1  # never stopped
+        assert [p.name for p in mount.iterdir()] in ([], [".allsky-tasks.lock"])
     finally:
         subprocess.run(["umount", "-l", str(mount)])
 
