@@ -110,10 +110,10 @@ def _sync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _write_marker(cfg: ServiceConfig, marker: Path) -> None:
+def _write_marker(cfg: ServiceConfig, marker: Path, activity: str = "backup") -> None:
     """Atomically record that this process is about to stop the service."""
     own = _proc_stat(os.getpid())
-    data = {"unit": cfg.unit, "pid": os.getpid(), "pid_start": own[1] if own else None, "time": _now(),
+    data = {"unit": cfg.unit, "activity": activity, "pid": os.getpid(), "pid_start": own[1] if own else None, "time": _now(),
             "commands": {a: cfg.argv(a) for a in ACTIONS}}
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +157,8 @@ def recover_stale_marker(cfg: ServiceConfig, state_dir: Path) -> str | None:
     mcfg = replace(cfg, unit=str(data.get("unit") or cfg.unit), **{
         a: tuple(v) for a, v in commands.items()
         if a in ACTIONS and isinstance(v, list) and v and all(isinstance(x, str) for x in v)})
-    what = f"{mcfg.unit} was left stopped by an interrupted backup (pid {pid}, {data.get('time', '?')})"
+    what = (f"{mcfg.unit} was left stopped by an interrupted {data.get('activity', 'backup')} "
+            f"(pid {pid}, {data.get('time', '?')})")
     with _signals_deferred():
         started, problem = ensure_started(mcfg)
         if problem is None:
@@ -183,12 +184,13 @@ def _restart(cfg: ServiceConfig, marker: Path, record: PauseRecord,
                 record.restarted, record.started_at = started, _now()
                 record.paused_seconds = round(time.monotonic() - t0, 3)
                 if not started:
-                    record.warnings.append(f"{cfg.unit} was already running again when the backup ended")
+                    record.warnings.append(f"{cfg.unit} was already running again when the {activity} ended")
     return problem, caught
 
 
 @contextmanager
-def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Path) -> Iterator[PauseRecord]:
+def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Path,
+                   activity: str = "backup") -> Iterator[PauseRecord]:
     """Stop a running service for the body and start it again whatever happens in it."""
     record = PauseRecord(needed=needed, reason=reason)
     if not needed:
@@ -200,8 +202,8 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
         record.recovered_marker = True
         record.warnings.append(recovered)
     elif marker.exists():
-        raise ServiceStopError(f"another backup run has paused service {cfg.unit} (marker {marker})",
-                               hint=f"wait for it to finish; if no backup is running, delete {marker}")
+        raise ServiceStopError(f"another backup or restore has paused service {cfg.unit} (marker {marker})",
+                               hint=f"wait for it to finish; if none is running, delete {marker}")
     status = run_command(cfg, "status")
     if status.returncode is None:
         raise ServiceStopError(f"cannot tell whether service {cfg.unit} is running: {status.describe()}",
@@ -209,12 +211,12 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
     record.was_running = status.returncode == 0
     if not record.was_running:
         # Stopped on purpose (or broken): leave it so, never start it behind the user's back.
-        record.warnings.append(f"{cfg.unit} was not running, so the backup neither stopped nor started it")
+        record.warnings.append(f"{cfg.unit} was not running, so the {activity} neither stopped nor started it")
         yield record
         return
     t0: float | None = None
     try:
-        _write_marker(cfg, marker)  # before stopping, so that even a SIGKILL leaves a trace
+        _write_marker(cfg, marker, activity)  # before stopping, so that even a SIGKILL leaves a trace
         problem = change_state(cfg, "stop", False)
         if problem:
             raise ServiceStopError(f"could not stop service {cfg.unit}: {problem}",
@@ -231,7 +233,7 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
         raise
     problem, caught = _restart(cfg, marker, record, t0)
     if problem:
-        raise ServiceStartError(f"service {cfg.unit} could not be started again after the backup: {problem}",
+        raise ServiceStartError(f"service {cfg.unit} could not be started again after the {activity}: {problem}",
                                 hint=f"the archive was kept; start it by hand (`{shlex.join(cfg.argv('start'))}`)"
                                      f"; {marker} makes the next run retry")
     for sig in dict.fromkeys(caught):

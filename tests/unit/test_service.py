@@ -193,7 +193,7 @@ def test_recover_leaves_marker_of_live_run(svc: Path, state: Path) -> None:
         marker = _write_marker(state, cfg, other.pid)
         assert recover_stale_marker(cfg, state) is None
         assert marker.exists() and not standin_running(svc)
-        with pytest.raises(ServiceStopError, match="another backup run"):
+        with pytest.raises(ServiceStopError, match="another backup or restore"):
             with paused_service(cfg, True, "always", state):
                 pytest.fail("the body must not run")
         assert marker.exists() and not standin_running(svc)
