@@ -1,0 +1,263 @@
+"""`allsky-tasks list|info|verify|import|delete|pin|unpin|prune`: the backups in a folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from ..environment import Environment, from_environ, spec_files
+
+_COLUMNS = ("Backup Date/Time", "Type", "Version", "Camera Type", "Camera Model", "Size",
+            "Pinned", "Verified", "Spec", "Name")
+
+
+def human_size(size: int) -> str:
+    """1024-based size as KB, MB or GB."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size / 1024:.1f} KB"
+
+
+def _verified(ok: bool | None) -> str:
+    """Verified column text."""
+    return "never" if ok is None else ("yes" if ok else "FAILED")
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    """Rows as aligned text columns."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def _env_dest(args: argparse.Namespace) -> tuple[Environment, Path]:
+    """The environment and the destination folder (--dest wins)."""
+    env = from_environ()
+    return env, Path(args.dest).absolute() if getattr(args, "dest", None) else env.backup_dir
+
+
+def _config_backup_cmd(env: Environment) -> str:
+    """The command that makes a config backup: a config spec of this install if there is one."""
+    for path in spec_files(env.specs_dir):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        if any(line.strip() == "type: config" for line in text.splitlines()):
+            return f"allsky-tasks run backup:{path.stem}"
+    return "allsky-tasks run backup"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the grouped table and the warnings (or JSON)."""
+    from ..inventory import list_backups, listing_warnings
+
+    env, dest = _env_dest(args)
+    records = list_backups(dest)
+    warnings = listing_warnings(records, dest, env.home, args.max_age_days,
+                                backup_cmd=_config_backup_cmd(env))
+    if args.json:
+        print(json.dumps({"destination": str(dest), "backups": [r.to_json() for r in records],
+                          "warnings": [w.__dict__ for w in warnings]}, indent=2))
+        return 0
+    print(f"Backups in {dest}")
+    for kind, title in (("config", "Config"), ("images", "Images"), ("unknown", "Unreadable")):
+        group = [r for r in records if r.type == kind]
+        if not group and kind == "unknown":
+            continue
+        print(f"\n{title} Backups ({len(group)})")
+        if group:
+            rows = [list(_COLUMNS)] + [
+                [r.created, title if kind != "unknown" else "?", r.version, r.cameratype,
+                 r.cameramodel, human_size(r.size), "yes" if r.pinned else "no",
+                 "DAMAGED" if r.problem else _verified(r.verified), r.spec, r.name]
+                for r in group]
+            print("\n".join("  " + line for line in _table(rows)))
+    for w in warnings:
+        print(f"\nWARNING: {w.message}\n  fix: {w.command}")
+    return 0
+
+
+def _print_info(data: dict[str, Any]) -> None:
+    """The Info panel as text."""
+    def line(label: str, value: Any) -> None:
+        if value not in (None, [], ""):
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            print(f"  {label + ':':<22} {shown}")
+
+    print(f"Backup {data['name']}")
+    line("Type", data["type"].capitalize())
+    line("Created", data["created"])
+    line("Version", data["version"])
+    if data["type"] == "config":
+        line("Camera", f"{data['cameratype']} / {data['cameramodel']}")
+        line("Settings file", data["settingsfile"])
+        line("CC file", data["ccfile"])
+        line("Sections", data["sections"])
+        line("Required modules", data["requiredModules"])
+        line("Modules in backup", data["backupModules"])
+    else:
+        line("Image folders", "All folders" if data["imageBackupAll"] else data["imageFolders"])
+        if data["imageBackupAll"]:
+            line("Folders", data["imageFolders"])
+    line("Files", data["files"])
+    line("Raw bytes", data["rawBytes"])
+    line("Size", f"{human_size(data['size'])} ({data['size']} bytes)")
+    estimate = data.get("estimate")
+    if isinstance(estimate, dict) and isinstance(estimate.get("estimatedBytes"), int):
+        line("Estimated size", f"{human_size(estimate['estimatedBytes'])} (real "
+                               f"{human_size(data['size'])}, error "
+                               f"{estimate.get('errorPercent', '?')}%)")
+    elif estimate is not None:
+        line("Estimated size", json.dumps(estimate))
+    for db in data["databases"] or []:
+        if isinstance(db, dict):
+            line("Database", f"{db.get('path')}: {db.get('method')}, integrity "
+                             f"{db.get('integrity')}")
+    line("Spec", data["spec"])
+    line("Pinned", "yes" if data["pinned"] else "no")
+    check = data.get("verify") or {}
+    line("Verified", f"{_verified(data['verified'])} {check.get('verifiedAt') or ''}".strip())
+    if data.get("imported"):
+        line("Imported from", f"{data['imported'].get('from')} at {data['imported'].get('at')}")
+    line("Warnings", data["warnings"])
+    if data.get("problem"):
+        line("PROBLEM", data["problem"])
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Show what is inside one backup."""
+    from ..inventory import info, resolve
+
+    _, dest = _env_dest(args)
+    data = info(resolve(args.archive, dest))
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        _print_info(data)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify one backup end to end and record the result."""
+    from ..inventory import resolve, verify_backup
+
+    _, dest = _env_dest(args)
+    path = resolve(args.archive, dest)
+    result = verify_backup(path)
+    print(f"verify {path.name}: ok ({result['kind']}, {result['members']} members, "
+          f"sha256 {result['sha256'][:16]}..., {result['seconds']}s)")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Check an outside archive and store it."""
+    from ..importer import import_archive
+
+    _, dest = _env_dest(args)
+    result = import_archive(Path(args.file), dest)
+    r = result.report
+    print(f"imported {args.file} as {result.path} ({r.kind} {r.metadata.get('backupType')} "
+          f"backup, {r.members} members, {human_size(r.size)}, checked in {r.seconds}s)")
+    return 0
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    """Ask on the terminal unless --yes; no answer (EOF) is no."""
+    if yes:
+        return True
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete one backup and its sidecar."""
+    from ..inventory import delete_backup, load_record, resolve
+
+    _, dest = _env_dest(args)
+    path = resolve(args.archive, dest)
+    if load_record(path).pinned and not args.yes:
+        print(f"{path.name} is pinned as known-good.")
+    if not _confirm(f'Delete backup "{path.name}"?', args.yes):
+        print("not deleted")
+        return 1
+    print(f"deleted {', '.join(delete_backup(path))}")
+    return 0
+
+
+def _pin(pinned: bool) -> Callable[[argparse.Namespace], int]:
+    """pin/unpin command."""
+    def run(args: argparse.Namespace) -> int:
+        from ..inventory import resolve
+        from ..retention import set_pinned
+
+        _, dest = _env_dest(args)
+        record = set_pinned(resolve(args.archive, dest), pinned)
+        print(f"{record.name}: {'pinned' if pinned else 'unpinned'}")
+        if pinned and not record.verified:
+            print(f"  not verified yet: run `allsky-tasks verify {record.name}`")
+        return 0
+    return run
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Show the retention plan; delete what it says unless --dry-run."""
+    from ..retention import prune
+
+    env, dest = _env_dest(args)
+    plan = prune(dest, env, args.keep_last, dry_run=True)
+    for note in plan.notes:
+        print(f"note: {note}")
+    for d in plan.decisions:
+        print(f"  {'DELETE' if d.delete else 'keep  '}  {d.name}  ({d.reason})")
+    if not plan.to_delete:
+        print("nothing to prune")
+        return 0
+    if args.dry_run:
+        print(f"dry run: {len(plan.to_delete)} backup(s) would be deleted")
+        return 0
+    if not _confirm(f"Delete {len(plan.to_delete)} backup(s)?", args.yes):
+        print("nothing deleted")
+        return 1
+    done = prune(dest, env, args.keep_last, dry_run=False)
+    for note in done.notes[len(plan.notes):]:
+        print(f"note: {note}")
+    print(f"deleted {len(done.deleted)} file(s): {', '.join(done.deleted)}")
+    return 0
+
+
+def register(subs: argparse._SubParsersAction) -> None:
+    """Add the inventory commands."""
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str,
+            archive: bool = True) -> argparse.ArgumentParser:
+        p = subs.add_parser(name, help=help_, description=help_)
+        if archive:
+            p.add_argument("archive", metavar="ARCHIVE",
+                           help="a backup name in the destination, or a path")
+        p.add_argument("--dest", metavar="DIR",
+                       help="backup folder (default: ALLSKY_BACKUP_DIR or ../allskybackups)")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("list", cmd_list, "list the backups, grouped by type, newest first", False)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--max-age-days", type=float, default=30, metavar="N",
+                   help="warn when the newest config backup is older (default 30)")
+    add("info", cmd_info, "show what is inside a backup").add_argument(
+        "--json", action="store_true", help="machine-readable output")
+    add("verify", cmd_verify, "re-read a backup end to end and record the result")
+    p = add("import", cmd_import, "check an outside .tar.gz/.tar.zst and store it", False)
+    p.add_argument("file", metavar="FILE", help="the archive to import")
+    add("delete", cmd_delete, "delete a backup and its sidecar").add_argument(
+        "--yes", action="store_true", help="do not ask")
+    add("pin", _pin(True), "mark a backup as known-good (prune never deletes it)")
+    add("unpin", _pin(False), "remove the known-good mark")
+    p = add("prune", cmd_prune, "delete old backups by the specs' retention.keep_last", False)
+    p.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p.add_argument("--keep-last", type=int, metavar="N",
+                   help="keep the newest N of every spec (overrides the spec files)")
