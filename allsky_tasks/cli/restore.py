@@ -1,0 +1,127 @@
+"""`allsky-tasks restore ARCHIVE`: pre-restore checks, then a dry-run listing or the restore."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..environment import default_backup_dir, expand, from_environ
+from ..inventory import resolve
+from ..restore import (Prepared, RestoreBlocked, RestoreOptions, RestoreSummary, dry_run,
+                       execute, prepare, summary_lines)
+from ..service import ServiceConfig, signals_as_interrupt
+from ..space import format_bytes
+
+_SHOWN_FILES = 40
+
+
+def _csv(text: str) -> list[str]:
+    """a,b,,c -> [a, b, c]."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _print_checks(prep: Prepared) -> None:
+    """Each check with pass/FAIL/warn and its reason."""
+    print(f"Pre-restore checks for {prep.archive}:")
+    for check in prep.checks:
+        print(f"  [{check.status}] {check.name}: {check.reason}")
+
+
+def _print_plan(summary: RestoreSummary) -> None:
+    """The dry-run listing and its totals."""
+    print("Dry run: nothing was changed. A restore would:")
+    totals: dict[str, list[int]] = {}
+    for action, path, size in summary.plan:
+        print(f"  {action:<8} {format_bytes(size):>10}  {path}")
+        count = totals.setdefault(action, [0, 0])
+        count[0], count[1] = count[0] + 1, count[1] + size
+    print("  " + ", ".join(f"{action} {n} ({format_bytes(b)})"
+                           for action, (n, b) in totals.items()))
+    if any(a == "keep" for a, _, _ in summary.plan):
+        print("  (keep: not in the backup, left as it is)")
+
+
+def _print_summary(summary: RestoreSummary) -> None:
+    """The summary; a long file list is cut short (the log has it all)."""
+    lines = summary_lines(summary)
+    cut = lines.index("Files:")
+    print("\n".join(lines[:cut]))
+    print(f"Files ({len(summary.files)}):")
+    for path in summary.files[:_SHOWN_FILES]:
+        print(f"  {path}")
+    if len(summary.files) > _SHOWN_FILES:
+        print(f"  ... and {len(summary.files) - _SHOWN_FILES} more (see the log)")
+    print(f"Restore log: {summary.log}")
+
+
+def _confirm(prep: Prepared) -> bool:
+    """Ask on a terminal; elsewhere --yes is required."""
+    assert prep.selection is not None
+    what = (f"Restore {len(prep.selection.files)} files "
+            f"({format_bytes(prep.selection.bytes)}) into {prep.home}"
+            + (", stopping the Allsky service while files are replaced"
+               if prep.selection.kind == "config" and prep.options.service else "") + "? [y/N] ")
+    if not sys.stdin.isatty():
+        print("allsky-tasks: restore needs --yes when not run on a terminal", file=sys.stderr)
+        return False
+    return input(what).strip().lower() in ("y", "yes")
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    """Check; print; dry-run listing or confirm and restore."""
+    env = from_environ()
+    home = expand(args.home).absolute() if args.home else env.home
+    backup_dir = env.backup_dir if not args.home or os.environ.get("ALLSKY_BACKUP_DIR") \
+        else default_backup_dir(home)
+    options = RestoreOptions(
+        sections=args.sections, folders=args.folders, files=args.files, dry_run=args.dry_run,
+        force_camera=args.force_camera, undo=not args.no_undo,
+        images=env.images if home == env.home else None, backup_dir=backup_dir,
+        service=None if args.no_service else ServiceConfig(unit=args.service_unit))
+    archive = resolve(args.archive, backup_dir)
+    with signals_as_interrupt():
+        prep = prepare(archive, home, options)
+        _print_checks(prep)
+        if prep.blocked:
+            raise RestoreBlocked(prep)
+        if args.dry_run:
+            _print_plan(dry_run(prep))
+            return 0
+        if not args.yes and not _confirm(prep):
+            print("Restore cancelled; nothing was changed.")
+            return 2
+        summary = execute(prep)
+    _print_summary(summary)
+    return 0
+
+
+def register(subs: argparse._SubParsersAction) -> None:
+    """Add the `restore` command."""
+    p = subs.add_parser(
+        "restore", help="restore a backup: checked, staged, reversible",
+        description="Restore a config or images backup (ours or Allsky's). Every check is "
+                    "printed with its reason; a failed one stops the restore before anything "
+                    "changes. A config restore first takes an undo backup and stops the service.")
+    p.add_argument("archive", metavar="ARCHIVE",
+                   help="a backup name in the backup folder (as `list` shows it) or a path")
+    p.add_argument("--sections", type=_csv, default=[], metavar="A,B",
+                   help="config: sections to restore (default: every one in the backup)")
+    p.add_argument("--folders", type=_csv, default=[], metavar="X,Y",
+                   help="images: night folders to restore (default: every one in the backup)")
+    p.add_argument("--files", nargs="+", default=[], metavar="GLOB",
+                   help="advanced: files or globs from the backup's file list (a folder "
+                        "takes everything below it; * also matches /)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what would be created, replaced or kept; change nothing")
+    p.add_argument("--force-camera", action="store_true",
+                   help="restore camera settings made for another camera")
+    p.add_argument("--no-undo", action="store_true",
+                   help="do not take a config backup of the current state first")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--home", metavar="DIR", help="the Allsky home (default: $ALLSKY_HOME)")
+    p.add_argument("--no-service", action="store_true",
+                   help="leave the Allsky service alone (installs without systemd)")
+    p.add_argument("--service-unit", default="allsky", metavar="UNIT",
+                   help="systemd unit stopped during a config restore (default: allsky)")
+    p.set_defaults(func=_cmd)
