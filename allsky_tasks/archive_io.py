@@ -181,37 +181,46 @@ class ZstdFrameWalker:
     _MAGIC = 0xFD2FB528
 
     def __init__(self) -> None:
-        self.buf = b""
+        self.buf = bytearray()
+        self.pos = 0  # parse position in buf: slicing per header was quadratic
         self.skip = 0
         self.state = "magic"
         self.frames = 0
         self.checksum = False
 
+    def _left(self) -> int:
+        """Unparsed bytes held in the buffer."""
+        return len(self.buf) - self.pos
+
     def _need(self, n: int) -> bytes | None:
         """Take n header bytes if they have arrived."""
-        if len(self.buf) < n:
+        if self._left() < n:
             return None
-        head, self.buf = self.buf[:n], self.buf[n:]
+        head = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
         return head
 
     def feed(self, data: bytes | memoryview) -> None:
         """Consume the next raw bytes."""
-        if self.skip and not self.buf:
+        if self.skip and not self._left():
             # Fast path: block contents are skipped without copying.
             step = min(self.skip, len(data))
             self.skip -= step
             data = data[step:]
         if len(data):
-            self.buf += bytes(data)
+            if self.pos:
+                del self.buf[:self.pos]
+                self.pos = 0
+            self.buf += data
             self._parse()
 
     def _parse(self) -> None:
         """Advance over as many headers as the buffer holds."""
         while True:
             if self.skip:
-                step = min(self.skip, len(self.buf))
+                step = min(self.skip, self._left())
                 self.skip -= step
-                self.buf = self.buf[step:]
+                self.pos += step
                 if self.skip:
                     return
             elif self.state == "magic":
@@ -231,9 +240,9 @@ class ZstdFrameWalker:
                     return
                 self.skip, self.state = int.from_bytes(head, "little"), "magic"
             elif self.state == "fhd":
-                if not self.buf:
+                if not self._left():
                     return
-                fhd = self.buf[0]
+                fhd = self.buf[self.pos]
                 single, fcs_flag, dict_flag = fhd >> 5 & 1, fhd >> 6, fhd & 3
                 self.checksum = bool(fhd >> 2 & 1)
                 size = 1 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + (
@@ -259,11 +268,11 @@ class ZstdFrameWalker:
             elif self.state == "end":
                 self.frames += 1
                 self.state = "magic"
-                if not self.buf:
+                if not self._left():
                     return
 
     @property
     def complete(self) -> bool:
         """True at a frame boundary after at least one whole frame."""
-        done = self.state in ("magic", "end") and not self.buf and not self.skip
+        done = self.state in ("magic", "end") and not self._left() and not self.skip
         return done and (self.frames > 0 or self.state == "end")
