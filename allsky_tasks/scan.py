@@ -6,6 +6,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import posixpath
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,10 +15,11 @@ from typing import IO, Iterator
 from . import install
 from .errors import ScanError
 from .sections import SECTIONS, Section
-from .spec import NIGHT_RE, Spec
+from .spec import CONFIG_AREAS, NIGHT_RE, Spec
 
 FORMAT_VERSION = 1
 ALWAYS_EXCLUDED = ("__pycache__",)
+
 _JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal")
 DB_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
 
@@ -102,6 +104,16 @@ def _excluded(arcname: str, name: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
+def _link_escapes(arcname: str, target: str, areas: tuple[str, ...]) -> bool:
+    """True if a symlink is absolute or resolves outside the archive's areas."""
+    if target.startswith("/"):
+        return True
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), target))
+    if resolved.startswith("..") or resolved == ".":
+        return True
+    return not any(resolved == a or resolved.startswith(a + "/") for a in areas)
+
+
 def _is_journal(path: str, name: str) -> bool:
     """SQLite side files are never archived raw: the database is captured whole."""
     for suffix in _JOURNAL_SUFFIXES:
@@ -123,6 +135,8 @@ class _Walker:
         self.stats: dict[str, Stats] = {}
         self.count = 0
         self.problems: list[str] = []
+        self.notes: list[str] = []  # warnings whatever the on_file_error policy
+        self.areas: tuple[str, ...] = ()  # where links may lead (set per archive type)
         self.database_files: list[str] = []
 
     def _emit(self, entry: Entry) -> None:
@@ -159,6 +173,12 @@ class _Walker:
         mode = st.st_mode
         if stat.S_ISLNK(mode):
             kind, size, link = "symlink", 0, os.readlink(path)
+            if _link_escapes(arcname, link, self.areas):
+                # Restore and import refuse archives with such links (SPEC 8): keeping it
+                # would make the whole backup unrestorable.
+                self.notes.append(f"{path}: symlink to {link!r} leads outside the backed-up "
+                                  "areas; not archived (restore would refuse it)")
+                return None
         elif stat.S_ISDIR(mode):
             kind, size, link = "dir", 0, ""
         elif stat.S_ISREG(mode):
@@ -263,6 +283,7 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
     """Walk the spec's selection (stat only), writing one JSON row per member."""
     excludes = spec.exclude
     walker = _Walker(rows_out, excludes, spec.on_file_error)
+    walker.areas = CONFIG_AREAS if spec.type == "config" else ("images",)
     camera_info = None
     image_all, folders, targets = False, [], []
     if spec.type == "config":
@@ -283,6 +304,7 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
         walker.excludes = ALWAYS_EXCLUDED + excludes
     else:
         image_all, folders = select_folders(spec)
+        walker.areas = ("images",) if image_all else tuple(f"images/{n}" for n in folders)
         if image_all:
             targets = ["images"]
             _walk_all_images(walker, spec.images)
@@ -302,7 +324,7 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
         spec=spec.name, type=spec.type, fingerprint=walker.hash.hexdigest(),
         entries=walker.count, raw_bytes=sum(s.raw_bytes for s in walker.stats.values()),
         stats=walker.stats, camera=camera_info, image_all=image_all, image_folders=folders,
-        targets=sorted(set(targets)), warnings=walker.problems,
+        targets=sorted(set(targets)), warnings=walker.notes + walker.problems,
         database_files=walker.database_files,
         section_fingerprints={k: h.hexdigest() for k, h in walker.section_hashes.items()},
     )

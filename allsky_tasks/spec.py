@@ -16,6 +16,9 @@ from .environment import SCHEMA_PATH, Environment, default_backup_dir, expand
 from .errors import SpecError
 from .sections import BY_KEY, SECTIONS
 
+# Top-level names a config archive may hold; restore and import accept nothing else.
+CONFIG_AREAS = tuple(sorted({"config"} | {p.split("/")[0] for s in SECTIONS
+                                          for p in s.paths + s.globs if p[0] != "{"}))
 NIGHT_RE = re.compile(r"^2\d{7}$")
 FOLDER_RE = re.compile(r"^(2\d{7}|test\w*)$")
 LEVELS = {"zstd": (1, 19, 3), "allsky": (1, 9, 6)}
@@ -175,10 +178,15 @@ def semantic_problems(data: dict[str, Any], path: Path, env: Environment,
     folders = normalize_folders(data.get("folders", "all"))
     if isinstance(folders, dict) and "from" in folders and folders["from"] > folders["to"]:
         out.append(f"{where}::$.folders: from {folders['from']} is after to {folders['to']}")
+    areas = ("images",) if kind == "images" else CONFIG_AREAS
     for i, pattern in enumerate(data.get("include", [])):
         if pattern.startswith("/") or ".." in Path(pattern).parts:
             out.append(f"{where}::$.include[{i}]: {pattern!r} must be relative to the home "
                        "and must not contain '..'")
+        elif pattern.split("/")[0] not in areas:
+            # Restore and import accept only these areas; anything else could never come back.
+            out.append(f"{where}::$.include[{i}]: {pattern!r} is outside the areas a "
+                       f"{kind} backup can restore ({', '.join(areas)})")
     if check_tree:
         out += _tree_problems(data, where, env, folders)
     return out
