@@ -15,7 +15,7 @@ from .archive_io import atomic_write_bytes
 from .environment import Environment
 from .errors import AllskyTasksError, PackError, ServiceStartError, VerifyError
 from .lock import destination_lock
-from .manifest import read_sidecar, record_verify, sidecar_path, write_sidecar
+from .manifest import read_sidecar, record_verify, sidecar_path, write_sidecar_from
 from .pack import clean_stale_parts, pack
 from .progress import QUIET_ENV, RUN_WARNINGS, human, tracked
 from .space import check_space
@@ -229,7 +229,7 @@ def run_pack(state: str, env: Environment) -> None:
                         job_work = work / str(i)
                         job_work.mkdir()
                         result = pack(spec, job_summary, rows(), job_work,
-                                      extra={"service": record.to_dict(), **extra},
+                                      extra={"servicePause": record.to_dict(), **extra},
                                       on_bytes=progress.update, on_warning=progress.warning)
                         results.append({**result.__dict__, **extra,
                                         "fingerprint": job_summary.fingerprint})
@@ -289,20 +289,20 @@ def _manifest(st: Path) -> list[Path]:
     from .plan import estimate_record, share
 
     packed = _read_json(st / "pack.json")
+    spec_summary = _load(st)[1]
+    plan = _plan(st, spec_summary.fingerprint if spec_summary else "")
     paths = []
     for r in packed["results"]:
-        metadata = _read_json(Path(r["metadata"]))
-        ours = metadata.setdefault("allskyTasks", {})
         # The pause ended after metadata.json was sealed: the sidecar has the full record.
-        ours["service"] = packed.get("service")
-        spec_fp = _load(st)[1]
-        plan = _plan(st, spec_fp.fingerprint if spec_fp else "")
+        additions: dict[str, Any] = {"service": packed.get("service")}
         if plan is not None:  # the estimate next to the real size, to watch its accuracy
             est = (share(plan, [r["perNight"]["folder"]])["estimatedBytes"] if "perNight" in r
                    else plan["totals"]["estimatedBytes"])
-            ours["estimate"] = r["estimate"] = estimate_record(est, r["size"])
-        paths.append(write_sidecar(Path(r["archive"]), metadata,
-                                   {"sizeBytes": r["size"], "sha256": r["sha256"]}))
+            additions["estimate"] = r["estimate"] = estimate_record(est, r["size"])
+        additions["archive"] = {"name": Path(r["archive"]).name, "sizeBytes": r["size"],
+                                "sha256": r["sha256"], "metadataSha256": r["metadata_sha256"]}
+        # Streamed: the metadata (with its manifest) is never loaded whole.
+        paths.append(write_sidecar_from(Path(r["archive"]), Path(r["metadata"]), additions))
     _write_json(st / "pack.json", packed)  # now with each archive's estimate record
     _write_json(st / "manifest.json", {"archives": [r["archive"] for r in packed["results"]],
                                        "sidecars": [str(p) for p in paths]})
@@ -345,9 +345,11 @@ def run_verify(state: str) -> None:
 def verify_archive(archive: Path, on_read: Callable[[int], None] | None = None
                    ) -> dict[str, Any]:
     """Verify an archive of ours against its sidecar and record the result there."""
-    from .verify import verify  # zstandard/tarfile only when verifying
+    from .verify import verify, verify_streamed  # zstandard/tarfile only when verifying
 
-    result = verify(archive, read_sidecar(archive), on_read)
+    result = verify_streamed(archive, on_read)  # flat memory for our own sidecars
+    if result is None:
+        result = verify(archive, read_sidecar(archive), on_read)
     if sidecar_path(archive).exists():
         record_verify(archive, result)
     return result

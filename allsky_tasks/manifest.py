@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 from .archive_io import SUFFIXES, atomic_write_bytes
 from .errors import ManifestError
@@ -49,9 +50,119 @@ def write_sidecar(archive: Path, metadata: dict[str, Any], archive_facts: dict[s
 
 def record_verify(archive: Path, result: dict[str, Any]) -> None:
     """Store the latest verify result in the sidecar."""
-    metadata = read_sidecar(archive)
-    if metadata is None:
-        raise ManifestError(f"{sidecar_path(archive)}: sidecar missing")
-    metadata.setdefault(NAMESPACE, {})["verify"] = result
-    atomic_write_bytes(sidecar_path(archive), (json.dumps(metadata, indent=4) + "\n").encode(),
-                       SIDECAR_MODE)
+    update_sidecar(archive, {"verify": result})
+
+
+# Our sidecars end with the manifest rows (one per line) and then "trailer" lines, one key of
+# our namespace each, so they can be written and updated by streaming: flat memory however
+# many members an archive holds. Sidecars in any other layout are handled as whole JSON.
+_MANIFEST_END = "        ]\n"
+_CLOSE = ("    }\n", "}\n")
+_TRAILER = "        , "
+
+
+def _trailer_line(key: str, value: Any) -> str:
+    """One trailer line: `        , "key": value`."""
+    return f"{_TRAILER}{json.dumps(key)}: {json.dumps(value)}\n"
+
+
+def write_sidecar_from(archive: Path, metadata_file: Path, additions: dict[str, Any]) -> Path:
+    """The sidecar: metadata.json streamed, plus `additions` to our namespace as trailers."""
+    path = sidecar_path(archive)
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        with metadata_file.open(encoding="utf-8") as src, \
+                os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SIDECAR_MODE),
+                          "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), SIDECAR_MODE)
+            _copy_with_trailers(src, out, additions)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ManifestError(f"cannot write sidecar {path}: {e.strerror or e}") from e
+    return path
+
+
+def _copy_with_trailers(src: IO[str], out: IO[str], additions: dict[str, Any]) -> None:
+    """Copy a document in our layout, replacing/adding trailer lines before its end."""
+    held: list[str] = []  # the last two lines: the closing braces, once we reach them
+    for line in src:
+        if line.startswith(_TRAILER) and _trailer_key(line) in additions:
+            continue
+        held.append(line)
+        if len(held) > 2:
+            out.write(held.pop(0))
+    if tuple(held) != _CLOSE:
+        raise ValueError("not in the streamed sidecar layout")
+    for key, value in additions.items():
+        out.write(_trailer_line(key, value))
+    out.writelines(held)
+
+
+def _trailer_key(line: str) -> str:
+    """The key of a trailer line."""
+    return json.loads(line[len(_TRAILER):].split(":", 1)[0])
+
+
+def update_sidecar(archive: Path, additions: dict[str, Any]) -> None:
+    """Set keys of our namespace in a sidecar; streamed when it has our layout."""
+    path = sidecar_path(archive)
+    if not path.exists():
+        raise ManifestError(f"{path}: sidecar missing")
+    try:
+        write_sidecar_from(archive, path, additions)
+    except (ValueError, ManifestError):
+        metadata = read_sidecar(archive) or {}
+        metadata.setdefault(NAMESPACE, {}).update(additions)
+        atomic_write_bytes(path, (json.dumps(metadata, indent=4) + "\n").encode(),
+                           SIDECAR_MODE)
+
+
+def read_trailers(archive: Path) -> dict[str, Any] | None:
+    """Our namespace's trailer keys, read from the sidecar's end (None: other layout)."""
+    path = sidecar_path(archive)
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - (256 << 10)))
+            lines = fh.read().decode("utf-8", "replace").splitlines(keepends=True)
+    except OSError:
+        return None
+    if tuple(lines[-2:]) != _CLOSE:
+        return None
+    out: dict[str, Any] = {}
+    for line in reversed(lines[:-2]):
+        if not line.startswith(_TRAILER):
+            return out if line == _MANIFEST_END else None
+        key, value = line[len(_TRAILER):].split(":", 1)
+        out.setdefault(json.loads(key), json.loads(value))
+    return None
+
+
+def iter_manifest(archive: Path) -> Iterator[dict[str, Any]] | None:
+    """Stream our manifest rows from the sidecar (None: not in our layout)."""
+    path = sidecar_path(archive)
+    opening = '        "manifest": [\n'
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line == opening:
+                    break
+            else:
+                return None
+    except OSError:
+        return None
+    return _rows_after(path, opening)
+
+
+def _rows_after(path: Path, opening: str) -> Iterator[dict[str, Any]]:
+    """The rows between the manifest's opening line and its end."""
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line == opening:
+                break
+        for line in fh:
+            if line == _MANIFEST_END:
+                return
+            yield json.loads(line.strip().rstrip(","))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import platform
 from datetime import datetime
 from pathlib import Path
@@ -47,30 +48,39 @@ class MetadataBuilder:
         self.summary = summary
         self.workdir = workdir
         self.owner = install.read_owner(spec.home)
-        self.permissions: dict[str, dict[str, Any]] = {}
-        self.files: list[str] = []
         self.totals = {"members": 0, "files": 0, "dirs": 0, "links": 0, "rawBytes": 0}
         self.databases: list[dict[str, Any]] = []
         self.warnings: list[str] = []
-        self._rows_path = workdir / "manifest.rows"
-        self._rows: IO[str] = self._rows_path.open("w", encoding="utf-8")
+        # Per-member facts go to files, not lists: memory stays flat however many members.
+        self._paths = {name: workdir / f"{name}.rows" for name in ("manifest", "permissions",
+                                                                   "files")}
+        self._out: dict[str, IO[str]] = {k: p.open("w", encoding="utf-8")
+                                         for k, p in self._paths.items()}
+        self._first = {k: True for k in self._paths}
+
+    def _put(self, name: str, text: str) -> None:
+        """Append one JSON fragment to a list/object being streamed."""
+        self._out[name].write(text if self._first[name] else ",\n" + text)
+        self._first[name] = False
 
     def add(self, row: dict[str, Any]) -> None:
         """Record one packed member (row as in our manifest)."""
         path, kind = row["path"], row["type"]
         owner = row["owner"]
-        self.permissions[path] = {
+        entry = {
             "mode": allsky_mode(int(row["mode"], 8)),
             "owner": "ALLSKY_OWNER" if self.owner and owner == self.owner else owner,
             "group": row["group"], "ownerId": row["uid"], "groupId": row["gid"],
             "type": _TYPES[kind],
         }
+        quoted = json.dumps(path)
+        self._put("permissions", f"        {quoted}: {json.dumps(entry)}")
         if kind != "dir":
-            self.files.append(path)
+            self._put("files", f"        {quoted}")
         self.totals["members"] += 1
         self.totals[{"file": "files", "dir": "dirs", "symlink": "links"}[kind]] += 1
         self.totals["rawBytes"] += row.get("size", 0)
-        self._rows.write(json.dumps(row, separators=(",", ":")) + "\n")
+        self._put("manifest", "            " + json.dumps(row, separators=(",", ":")))
 
     def _allsky_fields(self, backup_file: str, created: datetime) -> dict[str, Any]:
         """Every field Allsky's own backup writes, in its order."""
@@ -82,8 +92,9 @@ class MetadataBuilder:
         }
         if spec.type == "config":
             fields.update(summary.camera or {})
-        fields["permissions"] = dict(sorted(self.permissions.items()))
-        fields["files"] = sorted(self.files)
+        # Streamed in archive order (Allsky sorts them; its readers do not care).
+        fields["permissions"] = _PLACEHOLDER["permissions"]
+        fields["files"] = _PLACEHOLDER["files"]
         # Allsky's fields name only the sections Allsky knows; ours are in our namespace.
         optional = sorted(k for k in spec.sections
                           if k != "core" and BY_KEY[k].allsky_native)
@@ -122,27 +133,32 @@ class MetadataBuilder:
         }
 
     def write(self, backup_file: str, created: datetime, extra: dict[str, Any]) -> Path:
-        """Write metadata.json (streaming the manifest rows) and return its path."""
-        self._rows.close()
+        """Write metadata.json, streaming the per-member parts, and return its path."""
+        for fh in self._out.values():
+            fh.close()
         fields = self._allsky_fields(backup_file, created)
-        fields[NAMESPACE] = self.ours(created, extra)
-        head = json.dumps(fields, indent=4)
-        # Splice the manifest rows into our namespace without loading them all at once.
-        cut = head.rstrip()[:-1].rstrip()[:-1].rstrip()
+        fields[NAMESPACE] = {**self.ours(created, extra), "manifest": _PLACEHOLDER["manifest"]}
+        text = json.dumps(fields, indent=4)
         out_path = self.workdir / "metadata.json"
-        with out_path.open("w", encoding="utf-8") as out, \
-                self._rows_path.open(encoding="utf-8") as rows:
-            out.write(cut + ',\n        "manifest": [')
-            first = True
-            for line in rows:
-                out.write(("\n            " if first else ",\n            ") + line.rstrip("\n"))
-                first = False
-            out.write("\n        ]\n    }\n}\n")
-        self._rows_path.unlink()
+        with out_path.open("w", encoding="utf-8") as out:
+            for name, (opening, closing) in _BRACKETS.items():
+                before, text = text.split(json.dumps(_PLACEHOLDER[name]), 1)
+                out.write(before + opening + "\n")
+                with self._paths[name].open(encoding="utf-8") as rows:
+                    shutil.copyfileobj(rows, out, 1 << 20)
+                out.write("\n" + closing)
+            out.write(text + "\n")
+        for path in self._paths.values():
+            path.unlink()
         return out_path
 
     def close(self) -> None:
-        """Release the rows file (after a failure)."""
-        if not self._rows.closed:
-            self._rows.close()
-        self._rows_path.unlink(missing_ok=True)
+        """Release the row files (after a failure)."""
+        for name, fh in self._out.items():
+            fh.close()
+            self._paths[name].unlink(missing_ok=True)
+
+
+# Stand-ins replaced by the streamed parts, in document order.
+_PLACEHOLDER = {name: f"\u0000{name}\u0000" for name in ("permissions", "files", "manifest")}
+_BRACKETS = {"permissions": ("{", "    }"), "files": ("[", "    ]"), "manifest": ("[", "        ]")}

@@ -53,6 +53,7 @@ class PackResult:
     size: int
     sha256: str
     metadata: str
+    metadata_sha256: str
     created: str
     members: int
     raw_bytes: int
@@ -300,7 +301,7 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
                 for entry in rows:
                     packer.add(entry)
                 meta_path = meta.write(final.name, now, extra or {})
-                _add_metadata(packer, meta_path, now)
+                meta_sha256 = _add_metadata(packer, meta_path, now)
                 tar.close()
             raw.flush()
             os.fsync(raw.fileno())
@@ -317,14 +318,14 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
         raise
     return PackResult(
         archive=str(final), size=hashed.size, sha256=hashed.sha256.hexdigest(),
-        metadata=str(meta_path), created=now.isoformat(timespec="seconds"),
+        metadata=str(meta_path), metadata_sha256=meta_sha256, created=now.isoformat(timespec="seconds"),
         members=meta.totals["members"], raw_bytes=meta.totals["rawBytes"],
         seconds=round(time.monotonic() - started, 3),
         warnings=summary.warnings + meta.warnings,
     )
 
 
-def _add_metadata(packer: Packer, path: Path, now: datetime) -> None:
+def _add_metadata(packer: Packer, path: Path, now: datetime) -> str:
     """metadata.json as the last member, where Allsky puts it."""
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -333,6 +334,6 @@ def _add_metadata(packer: Packer, path: Path, now: datetime) -> None:
         info.uid, info.gid = os.getuid(), os.getgid()
         info.uname, info.gname = user_name(info.uid), group_name(info.gid)
         packer.tar.header(info)
-        packer.copy_fd(fd, info.size)
+        return packer.copy_fd(fd, info.size)
     finally:
         os.close(fd)

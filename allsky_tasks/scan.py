@@ -24,6 +24,10 @@ _JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal")
 DB_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
 
 
+# json's own C string escaper; ASCII output keeps surrogate-escaped names writable.
+_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
 @dataclass(slots=True)
 class Entry:
     """One archive member as found on disk."""
@@ -38,6 +42,13 @@ class Entry:
     mtime_ns: int
     linkname: str
     section: str
+
+    def to_line(self) -> str:
+        """The JSON row as one line; built by hand because json.dumps per row dominated scans."""
+        esc = _json_str
+        return (f"[{esc(self.arcname)},{esc(self.source)},\"{self.kind}\",{self.size},"
+                f"{self.mode},{self.uid},{self.gid},{self.mtime_ns},{esc(self.linkname)},"
+                f"{esc(self.section)}]\n")
 
     def to_row(self) -> list[object]:
         """Compact JSON row (field order as declared)."""
@@ -116,6 +127,8 @@ def _link_escapes(arcname: str, target: str, areas: tuple[str, ...]) -> bool:
 
 def _is_journal(path: str, name: str) -> bool:
     """SQLite side files are never archived raw: the database is captured whole."""
+    if "-" not in name:
+        return False
     for suffix in _JOURNAL_SUFFIXES:
         if name.endswith(suffix) and os.path.isfile(path[: -len(suffix)]):
             return True
@@ -132,6 +145,7 @@ class _Walker:
         self.hash = hashlib.sha256()
         self.section_hashes: dict[str, "hashlib._Hash"] = {}
         self.seen: set[str] = set()
+        self.dedupe = True  # sections may overlap; night folders never do
         self.stats: dict[str, Stats] = {}
         self.count = 0
         self.problems: list[str] = []
@@ -141,17 +155,19 @@ class _Walker:
 
     def _emit(self, entry: Entry) -> None:
         """Record one entry (first section to claim a path wins)."""
-        if entry.arcname in self.seen:
-            return
-        self.seen.add(entry.arcname)
-        fields = entry.to_row()
-        # ASCII escapes keep undecodable (surrogate-escaped) file names writable.
-        self.out.write(json.dumps(fields, separators=(",", ":")) + "\n")
-        # The source path is left out of the fingerprint: only what lands in the archive counts.
-        key = json.dumps(fields[:1] + fields[2:9]).encode()
+        if self.dedupe:
+            if entry.arcname in self.seen:
+                return
+            self.seen.add(entry.arcname)
+        line = entry.to_line()
+        self.out.write(line)
+        key = line.encode()
         self.hash.update(key)
         # Per section (night folder) too: per-night archives repack only what changed.
-        self.section_hashes.setdefault(entry.section, hashlib.sha256()).update(key)
+        section_hash = self.section_hashes.get(entry.section)
+        if section_hash is None:
+            section_hash = self.section_hashes[entry.section] = hashlib.sha256()
+        section_hash.update(key)
         self.count += 1
         st = self.stats.setdefault(entry.section, Stats(entry.section))
         if entry.kind == "file":
@@ -284,6 +300,7 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
     excludes = spec.exclude
     walker = _Walker(rows_out, excludes, spec.on_file_error)
     walker.areas = CONFIG_AREAS if spec.type == "config" else ("images",)
+    walker.dedupe = spec.type == "config" or bool(spec.include)
     camera_info = None
     image_all, folders, targets = False, [], []
     if spec.type == "config":

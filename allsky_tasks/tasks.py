@@ -95,7 +95,8 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
                "actions": [_action("run_plan", str(st))], "task_dep": [f"scan:{name}"],
                "file_dep": [str(st / "fingerprint")], "targets": [str(st / "plan.json")]}
         yield {"basename": "pause", "name": name, "doc": doc, "uptodate": [False],
-               "actions": [_action("run_pause", str(st), env)], "task_dep": [f"scan:{name}"]}
+               "actions": [_action("run_pause", str(st), env)],
+               "task_dep": [f"scan:{name}", f"plan:{name}"]}
         yield {"basename": "pack", "name": name, "doc": doc,
                "actions": [_action("run_pack", str(st), env)],
                "task_dep": [f"scan:{name}", f"plan:{name}", f"pause:{name}"],

@@ -9,7 +9,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import zstandard
 
@@ -58,11 +58,12 @@ def _member(info: tarfile.TarInfo, digest: str | None) -> Member:
                   linkname=info.linkname if info.issym() or info.islnk() else "", sha256=digest)
 
 
-def _hash_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> tuple[str, bytes | None]:
-    """SHA-256 of a file member; metadata.json's bytes are kept too."""
+def _hash_member(tar: tarfile.TarFile, info: tarfile.TarInfo, keep: bool
+                 ) -> tuple[str, bytes | None]:
+    """SHA-256 of a file member; its bytes too when `keep` (metadata.json)."""
     fh = tar.extractfile(info)
     assert fh is not None
-    digest, keep = hashlib.sha256(), info.name == "metadata.json"
+    digest = hashlib.sha256()
     parts: list[bytes] = []
     while True:
         chunk = fh.read(CHUNK)
@@ -74,8 +75,13 @@ def _hash_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> tuple[str, byte
     return digest.hexdigest(), b"".join(parts) if keep else None
 
 
-def read_archive(path: Path, on_read: Callable[[int], None] | None = None) -> ArchiveRead:
-    """Read every byte: members with hashes, metadata.json, compressed SHA-256."""
+def read_archive(path: Path, on_read: Callable[[int], None] | None = None,
+                 on_member: Callable[[Member], None] | None = None) -> ArchiveRead:
+    """Read every byte: members with hashes, metadata.json, compressed SHA-256.
+
+    With `on_member`, each member (metadata.json too) goes to it instead of into the result,
+    so memory stays flat however many members there are.
+    """
     result = ArchiveRead()
     current = "(before the first member)"
     walker = ZstdFrameWalker() if archive_format(path) == "zstd" else None
@@ -91,13 +97,21 @@ def read_archive(path: Path, on_read: Callable[[int], None] | None = None) -> Ar
             stream = open_decompressed(path, hashed)
             # 64 KiB: tarfile's stream buffer at 1 MiB halves speed on many small members.
             with tarfile.open(fileobj=stream, mode="r|", bufsize=64 << 10) as tar:
-                for info in tar:
+                while (info := tar.next()) is not None:
+                    tar.members.clear()  # stream mode never looks back: hold no headers
                     current = info.name
-                    digest, kept = _hash_member(tar, info) if info.isreg() else (None, None)
-                    if kept is not None and result.metadata is None:
+                    keep = (on_member is None and info.name == "metadata.json"
+                            and result.metadata is None)
+                    digest, kept = _hash_member(tar, info, keep) if info.isreg() else (None,
+                                                                                       None)
+                    if kept is not None:
                         result.metadata = json.loads(kept)
                         continue
-                    result.members.append(_member(info, digest))
+                    member = _member(info, digest)
+                    if on_member is not None:
+                        on_member(member)
+                    else:
+                        result.members.append(member)
             drain(stream)  # checksums and trailing garbage are only seen at the very end
             while hashed.read(CHUNK):  # bytes the decompressor did not need still count
                 pass
@@ -131,17 +145,89 @@ def compare(members: list[Member], manifest: list[dict[str, Any]]) -> list[str]:
     for path in sorted(set(seen) - set(expected)):
         problems.append(f"{path}: in the archive but not in the manifest")
     for path in sorted(set(seen) & set(expected)):
-        got, want = seen[path], expected[path]
-        checks = [("type", got.type, want.get("type")), ("size", got.size, want.get("size", 0)),
-                  ("mode", got.mode, want.get("mode")), ("mtime", got.mtime, want.get("mtime"))]
-        if want.get("type") == "file":
-            checks.append(("sha256", got.sha256, want.get("sha256")))
-        if want.get("type") == "symlink":
-            checks.append(("link target", got.linkname, want.get("linkname")))
-        for what, have, should in checks:
-            if have != should:
-                problems.append(f"{path}: {what} is {have!r}, manifest says {should!r}")
+        problems += compare_one(seen[path], expected[path])
     return problems
+
+
+def compare_one(got: Member, want: dict[str, Any]) -> list[str]:
+    """Differences between one member read and its manifest row."""
+    checks = [("type", got.type, want.get("type")), ("size", got.size, want.get("size", 0)),
+              ("mode", got.mode, want.get("mode")), ("mtime", got.mtime, want.get("mtime"))]
+    if want.get("type") == "file":
+        checks.append(("sha256", got.sha256, want.get("sha256")))
+    if want.get("type") == "symlink":
+        checks.append(("link target", got.linkname, want.get("linkname")))
+    return [f"{got.path}: {what} is {have!r}, manifest says {should!r}"
+            for what, have, should in checks if have != should]
+
+
+class StreamCompare:
+    """Compares members with manifest rows as both stream by, in the same order."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.pending: dict[str, dict[str, Any]] = {}  # rows read ahead (only if out of order)
+        self.problems: list[str] = []
+        self.metadata: Member | None = None
+        self.members = 0
+
+    def __call__(self, member: Member) -> None:
+        """Check the next member read."""
+        if member.path == "metadata.json" and self.metadata is None:
+            self.metadata = member
+            return
+        self.members += 1
+        row = self.pending.pop(member.path, None)
+        while row is None:
+            nxt = next(self.rows, None)
+            if nxt is None:
+                self.problems.append(f"{member.path}: in the archive but not in the manifest"
+                                     " (or a duplicate member)")
+                return
+            if nxt.get("path") == member.path:
+                row = nxt
+            else:
+                self.pending[str(nxt.get("path"))] = nxt
+        self.problems += compare_one(member, row)
+
+    def finish(self) -> list[str]:
+        """Problems, including manifest rows no member matched."""
+        for row in self.rows:
+            self.pending[str(row.get("path"))] = row
+        return self.problems + [f"{path}: missing from the archive"
+                                for path in sorted(self.pending)]
+
+
+def verify_streamed(archive: Path, on_read: Callable[[int], None] | None = None
+                    ) -> dict[str, Any] | None:
+    """Verify against a sidecar in our streamed layout, in flat memory (None: other layout)."""
+    from .manifest import iter_manifest, read_trailers
+
+    trailers = read_trailers(archive)
+    rows = iter_manifest(archive)
+    if not trailers or "archive" not in trailers or rows is None:
+        return None
+    started = time.monotonic()
+    check = StreamCompare(rows)
+    read = read_archive(archive, on_read, on_member=check)
+    facts = trailers["archive"]
+    problems: list[str] = [read.error] if read.error else []
+    if facts.get("sha256") != read.sha256:
+        problems.append(f"archive SHA-256 is {read.sha256}, recorded {facts.get('sha256')}")
+    if facts.get("sizeBytes") != read.size:
+        problems.append(f"archive size is {read.size} bytes, recorded {facts.get('sizeBytes')}")
+    if not read.error:
+        problems += check.finish()
+        if check.metadata is None:
+            problems.append("metadata.json: missing from the archive")
+        elif facts.get("metadataSha256") not in (None, check.metadata.sha256):
+            problems.append("metadata.json: its content differs from the one the sidecar "
+                            "recorded")
+    if problems:
+        raise VerifyError(str(archive), problems)
+    return {"ok": True, "members": check.members, "sha256": read.sha256,
+            "sizeBytes": read.size, "seconds": round(time.monotonic() - started, 3),
+            "verifiedAt": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def verify(archive: Path, sidecar: dict[str, Any] | None = None,

@@ -81,9 +81,7 @@ def site(tmp_path: Path) -> Site:
 
 def backup(site: Site, name: str, text: str) -> Path:
     """validate -> scan -> pack -> manifest in-process; returns the archive path."""
-    import json
-
-    from allsky_tasks.manifest import write_sidecar
+    from allsky_tasks.manifest import write_sidecar_from
     from allsky_tasks.pack import pack
     from allsky_tasks.scan import read_rows, scan
     from allsky_tasks.spec import load_spec
@@ -96,9 +94,10 @@ def backup(site: Site, name: str, text: str) -> Path:
         summary = scan(spec, out)
     spec.destination.mkdir(parents=True, exist_ok=True)
     result = pack(spec, summary, read_rows(rows), work)
-    metadata = json.loads(Path(result.metadata).read_bytes())
-    write_sidecar(Path(result.archive), metadata, {"sizeBytes": result.size,
-                                                    "sha256": result.sha256})
+    # The sidecar exactly as the manifest task writes it (streamed layout).
+    write_sidecar_from(Path(result.archive), Path(result.metadata), {"archive": {
+        "name": Path(result.archive).name, "sizeBytes": result.size, "sha256": result.sha256,
+        "metadataSha256": result.metadata_sha256}})
     return Path(result.archive)
 
 

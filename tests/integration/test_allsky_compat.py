@@ -92,8 +92,9 @@ def test_config_archive_matches_allsky_made_one(tmp_path: Path) -> None:
     mine = archive_metadata(ours)
     assert list(mine)[: len(theirs)] == list(theirs)  # same keys, same order, ours appended
     assert set(mine) - set(theirs) == {"allskyTasks"}
+    assert sorted(mine["files"]) == theirs["files"]  # ours in archive order, same set
     for key in ("backupType", "version", "cameratype", "cameramodel", "settingsfile", "ccfile",
-                "files", "includedOptionalTargets", "includedSections", "requiredModules",
+                "includedOptionalTargets", "includedSections", "requiredModules",
                 "backupModules", "backupHasModules", "format"):
         assert mine[key] == theirs[key], key
     # Allsky lists __pycache__ in permissions although tar leaves it out; we leave it out of both.
@@ -113,7 +114,8 @@ def test_images_archive_matches_allsky_made_one(tmp_path: Path) -> None:
     theirs = json.loads(IMAGES.with_suffix("").with_suffix(".json").read_text())
     mine = archive_metadata(ours)
     assert set(mine) - set(theirs) == {"allskyTasks"}
-    for key in ("backupType", "version", "files", "includedOptionalTargets", "includedSections",
+    assert sorted(mine["files"]) == theirs["files"]
+    for key in ("backupType", "version", "includedOptionalTargets", "includedSections",
                 "imageBackupAll", "imageFolders", "imageTargets", "format"):
         assert mine[key] == theirs[key], key
     assert set(mine["permissions"]) == set(theirs["permissions"])

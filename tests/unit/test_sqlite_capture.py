@@ -71,7 +71,8 @@ def test_capture_while_service_writes(tmp_path: Path, service_dir: Path, wal: bo
         conn.close()
     assert before <= count <= after
     assert top == count  # one snapshot: committed rows 1..N, no gaps, no half transaction
-    assert after > before or row_count(db) > before  # the writer was not stopped by the capture
+    # The writer was not stopped by the capture (under load it may need a moment).
+    wait_until(lambda: row_count(db) > max(before, after), "the stand-in to keep writing")
 
 
 def test_capture_idle_database(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from allsky_tasks.errors import VerifyError
-from allsky_tasks.manifest import read_sidecar
-from allsky_tasks.verify import verify
+from allsky_tasks.manifest import read_sidecar, read_trailers, record_verify, sidecar_path
+from allsky_tasks.verify import verify, verify_streamed
 
 from ..conftest import Site, backup
 
@@ -123,3 +123,35 @@ def test_sidecar_is_json_with_allsky_and_our_fields(made: tuple[Path, dict]) -> 
     assert json.loads(json.dumps(sidecar)) == sidecar
     assert sidecar["backupFile"] == archive.name
     assert sidecar["allskyTasks"]["archive"]["name"] == archive.name
+
+
+def test_streamed_verify_passes_and_records_in_the_sidecar(made: tuple[Path, dict]) -> None:
+    archive, sidecar = made
+    result = verify_streamed(archive)
+    assert result is not None and result["members"] == len(sidecar["allskyTasks"]["manifest"])
+    record_verify(archive, result)
+    assert read_sidecar(archive)["allskyTasks"]["verify"]["ok"] is True
+    assert read_trailers(archive)["verify"]["members"] == result["members"]  # still streamable
+
+
+def test_streamed_verify_names_a_tampered_manifest_row(made: tuple[Path, dict]) -> None:
+    archive, _ = made
+    path = sidecar_path(archive)
+    text = path.read_text()
+    row = next(line for line in text.splitlines() if '"path":"env.json"' in line)
+    path.write_text(text.replace(row, row.replace('"size":', '"size":1')))
+    with pytest.raises(VerifyError) as info:
+        verify_streamed(archive)
+    assert any(p.startswith("env.json: size is") for p in info.value.problems)
+
+
+def test_streamed_verify_detects_a_flipped_bit_and_other_layouts_fall_back(
+        made: tuple[Path, dict]) -> None:
+    archive, sidecar = made
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    archive.write_bytes(bytes(data))
+    with pytest.raises(VerifyError):
+        verify_streamed(archive)
+    sidecar_path(archive).write_text(json.dumps(sidecar))  # one line: not our layout
+    assert verify_streamed(archive) is None
