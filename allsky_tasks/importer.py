@@ -9,7 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .archive_io import fsync_dir
 from .errors import InventoryError, ManifestError, SpaceError
@@ -102,7 +102,8 @@ def _sidecar_metadata(report: SafetyReport, src: Path) -> dict[str, Any]:
     return meta
 
 
-def import_archive(src: Path, dest: Path, limits: Limits = Limits()) -> ImportResult:
+def import_archive(src: Path, dest: Path, limits: Limits = Limits(),
+                   on_bytes: Callable[[int], None] | None = None) -> ImportResult:
     """Check `src` completely while copying it to a hidden temp file; publish only if good."""
     stem, suffix = safe_stem(src.name)
     if not src.is_file():
@@ -119,7 +120,12 @@ def import_archive(src: Path, dest: Path, limits: Limits = Limits()) -> ImportRe
         with os.fdopen(fd, "wb") as out:
             os.fchmod(fd, ARCHIVE_MODE)  # whatever the umask: env.json secrets stay private
             # The copy is fed the very bytes being checked: nothing can change in between.
-            report = validate_archive(src, limits, sink=out.write)
+            def sink(view: memoryview) -> None:
+                out.write(view)
+                if on_bytes is not None:
+                    on_bytes(len(view))
+
+            report = validate_archive(src, limits, sink=sink)
             out.flush()
             os.fsync(out.fileno())
         final = _publish(tmp, dest, stem, suffix)

@@ -21,6 +21,8 @@ SLICES: dict[str, tuple[float, float]] = {
     "pack": (5.0, 74.0),
     "resume": (74.0, 75.0), "manifest": (75.0, 76.0), "verify": (76.0, 99.0),
     "backup": (99.0, 100.0),
+    # Other flows, each a whole of its own.
+    "import": (0.0, 100.0), "restore-checks": (0.0, 40.0), "restore": (40.0, 100.0),
 }
 
 

@@ -156,8 +156,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Check an outside archive and store it."""
     from ..importer import import_archive
 
+    from ..progress import tracked
+
     _, dest = _env_dest(args)
-    result = import_archive(Path(args.file), dest)
+    src = Path(args.file)
+    total = src.stat().st_size if src.is_file() else 0
+    with tracked(src.name, "import", total) as progress:
+        result = import_archive(src, dest, on_bytes=lambda n: progress.update(n, src.name))
+        progress.finish(archive=str(result.path), members=result.report.members)
     r = result.report
     print(f"imported {args.file} as {result.path} ({r.kind} {r.metadata.get('backupType')} "
           f"backup, {r.members} members, {human_size(r.size)}, checked in {r.seconds}s)")

@@ -10,6 +10,7 @@ from ..environment import default_backup_dir, expand, from_environ
 from ..inventory import resolve
 from ..restore import (Prepared, RestoreBlocked, RestoreOptions, RestoreSummary, dry_run,
                        execute, prepare, summary_lines)
+from ..progress import tracked
 from ..service import ServiceConfig, signals_as_interrupt
 from ..space import format_bytes
 
@@ -81,7 +82,9 @@ def _cmd(args: argparse.Namespace) -> int:
         service=None if args.no_service else ServiceConfig(unit=args.service_unit))
     archive = resolve(args.archive, backup_dir)
     with signals_as_interrupt():
-        prep = prepare(archive, home, options)
+        with tracked(archive.name, "restore-checks") as progress:
+            prep = prepare(archive, home, options)
+            progress.finish(blocked=prep.blocked)
         _print_checks(prep)
         if prep.blocked:
             raise RestoreBlocked(prep)
@@ -91,7 +94,9 @@ def _cmd(args: argparse.Namespace) -> int:
         if not args.yes and not _confirm(prep):
             print("Restore cancelled; nothing was changed.")
             return 2
-        summary = execute(prep)
+        with tracked(archive.name, "restore") as progress:
+            summary = execute(prep)
+            progress.finish(files=len(summary.files))
     _print_summary(summary)
     return 0
 
