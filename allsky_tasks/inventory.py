@@ -50,11 +50,24 @@ class Record:
         """The archive's file name."""
         return self.path.name
 
+    @property
+    def night_set(self) -> str | None:
+        """The per-night set this archive belongs to (one backup of many archives), if any."""
+        per_night = namespace(self.metadata).get("perNight")
+        return str(per_night.get("set")) if isinstance(per_night, dict) else None
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready row (without the full metadata)."""
         row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "metadata"}
-        row["path"], row["name"] = str(self.path), self.name
+        row["path"], row["name"], row["set"] = str(self.path), self.name, self.night_set
         return row
+
+
+def set_members(records: list[Record], name: str) -> list[Record]:
+    """The archives of one per-night set, oldest night first."""
+    members = [r for r in records if r.night_set == name]
+    return sorted(members, key=lambda r: (namespace(r.metadata)["perNight"].get("folder", ""),
+                                          r.timestamp))
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..environment import Environment, from_environ, spec_files
+from ..errors import InventoryError
 
 _COLUMNS = ("Backup Date/Time", "Type", "Version", "Camera Type", "Camera Model", "Size",
             "Pinned", "Verified", "Spec", "Name")
@@ -50,6 +51,32 @@ def _config_backup_cmd(env: Environment) -> str:
     return "allsky-tasks run backup"
 
 
+def _collapse_sets(group: list, each: bool) -> list:
+    """One row per per-night set (the set is one backup), unless each archive is wanted."""
+    from dataclasses import replace
+
+    from ..inventory import set_members
+
+    if each:
+        return group
+    rows, done = [], set()
+    for r in group:
+        name = r.night_set
+        if name is None:
+            rows.append(r)
+        elif name not in done:
+            done.add(name)
+            members = set_members(group, name)
+            verified = [m.verified for m in members]
+            rows.append(replace(
+                r, created=max(m.created for m in members), size=sum(m.size for m in members),
+                pinned=any(m.pinned for m in members),
+                verified=None if None in verified else all(verified),
+                problem=next((m.problem for m in members if m.problem), None),
+                path=r.path.with_name(f"set:{name} ({len(members)} nights)")))
+    return rows
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the grouped table and the warnings (or JSON)."""
     from ..inventory import list_backups, listing_warnings
@@ -73,7 +100,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 [r.created, title if kind != "unknown" else "?", r.version, r.cameratype,
                  r.cameramodel, human_size(r.size), "yes" if r.pinned else "no",
                  "DAMAGED" if r.problem else _verified(r.verified), r.spec, r.name]
-                for r in group]
+                for r in _collapse_sets(group, args.archives)]
             print("\n".join("  " + line for line in _table(rows)))
     for w in warnings:
         print(f"\nWARNING: {w.message}\n  fix: {w.command}")
@@ -145,10 +172,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..inventory import resolve, verify_backup
 
     _, dest = _env_dest(args)
-    path = resolve(args.archive, dest)
-    result = verify_backup(path)
-    print(f"verify {path.name}: ok ({result['kind']}, {result['members']} members, "
-          f"sha256 {result['sha256'][:16]}..., {result['seconds']}s)")
+    if args.archive.startswith("set:"):  # every archive of a per-night set
+        from ..inventory import list_backups, set_members
+
+        paths = [r.path for r in set_members(list_backups(dest), args.archive[4:])]
+        if not paths:
+            raise InventoryError(f"no per-night set {args.archive[4:]!r} in {dest}",
+                                 hint="allsky-tasks list shows the sets")
+    else:
+        paths = [resolve(args.archive, dest)]
+    for path in paths:
+        result = verify_backup(path)
+        print(f"verify {path.name}: ok ({result['kind']}, {result['members']} members, "
+              f"sha256 {result['sha256'][:16]}..., {result['seconds']}s)")
     return 0
 
 
@@ -253,6 +289,8 @@ def register(subs: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--max-age-days", type=float, default=30, metavar="N",
                    help="warn when the newest config backup is older (default 30)")
+    p.add_argument("--archives", action="store_true",
+                   help="one row per archive (a per-night set is otherwise one row)")
     add("info", cmd_info, "show what is inside a backup").add_argument(
         "--json", action="store_true", help="machine-readable output")
     add("verify", cmd_verify, "re-read a backup end to end and record the result")

@@ -65,3 +65,26 @@ def test_nothing_changed_means_nothing_packed(site: Site) -> None:
     before = site.archives()
     out = site.doit("backup:nights", check=True).stdout
     assert site.archives() == before and "-- pack:nights" in out
+
+
+def test_the_set_lists_and_verifies_as_one_backup(site: Site) -> None:
+    import subprocess
+    import sys
+
+    site.spec("nights", SPEC)
+    site.doit("backup:nights", check=True)
+
+    def cli(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "allsky_tasks", *args], env=site.environ(),
+                              text=True, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    nights = len(site.tree.nights) + 1
+    listing = cli("list")
+    assert listing.count(f"set:nights ({nights} nights)") == 1
+    assert "Images Backups (%d)" % nights in listing  # the count is of archives
+    assert cli("list", "--archives").count("allsky-images-backup-") == nights
+    assert cli("verify", "set:nights").count(": ok (ours") == nights
+    rows = json.loads(cli("list", "--json"))["backups"]
+    assert {r["set"] for r in rows} == {"nights"}
