@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from .archive_io import CHUNK, HashingReader, open_decompressed
 from .safety import FILE_ROOTS, ArchiveRejected, Limits, path_problem, resolve_link
+from .service import pid_alive
 from .verify import CORRUPT, Member, member_of
 
 STAGING_PREFIX = ".allsky-restore-"
@@ -82,21 +83,10 @@ def clean_stale_staging(root: Path) -> list[str]:
     for entry in os.scandir(root):
         pid = entry.name[len(STAGING_PREFIX):]
         if entry.name.startswith(STAGING_PREFIX) and pid.isdigit() and \
-                entry.is_dir(follow_symlinks=False) and not _alive(int(pid)):
+                entry.is_dir(follow_symlinks=False) and not pid_alive(int(pid)):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.name)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 class CappedReader:

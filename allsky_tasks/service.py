@@ -87,7 +87,7 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[19])
 
 
-def _pid_alive(pid: int, start: int | None) -> bool:
+def pid_alive(pid: int, start: int | None = None) -> bool:
     """Whether `pid` is a live process, and the same one that wrote the marker."""
     try:
         os.kill(pid, 0)
@@ -150,7 +150,7 @@ def recover_stale_marker(cfg: ServiceConfig, state_dir: Path) -> str | None:
         data = {}  # unreadable: treat as stale, since starting a running service is harmless
     data = data if isinstance(data, dict) else {}
     pid, start = data.get("pid"), data.get("pid_start")
-    if isinstance(pid, int) and pid > 0 and _pid_alive(pid, start if isinstance(start, int) else None):
+    if isinstance(pid, int) and pid > 0 and pid_alive(pid, start if isinstance(start, int) else None):
         return None  # another run is in progress and will restart it itself
     # Use the marker's own commands: they are what stopped the service, even if the spec changed.
     commands = data.get("commands") if isinstance(data.get("commands"), dict) else {}
@@ -171,7 +171,7 @@ def recover_stale_marker(cfg: ServiceConfig, state_dir: Path) -> str | None:
 
 
 def _restart(cfg: ServiceConfig, marker: Path, record: PauseRecord,
-             t0: float | None) -> tuple[str | None, list[int]]:
+             t0: float | None, activity: str = "backup") -> tuple[str | None, list[int]]:
     """Ensure the service runs again, shielded from signals: (failure or None, deferred signals)."""
     with _signals_deferred() as caught:
         started, problem = ensure_started(cfg)
@@ -226,12 +226,12 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
         yield record
     except BaseException as exc:
         # The body's (or the stop's) error is the primary one; a failed restart becomes a note.
-        problem, _ = _restart(cfg, marker, record, t0)
+        problem, _ = _restart(cfg, marker, record, t0, activity)
         if problem:
             exc.add_note(f"service {cfg.unit} could not be started again: {problem}; start it by hand "
                          f"(`{shlex.join(cfg.argv('start'))}`); {marker} is kept so the next run retries")
         raise
-    problem, caught = _restart(cfg, marker, record, t0)
+    problem, caught = _restart(cfg, marker, record, t0, activity)
     if problem:
         raise ServiceStartError(f"service {cfg.unit} could not be started again after the {activity}: {problem}",
                                 hint=f"the archive was kept; start it by hand (`{shlex.join(cfg.argv('start'))}`)"
