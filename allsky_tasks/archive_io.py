@@ -115,7 +115,11 @@ def compressed_writer(fmt: str, level: int, raw: BinaryIO, mtime: int) -> Iterat
     hashed = HashingWriter(raw)
     if fmt == "zstd":
         # Frame checksum on, so one flipped bit anywhere fails decompression.
-        cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
+        # Job size 4 MiB, at most 4 workers: measured +25/+37 MB over one thread on 2/4 cores,
+        # against +45/+64 MB with libzstd's defaults; a 1 GB Pi keeps its headroom.
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, threads=min(os.cpu_count() or 1, 4), job_size=4 << 20, write_checksum=True)
+        cctx = zstandard.ZstdCompressor(compression_params=params)
         stream = cctx.stream_writer(hashed, closefd=False)
         yield stream, hashed
         stream.close()  # ends the frame (with its checksum)

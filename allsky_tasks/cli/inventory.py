@@ -191,7 +191,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """Check an outside archive and store it."""
     from ..importer import import_archive
-
     from ..progress import tracked
 
     _, dest = _env_dest(args)

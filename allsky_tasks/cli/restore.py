@@ -6,13 +6,13 @@ import argparse
 import os
 import sys
 
+from typing import TYPE_CHECKING
+
 from ..environment import default_backup_dir, expand, from_environ
-from ..inventory import resolve
-from ..restore import (Prepared, RestoreBlocked, RestoreOptions, RestoreSummary, dry_run,
-                       execute, prepare, summary_lines)
-from ..progress import tracked
-from ..service import ServiceConfig, signals_as_interrupt
 from ..space import format_bytes
+
+if TYPE_CHECKING:  # the restore machinery is imported only when a restore runs
+    from ..restore import Prepared, RestoreSummary
 
 _SHOWN_FILES = 40
 
@@ -45,6 +45,8 @@ def _print_plan(summary: RestoreSummary) -> None:
 
 def _print_summary(summary: RestoreSummary) -> None:
     """The summary; a long file list is cut short (the log has it all)."""
+    from ..restore import summary_lines
+
     lines = summary_lines(summary)
     cut = lines.index("Files:")
     print("\n".join(lines[:cut]))
@@ -71,6 +73,11 @@ def _confirm(prep: Prepared) -> bool:
 
 def _cmd(args: argparse.Namespace) -> int:
     """Check; print; dry-run listing or confirm and restore."""
+    from ..inventory import resolve
+    from ..progress import tracked
+    from ..restore import RestoreBlocked, RestoreOptions, dry_run, execute, prepare
+    from ..service import ServiceConfig, signals_as_interrupt
+
     env = from_environ()
     home = expand(args.home).absolute() if args.home else env.home
     backup_dir = env.backup_dir if not args.home or os.environ.get("ALLSKY_BACKUP_DIR") \
