@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -59,6 +60,13 @@ def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
         except AllskyTasksError as e:
             FAILURES.append(e)
             return TaskFailed(f"[{type(e).__name__}] {e}")
+        except KeyboardInterrupt as e:
+            # Ctrl-C or SIGTERM: stop the whole run without a traceback. SystemExit passes
+            # through doit's runner, which still saves its state on the way out.
+            why = str(e) or "Ctrl-C"
+            print(f"\n{fn.__name__.removeprefix('run_')} interrupted ({why}): no partial "
+                  "archive was kept; the service is as it was before", file=sys.stderr)
+            raise SystemExit(130) from None
     return wrapper
 
 
