@@ -229,7 +229,7 @@ def run_pack(state: str, env: Environment) -> None:
                 for name in clean_stale_parts(spec.destination):
                     progress.warning(f"removed {name} left by an interrupted run")
                 # Before anything is stopped or written: will the archives fit?
-                check_space(spec.destination, _needed_bytes(st, spec, jobs))
+                check_space(spec.destination, _needed_bytes(st, spec, summary, jobs))
                 with paused_service(cfg, needed and bool(jobs), reason, env.state_dir) as record:
                     if record.stopped:
                         _say(f"  stopped {cfg.unit} ({reason})")
@@ -267,12 +267,11 @@ def _plan(st: Path, fingerprint: str) -> dict[str, Any] | None:
     return plan if plan and plan.get("fingerprint") == fingerprint else None
 
 
-def _needed_bytes(st: Path, spec: Spec, jobs: list) -> int:
+def _needed_bytes(st: Path, spec: Spec, summary: ScanSummary, jobs: list) -> int:
     """Bytes the archives to write will need, from the plan's measured estimate."""
     from .plan import share
 
-    spec_summary = _load(st)[1]
-    plan = _plan(st, spec_summary.fingerprint if spec_summary else "")
+    plan = _plan(st, summary.fingerprint)
     if plan is None:  # no plan (e.g. `doit pack:x` alone): the raw size is an upper bound
         return sum(job[0].raw_bytes for job in jobs)
     if not spec.per_night:
