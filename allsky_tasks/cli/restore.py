@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from typing import TYPE_CHECKING
 
@@ -73,7 +75,6 @@ def _confirm(prep: Prepared) -> bool:
 
 def _cmd(args: argparse.Namespace) -> int:
     """Check; print; dry-run listing or confirm and restore."""
-    from ..inventory import resolve
     from ..progress import tracked
     from ..restore import RestoreBlocked, RestoreOptions, dry_run, execute, prepare
     from ..service import ServiceConfig, signals_as_interrupt
@@ -87,25 +88,51 @@ def _cmd(args: argparse.Namespace) -> int:
         force_camera=args.force_camera, undo=not args.no_undo,
         images=env.images if home == env.home else None, backup_dir=backup_dir,
         service=None if args.no_service else ServiceConfig(unit=args.service_unit))
-    archive = resolve(args.archive, backup_dir)
-    with signals_as_interrupt():
-        with tracked(archive.name, "restore-checks") as progress:
-            prep = prepare(archive, home, options)
-            progress.finish(blocked=prep.blocked)
-        _print_checks(prep)
-        if prep.blocked:
-            raise RestoreBlocked(prep)
-        if args.dry_run:
-            _print_plan(dry_run(prep))
-            return 0
-        if not args.yes and not _confirm(prep):
-            print("Restore cancelled; nothing was changed.")
-            return 2
-        with tracked(archive.name, "restore") as progress:
-            summary = execute(prep)
-            progress.finish(files=len(summary.files))
-    _print_summary(summary)
+    confirmed = args.yes
+    for archive, folders in _targets(args.archive, backup_dir, args.folders):
+        one = replace(options, folders=folders)
+        with signals_as_interrupt():
+            with tracked(archive.name, "restore-checks") as progress:
+                prep = prepare(archive, home, one)
+                progress.finish(blocked=prep.blocked)
+            _print_checks(prep)
+            if prep.blocked:
+                raise RestoreBlocked(prep)
+            if args.dry_run:
+                _print_plan(dry_run(prep))
+                continue
+            if not confirmed and not _confirm(prep):
+                print("Restore cancelled; nothing was changed.")
+                return 2
+            confirmed = True  # a per-night set is confirmed once, for all its nights
+            with tracked(archive.name, "restore") as progress:
+                summary = execute(prep)
+                progress.finish(files=len(summary.files))
+        _print_summary(summary)
     return 0
+
+
+def _targets(name: str, backup_dir: Path, folders: list[str]) -> list[tuple[Path, list[str]]]:
+    """(archive, folders) to restore: one archive, or the chosen nights of a per-night set."""
+    from ..errors import RestoreError
+    from ..inventory import list_backups, resolve, set_members
+
+    if not name.startswith("set:"):
+        return [(resolve(name, backup_dir), folders)]
+    out = []
+    for record in set_members(list_backups(backup_dir), name[4:]):
+        night = record.metadata["allskyTasks"]["perNight"]["folder"]
+        if not folders or night in folders:
+            out.append((record.path, [night]))
+    if not out:
+        raise RestoreError(f"no archive of per-night set {name[4:]!r} in {backup_dir} holds "
+                           f"{', '.join(folders) or 'any night'}",
+                           hint="allsky-tasks list shows the sets; list --archives the nights")
+    # Only the newest archive of each night: a night packed again supersedes the older one.
+    newest: dict[str, tuple[Path, list[str]]] = {}
+    for path, nights in out:
+        newest[nights[0]] = (path, nights)
+    return list(newest.values())
 
 
 def register(subs: argparse._SubParsersAction) -> None:

@@ -88,3 +88,38 @@ def test_the_set_lists_and_verifies_as_one_backup(site: Site) -> None:
     assert cli("verify", "set:nights").count(": ok (ours") == nights
     rows = json.loads(cli("list", "--json"))["backups"]
     assert {r["set"] for r in rows} == {"nights"}
+
+
+def test_the_set_restores_as_one_backup(site: Site) -> None:
+    import subprocess
+    import sys
+
+    from ..conftest import tree_state
+
+    site.spec("nights", SPEC)
+    site.doit("backup:nights", check=True)
+    before = tree_state(site.tree.images)
+    first, second = site.tree.nights[0], site.tree.nights[1]
+    for night in (first, second):
+        victim = next((site.tree.images / night).glob("image-*.jpg"))
+        victim.unlink()
+    (site.tree.images / first / "keogram" / f"keogram-{first}.jpg").write_bytes(b"broken")
+
+    def restore(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "allsky_tasks", "restore", "set:nights",
+                               "--yes", "--no-undo", *args], env=site.environ(), text=True,
+                              capture_output=True, timeout=300)
+
+    dry = restore("--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.stdout.count("Dry run: nothing was changed") == len(site.tree.nights) + 1
+    assert tree_state(site.tree.images) != before  # the dry run changed nothing
+    only_first = restore("--folders", first)
+    assert only_first.returncode == 0, only_first.stdout + only_first.stderr
+    after = tree_state(site.tree.images)
+    assert {k: v for k, v in after.items() if k.startswith(first)} == \
+        {k: v for k, v in before.items() if k.startswith(first)}
+    assert after != before  # the second night was not asked for
+    everything = restore()
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    assert tree_state(site.tree.images) == before
