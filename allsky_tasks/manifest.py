@@ -82,6 +82,9 @@ def write_sidecar_from(archive: Path, metadata_file: Path, additions: dict[str, 
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise ManifestError(f"cannot write sidecar {path}: {e.strerror or e}") from e
+    except BaseException:  # e.g. another layout (ValueError): leave no temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -155,3 +155,6 @@ def test_streamed_verify_detects_a_flipped_bit_and_other_layouts_fall_back(
         verify_streamed(archive)
     sidecar_path(archive).write_text(json.dumps(sidecar))  # one line: not our layout
     assert verify_streamed(archive) is None
+    record_verify(archive, {"ok": False})  # falls back to whole JSON, leaving no temp file
+    assert read_sidecar(archive)["allskyTasks"]["verify"] == {"ok": False}
+    assert not [p for p in archive.parent.iterdir() if ".part" in p.name]
