@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from .archive_io import atomic_write_bytes
 from .environment import Environment, spec_files
-from .errors import InventoryError, SpecError
+from .errors import InventoryError, ManifestError, SpecError
 from .inventory import Record, delete_backup, list_backups, load_record
-from .manifest import SIDECAR_MODE, read_sidecar, sidecar_path
-from .metadata import NAMESPACE
+from .manifest import sidecar_path, update_sidecar
 from .spec import load_spec
 
 
@@ -142,19 +139,14 @@ def prune(dest: Path, env: Environment, keep_last: int | None = None,
 
 def set_pinned(path: Path, pinned: bool) -> Record:
     """Store allskyTasks.pinned in the sidecar (made from the archive's metadata if missing)."""
-    record = load_record(path)
-    sidecar = read_sidecar(path)
-    if sidecar is None:
+    record = load_record(path)  # caches a sidecar from the archive's metadata if missing
+    if not sidecar_path(path).exists():
         raise InventoryError(f"{path}: no sidecar and no readable metadata.json "
                              f"({record.problem}); cannot pin",
                              hint=f"run `allsky-tasks verify {path.name}` to see why")
-    ours = sidecar.get(NAMESPACE)
-    if not isinstance(ours, dict):
-        ours = sidecar[NAMESPACE] = {}
-    ours["pinned"] = pinned
     try:
-        atomic_write_bytes(sidecar_path(path), (json.dumps(sidecar, indent=4) + "\n").encode(),
-                           SIDECAR_MODE)
-    except OSError as e:
-        raise InventoryError(f"cannot write {sidecar_path(path)}: {e.strerror or e}") from e
+        # The shared sidecar update: streamed for ours, whole JSON for other layouts.
+        update_sidecar(path, {"pinned": pinned})
+    except (OSError, ManifestError) as e:
+        raise InventoryError(f"cannot write {sidecar_path(path)}: {e}") from e
     return load_record(path)

@@ -16,12 +16,12 @@ def _read(path: Path) -> Any:
 
 def _estimate(records: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     """The plan's estimate against the real size, over all archives of the run."""
+    from .plan import estimate_record
+
     if not records or any(r is None for r in records):
         return None
-    est = sum(r["estimatedBytes"] for r in records if r)
-    actual = sum(r["actualBytes"] for r in records if r)
-    error = round(100.0 * (est - actual) / actual, 2) if actual else 0.0
-    return {"estimatedBytes": est, "actualBytes": actual, "errorPercent": error}
+    return estimate_record(sum(r["estimatedBytes"] for r in records if r),
+                           sum(r["actualBytes"] for r in records if r))
 
 
 def backup_summary(st: Path, new: bool, run_warnings: list[str]) -> dict[str, Any]:

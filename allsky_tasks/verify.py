@@ -198,6 +198,16 @@ class StreamCompare:
                                 for path in sorted(self.pending)]
 
 
+def _fact_problems(read: ArchiveRead, facts: dict[str, Any]) -> list[str]:
+    """The archive's own SHA-256 and size against what its sidecar recorded (if it did)."""
+    problems = []
+    if facts.get("sha256") is not None and facts["sha256"] != read.sha256:
+        problems.append(f"archive SHA-256 is {read.sha256}, recorded {facts['sha256']}")
+    if facts.get("sizeBytes") is not None and facts["sizeBytes"] != read.size:
+        problems.append(f"archive size is {read.size} bytes, recorded {facts['sizeBytes']}")
+    return problems
+
+
 def verify_streamed(archive: Path, on_read: Callable[[int], None] | None = None
                     ) -> dict[str, Any] | None:
     """Verify against a sidecar in our streamed layout, in flat memory (None: other layout)."""
@@ -211,11 +221,7 @@ def verify_streamed(archive: Path, on_read: Callable[[int], None] | None = None
     check = StreamCompare(rows)
     read = read_archive(archive, on_read, on_member=check)
     facts = trailers["archive"]
-    problems: list[str] = [read.error] if read.error else []
-    if facts.get("sha256") != read.sha256:
-        problems.append(f"archive SHA-256 is {read.sha256}, recorded {facts.get('sha256')}")
-    if facts.get("sizeBytes") != read.size:
-        problems.append(f"archive size is {read.size} bytes, recorded {facts.get('sizeBytes')}")
+    problems = ([read.error] if read.error else []) + _fact_problems(read, facts)
     if not read.error:
         problems += check.finish()
         if check.metadata is None:
@@ -235,12 +241,8 @@ def verify(archive: Path, sidecar: dict[str, Any] | None = None,
     """Check an archive of ours end to end; raise VerifyError listing every problem."""
     started = time.monotonic()
     read = read_archive(archive, on_read)
-    problems: list[str] = [read.error] if read.error else []
     expected = (sidecar or {}).get(NAMESPACE, {}).get("archive", {})
-    if expected.get("sha256") and expected["sha256"] != read.sha256:
-        problems.append(f"archive SHA-256 is {read.sha256}, recorded {expected['sha256']}")
-    if expected.get("sizeBytes") is not None and expected["sizeBytes"] != read.size:
-        problems.append(f"archive size is {read.size} bytes, recorded {expected['sizeBytes']}")
+    problems = ([read.error] if read.error else []) + _fact_problems(read, expected)
     manifest = manifest_of(sidecar) or manifest_of(read.metadata)
     if read.metadata is None:
         problems.append("metadata.json: missing from the archive")
@@ -318,10 +320,8 @@ def verify_allsky(archive: Path, sidecar: dict[str, Any] | None = None) -> dict[
     """Check an archive without our manifest (Allsky-made): full read, CRC, structure, files."""
     started = time.monotonic()
     read = read_archive(archive)
-    problems: list[str] = [read.error] if read.error else []
     expected = ((sidecar or {}).get(NAMESPACE) or {}).get("archive") or {}
-    if expected.get("sha256") and expected["sha256"] != read.sha256:
-        problems.append(f"archive SHA-256 is {read.sha256}, recorded {expected['sha256']}")
+    problems = ([read.error] if read.error else []) + _fact_problems(read, expected)
     if not read.error:
         problems += structure_problems(read.metadata, read.members, upload_rules=False)
     if problems:
