@@ -98,6 +98,15 @@ def _reuse(root: Path) -> TreeInfo | None:
     return info
 
 
+def _reuse_or_reset(root: Path) -> TreeInfo | None:
+    """A finished tree to reuse, or None after emptying root for a fresh build."""
+    if (info := _reuse(root)) is not None:
+        return info
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    return None
+
+
 def _save(root: Path, info: TreeInfo) -> TreeInfo:
     """Write the marker that lets later runs reuse the tree."""
     (root / MARKER).write_text(json.dumps(asdict(info), indent=1))
@@ -110,10 +119,8 @@ def ensure_tree(workdir: Path, gb: float, nights: int, size: tuple[int, int],
     frames = frames_for(gb, nights, size)
     key = f"tree-n{nights}-f{frames}-{size[0]}x{size[1]}"
     root = workdir / key
-    if (info := _reuse(root)) is not None:
+    if (info := _reuse_or_reset(root)) is not None:
         return info
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
     started = time.perf_counter()
     per = -(-nights // max(1, min(workers, nights)))
     blocks = [list(range(i, min(i + per, nights))) for i in range(0, nights, per)]
@@ -145,10 +152,8 @@ def ensure_flat_tree(workdir: Path, main: TreeInfo, factor: int = 10) -> TreeInf
     nights, per_night = main.nights, -(-main.image_files * factor // main.nights)
     key = f"flat-n{nights}-f{per_night}"
     root = workdir / key
-    if (info := _reuse(root)) is not None:
+    if (info := _reuse_or_reset(root)) is not None:
         return info
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
     started = time.perf_counter()
     first = date.today() - timedelta(days=nights + 1)
     tree = make_demo_tree(root / "allsky", nights=1, frames_per_night=1, frame_size=(160, 120),
