@@ -21,9 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from bench_report import print_report, targets
+from bench_report import archive_sizes, print_report, targets
 from bench_lib import (PROJECT_DIR, PYTHON, Run, Series, TreeInfo, ensure_flat_tree,
                        ensure_tree, machine_info, measure)
+from bench_nightly import (ALONE, INCREMENT, NIGHTLY_SPEC, NIGHTLY_TEXT, ONE_NIGHT_SPEC,
+                           NightlyHome, ensure_nightly_home, one_night_text)
 
 IMAGES_SPEC = "bench-images"
 CONFIG_SPEC = "bench-config"
@@ -59,9 +61,13 @@ class Bench:
         self.workdir, self.runs, self.src, self.series = workdir, runs, src, {}
         self.counter = 0
         for name, text in SPECS.items():
-            folder = workdir / f"specs-{name}"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{name}.yaml").write_text(text)
+            self.write_spec(name, text)
+
+    def write_spec(self, name: str, text: str) -> None:
+        """One spec in its own specs folder (ALLSKY_SPECS_DIR points at one spec at a time)."""
+        folder = self.workdir / f"specs-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.yaml").write_text(text)
 
     def get(self, name: str) -> Series:
         """The named series, created on first use."""
@@ -208,6 +214,34 @@ def bench_config(b: Bench, tree: TreeInfo) -> None:
         shutil.rmtree(cdir)
 
 
+def bench_nightly(b: Bench, night: NightlyHome) -> None:
+    """Target 5: add a 5th night to a per-night set vs pack that night alone (full chains)."""
+    home, name = night.tree.home, night.new_night
+    b.write_spec(NIGHTLY_SPEC, NIGHTLY_TEXT)
+    b.write_spec(ONE_NIGHT_SPEC, one_night_text(name))
+    measure(f"tar -cf - -C {night.spare} {name} | cat > /dev/null")  # page cache, as warm_up
+    night.pack_base(b.workdir / "runs" / "nightly",  # untimed: one archive per folder
+                    lambda bdir: b.ours(None, "backup", home, bdir, NIGHTLY_SPEC))
+    for _ in range(b.runs):
+        night.start()
+        try:
+            run = b.ours(INCREMENT, "backup", home, night.backups, NIGHTLY_SPEC)
+            new, count = night.new_archives()
+            if len(new) != 1 or count != len(night.base) + 1:
+                raise RuntimeError(f"adding one night made {len(new)} new archive(s):\n{run.stdout}")
+            odir = b.fresh_dir("one-night")
+            b.ours(ALONE, "backup", home, odir, ONE_NIGHT_SPEC)
+            for series, folder, spec, made in ((INCREMENT, night.backups, NIGHTLY_SPEC, new[0]),
+                                               (ALONE, odir, ONE_NIGHT_SPEC, archives(odir)[-1])):
+                note(b.get(series), "pack_stage_s", stage_seconds(state(folder, spec, "pack.json")))
+                b.get(series).extra.update(archive_bytes=made.stat().st_size,
+                                           raw_bytes=night.night_bytes)
+            shutil.rmtree(odir)
+        finally:
+            night.remove_night()
+    night.finish()
+
+
 def bench_stages(b: Bench, tree: TreeInfo, label: str, stages: bool, full_chain: bool) -> None:
     """Optionally each stage in its own process (peak RSS per stage); optionally the chain once.
 
@@ -290,6 +324,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--flat-check", action=argparse.BooleanOptionalAction, default=True,
                    help="also back up a tree with 10x the files (thumbnail-sized) for peak RSS")
     p.add_argument("--flat-factor", type=int, default=10)
+    p.add_argument("--nightly", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time adding a 5th night to a per_night set vs that night alone")
     p.add_argument("--stages", action="store_true",
                    help="also run scan/pack/manifest/verify one process each, for peak RSS per stage")
     p.add_argument("--profile", action="store_true", help="cProfile one backup per tree")
@@ -319,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     flat = ensure_flat_tree(args.workdir, tree, args.flat_factor) if args.flat_check else None
     if flat:
         say(f"flat tree {flat.home}: {flat.image_files} image files, {flat.image_bytes / 1e6:.0f} MB")
+    night = ensure_nightly_home(args.workdir, tree, args.workers) if args.nightly else None
+    if night:
+        say(f"per-night home {night.tree.home}: {night.tree.nights} nights + {night.new_night} "
+            f"({night.night_bytes / 1e6:.0f} MB) to add")
     src = source_dir(args.src, args.workdir)
     if src is not None:
         sys.path.insert(0, str(src))
@@ -334,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_verify(b, tree, bdir)
     say("config backup")
     bench_config(b, tree)
+    if night:
+        say("per-night: add one night vs that night alone")
+        bench_nightly(b, night)
     say("flat check" + (" and per-stage memory" if args.stages else ""))
     shutil.rmtree(bdir)
     bench_stages(b, tree, "main", args.stages, full_chain=False)
@@ -354,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
               "measured_code": measured,
               "cache": "warm (no cache drop; needs root)", "tree": tree.__dict__,
               "flat_tree": flat.__dict__ if flat else None,
+              "nightly_tree": night.tree.__dict__ if night else None,
               "results": {n: s.to_dict() for n, s in b.series.items()}, "targets": goals,
+              "archive_size": archive_sizes(b.series),
               "total_seconds": round(time.perf_counter() - started, 1)}
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     say(f"wrote {out}")

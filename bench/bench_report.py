@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from bench_lib import Series, TreeInfo
+from bench_nightly import ALONE, INCREMENT
 
-NOOP_LIMIT_S, PEAK_LIMIT_MB, FLAT_LIMIT = 0.3, 150.0, 1.2
+NOOP_LIMIT_S, PEAK_LIMIT_MB, FLAT_LIMIT, NIGHT_EXTRA_S = 0.3, 150.0, 1.2, 0.3
+SIZES = (("ours images backup (zstd -3)", "ours backup (full chain)"),
+         ("tar | zstd -3 -T0", "tar | zstd -3 -T0"), ("tar -czf (Allsky)", "tar -czf (Allsky)"))
 
 
 def rate(mb: float, seconds: float) -> str:
@@ -24,9 +27,22 @@ def rows(series: dict[str, Series], tree: TreeInfo) -> list[tuple[str, Series, f
         ("python scandir walk (in-process)", 0), ("python startup (fresh process, -c pass)", 0),
         ("ours run verify:", mb), ("ours verify() (fresh process)", mb),
         ("zstd -dc | sha256sum", mb), ("ours config backup (all sections)", 0)) if n in series]
-    table += [(n, s, 0) for n, s in series.items() if ":" in n and n.split(":")[0] in
-              ("main", "flat")]
+    table += [(n, s, float(s.extra.get("raw_bytes", 0)) / 1e6) for n, s in series.items()
+              if ":" in n and n.split(":")[0] in ("per-night", "main", "flat")]
     return table
+
+
+def archive_sizes(series: dict[str, Series]) -> dict[str, Any] | None:
+    """Archive bytes of the images backup and the references, each / tar | zstd -3 -T0."""
+    ref = series.get("tar | zstd -3 -T0")
+    if ref is None or "archive_bytes" not in ref.extra:
+        return None
+    out: dict[str, Any] = {}
+    for label, name in SIZES:
+        size = series[name].extra.get("archive_bytes") if name in series else None
+        if size is not None:
+            out[label] = {"bytes": size, "vs_tar_zstd": round(size / ref.extra["archive_bytes"], 4)}
+    return out
 
 
 def targets(series: dict[str, Series]) -> list[dict[str, Any]]:
@@ -51,6 +67,11 @@ def targets(series: dict[str, Series]) -> list[dict[str, Any]]:
           "zstd -dc | sha256sum", 1.5)
     ratio("verify() alone <= 1.5x zstd -dc|sha256sum", "ours verify() (fresh process)",
           "zstd -dc | sha256sum", 1.5)
+    if INCREMENT in s and ALONE in s:  # the incremental run's overhead over packing the night
+        v = s[INCREMENT].median - s[ALONE].median
+        out.append({"target": "per-night: add one night <= pack that night alone + 0.3 s",
+                    "value": round(v, 3), "limit": NIGHT_EXTRA_S, "unit": "s",
+                    "pass": v <= NIGHT_EXTRA_S})
     peak = max((x.peak for n, x in s.items() if n.startswith("ours") or ": ours" in n
                 or ": run " in n), default=0.0)
     out.append({"target": "peak RSS of every command of ours <= 150 MB", "value": peak,
@@ -87,6 +108,10 @@ def print_report(series: dict[str, Series], runs: int, measured: str, tree: Tree
         peak = f"{ser.peak:8.1f}" if ser.peak_rss_mb else "       -"
         cpu = f"{ser.cpu:7.2f}" if ser.cpu is not None else "      -"
         print(f"{name:48} {ser.median:9.3f} {cpu} {rate(mb, ser.median)} {peak}  {each}")
+    if sizes := archive_sizes(series):  # a speed gain bought with a bigger archive shows here
+        print(f"\n{'archive size (context, no target)':48} {'bytes':>15} {'/ tar|zstd':>11}")
+        for label, size in sizes.items():
+            print(f"{label:48} {size['bytes']:>15,} {size['vs_tar_zstd']:>10.3f}x")
     print(f"\n{'target':60} {'measured':>9} {'limit':>7}  result")
     for g in goals:
         print(f"{g['target']:60} {g['value']:>8}{g['unit']:1} {g['limit']:>6}{g['unit']:1}  "
