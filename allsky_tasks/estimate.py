@@ -11,6 +11,8 @@ import zlib
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
+from .compression import MEDIA_SUFFIXES, zstd_params
+
 if TYPE_CHECKING:
     from .scan import Entry
 
@@ -104,18 +106,20 @@ def _fixed_text() -> str:
             "toolVersion": "0.1.0", "spec": {"name": "nightly", "digest": digest},
             "createdIso": "2026-01-01T00:00:00+00:00", "timezone": "Europe/London",
             "host": "allsky", "fingerprint": fingerprint, "archiveFormat": "zstd",
-            "compressionLevel": 3, "sections": ["core", "databases"], "databases": [],
+            "compressionLevel": 3, "mediaCompression": "fast", "sections": ["core", "databases"], "databases": [],
             "totals": dict.fromkeys(("members", "files", "dirs", "links", "rawBytes"), 1234),
             "warnings": [], "hashAlgorithm": "sha256", "service": {"needed": False, "reason":
             "no database content is selected, so allsky keeps running while packing"}}}, indent=4)
 
 
-def _compressor(fmt: str, level: int) -> tuple[Callable[[bytes], bytes], Callable[[bool], bytes]]:
+def _compressor(fmt: str, level: int, media: bool = False
+                ) -> tuple[Callable[[bytes], bytes], Callable[[bool], bytes]]:
     """compress(data) and flush(end) of one stream, compressed as pack writes it."""
     if fmt == "zstd":
         import zstandard  # lazily: plan and doit list must start fast
 
-        z = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True).compressobj()
+        params = zstd_params(level, media)
+        z = zstandard.ZstdCompressor(compression_params=params).compressobj()
         modes = (zstandard.COMPRESSOBJ_FLUSH_BLOCK, zstandard.COMPRESSOBJ_FLUSH_FINISH)
     else:  # Allsky's .tar.gz: the deflate stream GzipFile writes, with its gzip header
         z = zlib.compressobj(level, zlib.DEFLATED, 31)
@@ -128,9 +132,11 @@ class _Sim:
 
     # Flushes move block boundaries (so the size): whole parts also go to an unflushed stream.
 
-    def __init__(self, fmt: str, level: int) -> None:
+    def __init__(self, fmt: str, level: int, media_fast: bool = True) -> None:
         self.data, self.plain = _compressor(fmt, level), _compressor(fmt, level)
-        self.pending, self.plain_size = 0, 0
+        # Pack puts media in frames of their own settings (compression.py): so does the sim.
+        self.media = _compressor(fmt, level, True) if fmt == "zstd" and media_fast else None
+        self.pending, self.plain_size, self.media_pending = 0, 0, 0
         self.costs: dict[tuple[str, str], int] = {("data", OVERHEAD_KEY): 0}
 
     def feed(self, chunk: bytes, whole: bool = True) -> None:
@@ -138,6 +144,21 @@ class _Sim:
         self.pending += len(self.data[0](chunk))
         if whole:
             self.plain_size += len(self.plain[0](chunk))
+
+    def is_media(self, suffix: str) -> bool:
+        """True if pack compresses files with this (lower-case) suffix with the media settings."""
+        return self.media is not None and suffix in MEDIA_SUFFIXES
+
+    def feed_media(self, chunk: bytes) -> None:
+        """Compress media bytes (their cost is taken with mark_media)."""
+        assert self.media is not None
+        self.media_pending += len(self.media[0](chunk))
+
+    def mark_media(self) -> int:
+        """Media cost since the last mark_media."""
+        assert self.media is not None
+        n, self.media_pending = self.media_pending + len(self.media[1](False)), 0
+        return n
 
     def mark(self, key: tuple[str, str] | None = None, end: bool = False) -> int:
         """Cost since the last mark, booked to `key` if that part was fed whole."""
@@ -225,13 +246,14 @@ def _feed_sampled(g: _Group, sim: _Sim, read: Reader) -> float:
     cost = 0.0
     totals = {k: f[-1][1] + f[-1][2] for k, f in g.strata.items()}
     for key, share in _allot(totals, g.budget).items():
-        got = 0
+        got, media = 0, sim.is_media(key[0])
         for source, offset, length in _plan(g.strata[key], share):
             chunk = read(source, offset, length)
             got += len(chunk)
-            sim.feed(chunk, whole=False)
+            sim.feed_media(chunk) if media else sim.feed(chunk, whole=False)
         g.est.sampled_bytes += got
-        cost += sim.mark() * totals[key] / got if got else totals[key]  # unread: as stored
+        measured = sim.mark_media() if media else sim.mark()
+        cost += measured * totals[key] / got if got else totals[key]  # unread: as stored
     for _, e in g.kept:  # headers back to back still match each other, as in the stream
         sim.feed(_header(e) + bytes(-e.size % BLOCK if e.kind == "file" else 0), whole=False)
     return cost + sim.mark() * g.est.members / max(1, len(g.kept))
@@ -240,14 +262,21 @@ def _feed_sampled(g: _Group, sim: _Sim, read: Reader) -> float:
 def _feed_whole(g: _Group, sim: _Sim, read: Reader) -> float:
     """Feed the group's exact tar stream; returns its cost unless booked for rescaling."""
     small = g.est.tar_bytes <= RESCALE  # next to a big group a flush costs nothing: no copy
+    media = 0
     for e in g.whole or ():
         sim.feed(_header(e), small)
         if e.kind == "file" and e.size:
             body = read(e.source, 0, e.size)
             g.est.sampled_bytes += len(body)
-            sim.feed(body + bytes(-len(body) % BLOCK), small)
+            body += bytes(-len(body) % BLOCK)
+            if sim.is_media(os.path.splitext(e.arcname)[1].lower()):
+                sim.feed_media(body)
+            else:
+                sim.feed(body, small)
+    if sim.media is not None:
+        media = sim.mark_media()
     measured = sim.mark(("data", g.est.key) if small else None)
-    return 0.0 if small else float(measured)
+    return float(media) + (0.0 if small else float(measured))
 
 
 def _feed_metadata(groups: dict[str, _Group], sim: _Sim) -> dict[str, float]:
@@ -271,14 +300,15 @@ def _feed_metadata(groups: dict[str, _Group], sim: _Sim) -> dict[str, float]:
 
 
 def estimate_compressed(rows: Iterable[Entry], fmt: str, level: int, *, budget: int = 4 << 20,
-                        read: Reader | None = None) -> dict[str, Estimate]:
+                        read: Reader | None = None, media_fast: bool = True
+                        ) -> dict[str, Estimate]:
     """Per section/folder key (plus OVERHEAD_KEY): compressed bytes each adds to the archive."""
     # Groups within budget are compressed whole; larger ones sampled: at most `budget` read each.
     read = read or read_range
     groups: dict[str, _Group] = {}
     for e in rows:
         (groups.get(e.section) or groups.setdefault(e.section, _Group(e.section, budget))).add(e)
-    sim = _Sim(fmt, level)
+    sim = _Sim(fmt, level, media_fast)
     direct = {k: _feed_whole(g, sim, read) if g.whole is not None else _feed_sampled(g, sim, read)
               for k, g in groups.items()}
     factors = _feed_metadata(groups, sim)

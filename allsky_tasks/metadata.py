@@ -125,6 +125,8 @@ class MetadataBuilder:
             "host": platform.node(),
             "fingerprint": self.summary.fingerprint,
             "archiveFormat": self.spec.format, "compressionLevel": self.spec.level,
+            **({"mediaCompression": self.spec.media_compression}
+               if self.spec.format == "zstd" else {}),
             "sections": list(self.spec.sections),
             "totals": self.totals, "databases": self.databases,
             "warnings": self.summary.warnings + self.warnings,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .archive_io import CHUNK, SUFFIXES, TarStream, compressed_writer, fsync_dir
+from .compression import frame_wanted
 from .errors import PackError
 from .metadata import MetadataBuilder, full_mode
 from .scan import Entry, ScanSummary
@@ -193,6 +194,7 @@ class Packer:
     def _emit(self, entry: Entry, st: os.stat_result, data: bytes, **extra: Any) -> None:
         """Write a file member from memory."""
         mode, mtime = st.st_mode & 0o7777, int(st.st_mtime)
+        self.tar.select(frame_wanted(entry.arcname, len(data)))
         self.tar.header(self._info(entry, tarfile.REGTYPE, len(data), mode, st.st_uid,
                                    st.st_gid, mtime))
         self.tar.data(data)
@@ -209,6 +211,7 @@ class Packer:
             if head == _SQLITE_MAGIC:
                 return self._add_sqlite(entry)
             size, mode, mtime = st.st_size, st.st_mode & 0o7777, int(st.st_mtime)
+            self.tar.select(frame_wanted(entry.arcname, size))
             self.tar.header(self._info(entry, tarfile.REGTYPE, size, mode, st.st_uid,
                                        st.st_gid, mtime))
             digest, left, view = hashlib.sha256(), size, memoryview(self.buffer)
@@ -251,6 +254,7 @@ class Packer:
             try:
                 size = os.fstat(fd).st_size
                 mode, mtime = src.st_mode & 0o7777, int(src.st_mtime)
+                self.tar.select(frame_wanted(entry.arcname, size))
                 self.tar.header(self._info(entry, tarfile.REGTYPE, size, mode, src.st_uid,
                                            src.st_gid, mtime))
                 digest = self.copy_fd(fd, size)
@@ -294,8 +298,8 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
     try:
         os.fchmod(fd, ARCHIVE_MODE)
         with os.fdopen(fd, "wb", buffering=CHUNK) as raw:
-            with compressed_writer(spec.format, spec.level, raw, int(now.timestamp())) as (
-                    stream, hashed):
+            with compressed_writer(spec.format, spec.level, raw, int(now.timestamp()),
+                                   spec.media_compression == "fast") as (stream, hashed):
                 tar = TarStream(stream)
                 packer = Packer(spec, tar, meta, workdir, on_bytes, on_warning)
                 for entry in rows:
@@ -333,6 +337,7 @@ def _add_metadata(packer: Packer, path: Path, now: datetime) -> str:
         info.size, info.mode, info.mtime = os.fstat(fd).st_size, 0o644, int(now.timestamp())
         info.uid, info.gid = os.getuid(), os.getgid()
         info.uname, info.gname = user_name(info.uid), group_name(info.gid)
+        packer.tar.select(False)  # JSON: compresses well
         packer.tar.header(info)
         return packer.copy_fd(fd, info.size)
     finally:

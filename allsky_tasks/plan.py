@@ -69,7 +69,8 @@ def build_plan(spec: Spec, summary: ScanSummary, rows_path: Path, *, free: int |
     """Everything the create dialog shows for a spec, JSON-ready, from a scan's rows."""
     db_sizes: list[int] = []
     rows = _counting_databases(read_rows(rows_path), set(summary.database_files), db_sizes)
-    ests = estimate_compressed(rows, spec.format, spec.level, budget=budget)
+    ests = estimate_compressed(rows, spec.format, spec.level, budget=budget,
+                               media_fast=spec.media_compression == "fast")
     total = estimate_total(ests)
     plan: dict[str, Any] = {
         "spec": spec.name, "description": spec.description, "type": spec.type,
@@ -121,12 +122,6 @@ def share(plan: dict[str, Any], keys: Iterable[str]) -> dict[str, int]:
     estimated = sum(r["estimatedBytes"] for r in picked)
     return {"estimatedBytes": estimated,
             "neededBytes": _needed(estimated, sum(r["metadataBytes"] for r in picked))}
-
-
-def estimate_record(estimated: int, actual: int) -> dict[str, Any]:
-    """The sidecar's allskyTasks.estimate: how far the plan's estimate was from the archive."""
-    error = 100 * (estimated - actual) / actual if actual else 0.0
-    return {"estimatedBytes": estimated, "actualBytes": actual, "errorPercent": round(error, 2)}
 
 
 def size_text(raw: int, estimated: int) -> str:

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import install
 from .environment import SCHEMA_PATH, Environment, default_backup_dir, expand
 from .errors import SpecError
@@ -22,7 +20,6 @@ CONFIG_AREAS = tuple(sorted({"config"} | {p.split("/")[0] for s in SECTIONS
 NIGHT_RE = re.compile(r"^2\d{7}$")
 FOLDER_RE = re.compile(r"^(2\d{7}|test\w*)$")
 LEVELS = {"zstd": (1, 19, 3), "allsky": (1, 9, 6)}
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -42,6 +39,7 @@ class Spec:
     exclude: tuple[str, ...] = ()
     format: str = "zstd"
     level: int = 3
+    media_compression: str = "fast"
     service: dict[str, Any] = field(default_factory=dict)
     on_file_error: str = "fail"
     retention: dict[str, Any] = field(default_factory=dict)
@@ -64,13 +62,15 @@ def display_path(path: Path) -> str:
 
 def read_yaml(path: Path) -> Any:
     """Parse a spec file; YAML errors become a SpecError naming file and line."""
+    import yaml  # lazily: a no-op re-run reads no spec file, and yaml costs ~15 ms to import
+
     where = display_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError([f"{where}::$: cannot read spec: {e}"]) from e
     try:
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -175,6 +175,9 @@ def semantic_problems(data: dict[str, Any], path: Path, env: Environment,
     if "level" in data and not low <= data["level"] <= high:
         out.append(f"{where}::$.level: {data['level']} is out of range {low}-{high} "
                    f"for format {fmt}")
+    if fmt != "zstd" and "media_compression" in data:
+        out.append(f"{where}::$.media_compression: only for format zstd "
+                   f"(this spec is format {fmt})")
     folders = normalize_folders(data.get("folders", "all"))
     if isinstance(folders, dict) and "from" in folders and folders["from"] > folders["to"]:
         out.append(f"{where}::$.folders: from {folders['from']} is after to {folders['to']}")
@@ -265,6 +268,7 @@ def load_spec(path: Path, env: Environment, *, check_tree: bool = True) -> Spec:
         folders=normalize_folders(data.get("folders", "all")),
         include=tuple(data.get("include", ())), exclude=tuple(data.get("exclude", ())),
         format=fmt, level=data.get("level", LEVELS[fmt][2]),
+        media_compression=data.get("media_compression", "fast"),
         service=dict(data.get("service", {})), on_file_error=data.get("on_file_error", "fail"),
         retention=dict(data.get("retention", {})), per_night=bool(data.get("per_night")),
         digest=spec_digest(data, home, images, dest),

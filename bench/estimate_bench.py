@@ -51,7 +51,8 @@ def run_case(root: Path, env: Environment, name: str, text: str, budget: int,
     with rows.open("w", encoding="utf-8") as out:
         summary = scan(spec, out)
     t1 = time.monotonic()
-    estimates = estimate_compressed(read_rows(rows), spec.format, spec.level, budget=budget)
+    estimates = estimate_compressed(read_rows(rows), spec.format, spec.level, budget=budget,
+                                    media_fast=spec.media_compression == "fast")
     t2 = time.monotonic()
     total = estimate_total(estimates)
     spec.destination.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,95 @@
+"""Media frames and the threaded archive writer: real zstd streams, real files."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import zstandard
+
+from allsky_tasks.archive_io import ZstdFrameWalker
+from allsky_tasks.compression import SWITCH_MIN, FramedZstdWriter, frame_wanted
+from allsky_tasks.verify import verify
+
+from ..conftest import Site, archive_metadata, backup, gnu_tar_extract, tree_state
+
+
+def _skewed(n: int, seed: int = 1) -> bytes:
+    """Bytes with no repeats worth matching but a skewed byte histogram, like JPEG entropy data."""
+    rng = random.Random(seed)
+    return bytes(rng.choices(range(256), weights=[1 + (i % 16) ** 2 for i in range(256)], k=n))
+
+
+def _frames(data: bytes) -> int:
+    """Whole zstd frames in a stream (and it must end on a frame boundary)."""
+    walker = ZstdFrameWalker()
+    walker.feed(data)
+    assert walker.complete
+    return walker.frames
+
+
+def _decode(blob: bytes) -> bytes:
+    """Every frame of a stream, decompressed back to back."""
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob), read_across_frames=True)
+    return reader.read()
+
+
+def _compress(parts: list[tuple[bool | None, bytes]], media_fast: bool) -> bytes:
+    """Write parts through a FramedZstdWriter, selecting each part's kind first."""
+    out = io.BytesIO()
+    writer = FramedZstdWriter(out, 3, media_fast)
+    for media, data in parts:
+        writer.select(media)
+        writer.write(data)
+    writer.close()
+    return out.getvalue()
+
+
+def test_frame_wanted_by_suffix_and_size() -> None:
+    assert frame_wanted("images/20250101/image-20250101-2000.JPG", 10) is True
+    assert frame_wanted("images/20250101/allsky-20250101.mp4", 1 << 30) is True
+    assert frame_wanted("config/settings.json", SWITCH_MIN) is False
+    assert frame_wanted("images/20250101/notes.txt", SWITCH_MIN - 1) is None
+
+
+def test_media_frames_skip_the_entropy_stage() -> None:
+    jpeg_like = _skewed(1 << 20)
+    fast = _compress([(True, jpeg_like)], media_fast=True)
+    level = _compress([(True, jpeg_like)], media_fast=False)
+    # Huffman coding of literals is what shrinks such data; media frames leave it out.
+    assert len(level) < 0.97 * len(jpeg_like)
+    assert len(fast) > 0.99 * len(jpeg_like)
+    for blob in (fast, level):
+        assert _decode(blob) == jpeg_like
+
+
+def test_kinds_switch_frames_and_decode_as_one_stream() -> None:
+    text = b"".join(b"line %d of a log file\n" % i for i in range(20000))
+    parts = [(False, text), (True, _skewed(300_000)), (None, b"tiny"), (True, _skewed(9, 2)),
+             (False, text)]
+    blob = _compress(parts, media_fast=True)
+    assert _frames(blob) == 3  # text | media (the tiny one rides along) | text
+    assert _decode(blob) == b"".join(p for _, p in parts)
+    assert _frames(_compress(parts, media_fast=False)) == 1
+    # Back on the level's settings after the media: text compresses as well as ever.
+    alone = len(zstandard.ZstdCompressor(level=3).compress(text))
+    assert len(blob) < 2 * alone + 300_013 + 1000  # frame and block headers, checksums
+
+
+def test_archive_holds_media_frames_and_round_trips(site: Site, tmp_path: Path) -> None:
+    archive = backup(site, "imgs", "type: images\nfolders: all\n")
+    assert _frames(archive.read_bytes()) >= 2
+    assert archive_metadata(archive)["allskyTasks"]["mediaCompression"] == "fast"
+    sidecar = json.loads(archive.with_name(archive.name.removesuffix(".tar.zst") + ".json")
+                         .read_text())
+    assert verify(archive, sidecar)["ok"]
+    gnu_tar_extract(archive, tmp_path / "out")
+    assert tree_state(tmp_path / "out" / "images") == tree_state(site.tree.images)
+
+
+def test_media_compression_level_writes_one_frame(site: Site) -> None:
+    archive = backup(site, "imgs", "type: images\nfolders: all\nmedia_compression: level\n")
+    assert _frames(archive.read_bytes()) == 1
+    assert archive_metadata(archive)["allskyTasks"]["mediaCompression"] == "level"
