@@ -12,21 +12,18 @@ from typing import Any, Callable, Iterator
 
 from doit.exceptions import TaskFailed
 
-from .archive_io import atomic_write_bytes
+# Only what a no-op re-run uses (scan, pause, pack's up-to-date check, summary) is imported
+# here; each stage that writes or reads archives imports its modules itself.
 from .environment import Environment
 from .errors import AllskyTasksError, PackError, ServiceStartError, VerifyError
-from .lock import destination_lock
-from .manifest import read_sidecar, record_verify, sidecar_path, write_sidecar_from
-from .pack import clean_stale_parts, pack
 from .progress import QUIET_ENV, RUN_WARNINGS, human, tracked
-from .space import check_space
 from . import nightly
 from .scan import Entry, ScanSummary, read_rows, scan
 from .service import (PauseRecord, ServiceConfig, pause_needed, paused_service,
                       recover_stale_marker, signals_as_interrupt)
 from .service_commands import run_command
 from .spec import Spec, load_spec, spec_from_json, spec_to_json
-from .summary import backup_summary, render_summary
+from .summary import backup_summary, estimate_record, render_summary
 
 # Errors of this run, newest last: the CLI maps the first to its exit code.
 FAILURES: list[AllskyTasksError] = []
@@ -36,6 +33,8 @@ PACKED: set[str] = set()
 
 def _write_json(path: Path, data: Any) -> None:
     """Atomically write a JSON state file."""
+    from .archive_io import atomic_write_bytes
+
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode(), 0o640)
 
@@ -106,6 +105,8 @@ def run_scan(state: str) -> None:
         old = fp_path.read_text().strip() if fp_path.exists() else None
         changed = old != summary.fingerprint or not (st / "scan.jsonl").exists()
         if changed:
+            from .archive_io import atomic_write_bytes
+
             os.replace(part, st / "scan.jsonl")
             _write_json(st / "scan.json", summary.to_dict())
             atomic_write_bytes(fp_path, (summary.fingerprint + "\n").encode(), 0o640)
@@ -207,6 +208,10 @@ def _jobs(st: Path, spec: Spec, summary: ScanSummary
 @stage
 def run_pack(state: str, env: Environment) -> None:
     """Stop the service if needed, stream new archives, start the service whatever happens."""
+    from .lock import destination_lock
+    from .pack import clean_stale_parts, pack
+    from .space import check_space
+
     st = Path(state)
     spec, summary = _load(st)
     assert summary is not None
@@ -293,7 +298,8 @@ def _record_pack(st: Path, spec: Spec, results: list[dict[str, Any]],
 
 def _manifest(st: Path) -> list[Path]:
     """Write the sidecar of each archive recorded in pack.json."""
-    from .plan import estimate_record, share
+    from .manifest import write_sidecar_from
+    from .plan import share
 
     packed = _read_json(st / "pack.json")
     spec_summary = _load(st)[1]
@@ -331,6 +337,8 @@ def run_manifest(state: str) -> None:
 @stage
 def run_verify(state: str) -> None:
     """Re-read every new archive and check every member against its manifest."""
+    from .manifest import record_verify, sidecar_path
+
     st = Path(state)
     archives = [Path(a) for a in _read_json(st / "manifest.json")["archives"]]
     results = []
@@ -352,6 +360,7 @@ def run_verify(state: str) -> None:
 def verify_archive(archive: Path, on_read: Callable[[int], None] | None = None
                    ) -> dict[str, Any]:
     """Verify an archive of ours against its sidecar and record the result there."""
+    from .manifest import read_sidecar, record_verify, sidecar_path
     from .verify import verify, verify_streamed  # zstandard/tarfile only when verifying
 
     result = verify_streamed(archive, on_read)  # flat memory for our own sidecars

@@ -14,10 +14,14 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_bytes()) if path.exists() else {}
 
 
+def estimate_record(estimated: int, actual: int) -> dict[str, Any]:
+    """The sidecar's allskyTasks.estimate: how far the plan's estimate was from the archive."""
+    error = 100 * (estimated - actual) / actual if actual else 0.0
+    return {"estimatedBytes": estimated, "actualBytes": actual, "errorPercent": round(error, 2)}
+
+
 def _estimate(records: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     """The plan's estimate against the real size, over all archives of the run."""
-    from .plan import estimate_record
-
     if not records or any(r is None for r in records):
         return None
     return estimate_record(sum(r["estimatedBytes"] for r in records if r),

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.plan import build_plan, estimate_record, render_plan, share
+from allsky_tasks.plan import build_plan, render_plan, share
 from allsky_tasks.scan import scan
 from allsky_tasks.spec import load_spec
+from allsky_tasks.summary import estimate_record
 
 from ..conftest import Site, backup
 
