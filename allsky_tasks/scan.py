@@ -5,12 +5,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import operator
 import os
 import posixpath
+import re
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from . import install
 from .errors import ScanError
@@ -104,15 +106,31 @@ class ScanSummary:
         return cls(**data)
 
 
-def _excluded(arcname: str, name: str, patterns: tuple[str, ...]) -> bool:
-    """True if a glob matches the archive path, or the name for globs without '/'."""
-    for pattern in patterns:
-        if "/" in pattern:
-            if fnmatch.fnmatchcase(arcname, pattern):
-                return True
-        elif fnmatch.fnmatchcase(name, pattern):
-            return True
-    return False
+_GLOB_MAGIC = re.compile(r"[*?[]")
+# Rows are hashed and written in blocks of this many lines: one hash update per block instead
+# of two per member, while memory stays flat however many files a folder holds.
+_BLOCK_LINES = 1024
+_by_name = operator.attrgetter("name")
+
+
+def _any_glob(patterns: list[str]) -> Callable[[str], re.Match[str] | None] | None:
+    """One compiled regex matching what any of the globs matches (as fnmatchcase does)."""
+    return re.compile("|".join(map(fnmatch.translate, patterns))).match if patterns else None
+
+
+def exclusion(patterns: tuple[str, ...]) -> Callable[[str, str], bool]:
+    """(arcname, name) -> excluded: a glob with '/' matches the archive path, others the name.
+
+    Same answers as fnmatchcase over every pattern, compiled once: this runs for every member.
+    """
+    literal = frozenset(p for p in patterns if "/" not in p and not _GLOB_MAGIC.search(p))
+    by_name = _any_glob([p for p in patterns if "/" not in p and p not in literal])
+    by_path = _any_glob([p for p in patterns if "/" in p])
+
+    def excluded(arcname: str, name: str) -> bool:
+        return (name in literal or (by_name is not None and by_name(name) is not None)
+                or (by_path is not None and by_path(arcname) is not None))
+    return excluded
 
 
 def _link_escapes(arcname: str, target: str, areas: tuple[str, ...]) -> bool:
@@ -140,7 +158,7 @@ class _Walker:
 
     def __init__(self, out: IO[str], excludes: tuple[str, ...], policy: str) -> None:
         self.out = out
-        self.excludes = ALWAYS_EXCLUDED + excludes
+        self.set_excludes(excludes)
         self.policy = policy
         self.hash = hashlib.sha256()
         self.section_hashes: dict[str, "hashlib._Hash"] = {}
@@ -152,6 +170,34 @@ class _Walker:
         self.notes: list[str] = []  # warnings whatever the on_file_error policy
         self.areas: tuple[str, ...] = ()  # where links may lead (set per archive type)
         self.database_files: list[str] = []
+        # Rows not yet written and hashed, all of one section (its hash must see only its own).
+        self._lines: list[str] = []
+        self._section = ""
+
+    def set_excludes(self, excludes: tuple[str, ...]) -> None:
+        """Exclude these globs from now on (__pycache__ always)."""
+        self.excluded = exclusion(ALWAYS_EXCLUDED + excludes)
+
+    def flush(self) -> None:
+        """Write and hash the pending rows; the hashes see exactly the bytes written."""
+        if not self._lines:
+            return
+        text = "".join(self._lines)
+        self._lines.clear()
+        self.out.write(text)
+        data = text.encode()
+        self.hash.update(data)
+        # Per section (night folder) too: per-night archives repack only what changed.
+        section_hash = self.section_hashes.get(self._section)
+        if section_hash is None:
+            section_hash = self.section_hashes[self._section] = hashlib.sha256()
+        section_hash.update(data)
+
+    def _begin(self, section: str) -> None:
+        """Rows of `section` follow: flush another section's pending rows first."""
+        if section != self._section:
+            self.flush()
+            self._section = section
 
     def _emit(self, entry: Entry) -> None:
         """Record one entry (first section to claim a path wins)."""
@@ -159,17 +205,12 @@ class _Walker:
             if entry.arcname in self.seen:
                 return
             self.seen.add(entry.arcname)
-        line = entry.to_line()
-        self.out.write(line)
-        key = line.encode()
-        self.hash.update(key)
-        # Per section (night folder) too: per-night archives repack only what changed.
-        section_hash = self.section_hashes.get(entry.section)
-        if section_hash is None:
-            section_hash = self.section_hashes[entry.section] = hashlib.sha256()
-        section_hash.update(key)
+        self._begin(entry.section)
+        self._lines.append(entry.to_line())
         self.count += 1
-        st = self.stats.setdefault(entry.section, Stats(entry.section))
+        st = self.stats.get(entry.section)
+        if st is None:
+            st = self.stats[entry.section] = Stats(entry.section)
         if entry.kind == "file":
             st.files += 1
             st.raw_bytes += entry.size
@@ -179,6 +220,8 @@ class _Walker:
             st.dirs += 1
         else:
             st.links += 1
+        if len(self._lines) >= _BLOCK_LINES:
+            self.flush()
 
     def _problem(self, message: str) -> None:
         """Collect a problem; scans report them all at once."""
@@ -207,7 +250,7 @@ class _Walker:
 
     def walk(self, arcname: str, path: str, section: str, follow_root: bool = False) -> None:
         """Add a file, symlink or whole folder tree under its archive name."""
-        if arcname in self.seen or _excluded(arcname, arcname.rsplit("/", 1)[-1], self.excludes):
+        if arcname in self.seen or self.excluded(arcname, arcname.rsplit("/", 1)[-1]):
             return
         try:
             st = os.stat(path) if follow_root else os.lstat(path)
@@ -226,28 +269,78 @@ class _Walker:
     def _walk_dir(self, arcname: str, path: str, section: str) -> None:
         """Recurse into a folder, sorted by name for a stable archive order."""
         try:
-            with os.scandir(path) as it:
-                children = sorted(it, key=lambda d: d.name)
+            # Listed through a descriptor, so each member's lstat is an fstatat by name
+            # instead of a lookup of its whole path.
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             self._problem(f"{path}: cannot list folder: {e.strerror}")
             return
+        try:
+            try:
+                with os.scandir(fd) as it:
+                    children = sorted(it, key=_by_name)
+            except OSError as e:
+                self._problem(f"{path}: cannot list folder: {e.strerror}")
+                return
+            self._members(arcname, path, section, children)
+        finally:
+            os.close(fd)
+
+    def _members(self, arcname: str, path: str, section: str,
+                 children: list[os.DirEntry[str]]) -> None:
+        """Add a folder's members; their DirEntry.stat needs the folder's descriptor open.
+
+        Regular files, nearly every member, take an inlined path: their row is formatted here
+        exactly as Entry.to_line does, without an Entry per file (the no-op re-run's cost).
+        """
+        esc, seen, dedupe, excluded = _json_str, self.seen, self.dedupe, self.excluded
+        lines, databases = self._lines, self.database_files
+        stats = self.stats.get(section)
+        if stats is None:
+            stats = self.stats[section] = Stats(section)
+        base = path if path.endswith("/") else path + "/"  # as os.path.join(path, name)
+        # JSON escapes each character on its own, so a row's two paths are their folders'
+        # escaped prefixes plus the escaped name, escaped once.
+        arc_prefix, source_prefix = esc(arcname + "/")[:-1], esc(base)[:-1]
+        tail = f',"",{esc(section)}]\n'  # linkname and section of a regular file's row
+        self._begin(section)
+        files = raw_bytes = 0
         for child in children:
-            child_arc = f"{arcname}/{child.name}"
-            if child_arc in self.seen or _excluded(child_arc, child.name, self.excludes):
+            name = child.name
+            child_arc = f"{arcname}/{name}"
+            if (dedupe and child_arc in seen) or excluded(child_arc, name):
                 continue
-            if _is_journal(child.path, child.name):
+            source = base + name
+            if name.endswith(_JOURNAL_SUFFIXES) and _is_journal(source, name):
                 continue
             try:
                 st = child.stat(follow_symlinks=False)
             except OSError as e:
-                self._problem(f"{child.path}: cannot stat: {e.strerror}")
+                self._problem(f"{source}: cannot stat: {e.strerror}")
                 continue
-            entry = self._entry(child_arc, child.path, st, section)
-            if entry is None:
+            mode = st.st_mode
+            if not stat.S_ISREG(mode):
+                entry = self._entry(child_arc, source, st, section)
+                if entry is not None:
+                    self._emit(entry)
+                    if entry.kind == "dir":
+                        self._walk_dir(child_arc, source, section)
                 continue
-            self._emit(entry)
-            if entry.kind == "dir":
-                self._walk_dir(child_arc, child.path, section)
+            if dedupe:
+                seen.add(child_arc)
+            size = st.st_size
+            name_end = esc(name)[1:]
+            lines.append(f"[{arc_prefix}{name_end},{source_prefix}{name_end},\"file\",{size},"
+                         f"{stat.S_IMODE(mode)},{st.st_uid},{st.st_gid},{st.st_mtime_ns}{tail}")
+            files += 1
+            raw_bytes += size
+            if child_arc.endswith(DB_SUFFIXES):
+                databases.append(child_arc)
+            if len(lines) >= _BLOCK_LINES:
+                self.flush()
+        self.count += files
+        stats.files += files
+        stats.raw_bytes += raw_bytes
 
 
 def _config_roots(spec: Spec, camera: install.Camera) -> Iterator[tuple[str, str, Section]]:
@@ -315,10 +408,10 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
         camera_info = {"cameratype": camera.cameratype, "cameramodel": camera.cameramodel,
                        "settingsfile": camera.settingsfile, "ccfile": camera.ccfile}
         for arcname, source, section in _config_roots(spec, camera):
-            walker.excludes = ALWAYS_EXCLUDED + excludes + section.exclude
+            walker.set_excludes(excludes + section.exclude)
             walker.walk(arcname, source, section.key)
             targets.append(arcname)
-        walker.excludes = ALWAYS_EXCLUDED + excludes
+        walker.set_excludes(excludes)
     else:
         image_all, folders = select_folders(spec)
         walker.areas = ("images",) if image_all else tuple(f"images/{n}" for n in folders)
@@ -336,6 +429,7 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
         raise ScanError(f"{spec.path}: {len(walker.problems)} problem(s) while scanning:\n  "
                         + "\n  ".join(walker.problems),
                         hint="fix the files, or set on_file_error: warn to skip them")
+    walker.flush()
     walker.hash.update(json.dumps([FORMAT_VERSION, spec.digest, camera_info]).encode())
     return ScanSummary(
         spec=spec.name, type=spec.type, fingerprint=walker.hash.hexdigest(),
@@ -358,7 +452,7 @@ def _walk_all_images(walker: _Walker, images: Path) -> None:
         raise ScanError(f"images folder {images} is not a folder")
     walker._emit(root)
     with os.scandir(images) as it:
-        children = sorted(it, key=lambda d: d.name)
+        children = sorted(it, key=_by_name)
     for child in children:
         section = child.name if child.is_dir(follow_symlinks=False) else "images"
         walker.walk(f"images/{child.name}", child.path, section)
