@@ -13,7 +13,7 @@ from doit.tools import config_changed
 
 from . import __version__
 from .environment import SCHEMA_PATH, Environment, spec_files
-from .spec import peek_description
+from .spec_docs import CACHE_NAME, spec_docs
 
 
 def _dispatch(name: str, *args: Any) -> Any:
@@ -61,8 +61,9 @@ def _env_key(env: Environment) -> dict[str, str]:
 
 def _tasks(env: Environment) -> Iterator[tuple[str, Path, str, Path]]:
     """(name, spec path, doc line, state folder) per spec file; never reads beyond YAML."""
-    for path in spec_files(env.specs_dir):
-        yield path.stem, path, peek_description(path), spec_state(env, path.stem)
+    paths = spec_files(env.specs_dir)
+    for path, doc in zip(paths, spec_docs(paths, env.state_dir / CACHE_NAME)):
+        yield path.stem, path, doc, spec_state(env, path.stem)
 
 
 def gen_validate(env: Environment) -> Iterator[dict[str, Any]]:
