@@ -18,25 +18,44 @@ from ..errors import AllskyTasksError
 COMMAND_MODULES = ("run", "plan", "inventory", "restore")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every available command."""
+def _register(subs: argparse._SubParsersAction, name: str) -> None:
+    """Add the commands of one command module, if it is installed."""
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+        return
+    module.register(subs)
+
+
+def _parser(names: tuple[str, ...]) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """A parser with the commands of these modules, and its subcommand action."""
     parser = argparse.ArgumentParser(prog="allsky-tasks",
                                      description="Declarative, verified Allsky backups.")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-            continue
-        module.register(subs)
-    return parser
+    for name in names:
+        _register(subs, name)
+    return parser, subs
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every available command.
+
+    For a command with a module of its own name (run, plan, restore) only that module is
+    loaded: `run` is what cron starts, and the others cost its no-op re-run milliseconds.
+    """
+    if command in COMMAND_MODULES:
+        parser, subs = _parser((command,))
+        if command in subs.choices:
+            return parser
+    return _parser(COMMAND_MODULES)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, map our errors to their exit codes."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
