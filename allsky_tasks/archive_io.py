@@ -13,6 +13,7 @@ from typing import IO, BinaryIO, Callable, Iterator
 
 import zstandard
 
+from .archive_writer import HashingWriter
 from .compression import FramedZstdWriter
 
 BLOCK = tarfile.BLOCKSIZE
@@ -29,26 +30,6 @@ def archive_format(path: Path | str) -> str:
     if name.endswith((".tar.gz", ".tgz")):
         return "allsky"
     raise ValueError(f"{name}: not a .tar.zst or .tar.gz archive")
-
-
-class HashingWriter(io.RawIOBase):
-    """Counts and hashes every compressed byte on its way to the file."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def writable(self) -> bool:
-        """This is a write-only stream."""
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        """Hash, count and pass on."""
-        self.sha256.update(data)
-        self.size += len(data)
-        self.raw.write(data)
-        return len(data)
 
 
 class HashingReader(io.RawIOBase):
@@ -121,16 +102,21 @@ def compressed_writer(fmt: str, level: int, raw: BinaryIO, mtime: int,
                       media_fast: bool = True) -> Iterator[tuple[IO[bytes], HashingWriter]]:
     """A writable stream compressing into `raw`; also yields the hashing layer."""
     hashed = HashingWriter(raw)
-    if fmt == "zstd":
-        # Frame checksums on, so one flipped bit anywhere fails decompression.
-        stream = FramedZstdWriter(hashed, level, media_fast)
-        yield stream, hashed  # type: ignore[misc]
-        stream.close()  # ends the last frame (with its checksum)
-    else:
-        gz = gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=hashed,
-                           mtime=mtime)
-        yield gz, hashed
-        gz.close()
+    try:
+        if fmt == "zstd":
+            # Frame checksums on, so one flipped bit anywhere fails decompression.
+            stream = FramedZstdWriter(hashed, level, media_fast)
+            yield stream, hashed  # type: ignore[misc]
+            stream.close()  # ends the last frame (with its checksum)
+        else:
+            gz = gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=hashed,
+                               mtime=mtime)
+            yield gz, hashed
+            gz.close()
+    except BaseException:
+        hashed.finish(raise_error=False)  # the first failure is the one to report
+        raise
+    hashed.finish()
 
 
 def open_decompressed(path: Path, raw: BinaryIO) -> BinaryIO:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import random
 from pathlib import Path
 
+import pytest
 import zstandard
 
 from allsky_tasks.archive_io import ZstdFrameWalker
+from allsky_tasks.archive_writer import WINDOW, HashingWriter
 from allsky_tasks.compression import SWITCH_MIN, FramedZstdWriter, frame_wanted
 from allsky_tasks.verify import verify
 
@@ -93,3 +97,61 @@ def test_media_compression_level_writes_one_frame(site: Site) -> None:
     archive = backup(site, "imgs", "type: images\nfolders: all\nmedia_compression: level\n")
     assert _frames(archive.read_bytes()) == 1
     assert archive_metadata(archive)["allskyTasks"]["mediaCompression"] == "level"
+
+
+def test_archive_writer_hashes_exactly_what_it_writes(tmp_path: Path) -> None:
+    path = tmp_path / "out.bin"
+    chunks = [_skewed(n, n) for n in (1, 4096, 131_072, 1 << 20)]
+    with path.open("wb") as raw:
+        writer = HashingWriter(raw)
+        for chunk in chunks:
+            writer.write(memoryview(bytearray(chunk)))  # a reused buffer must be copied
+        writer.finish()
+    data = path.read_bytes()
+    assert data == b"".join(chunks)
+    assert writer.size == len(data)
+    assert writer.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+class _FullDisk(io.RawIOBase):
+    """A file that takes a few writes, then fails like a full disk."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= 1
+        return len(data)
+
+
+def test_archive_writer_error_reaches_the_writer_and_the_thread_ends() -> None:
+    writer = HashingWriter(_FullDisk(room=2))  # type: ignore[arg-type]
+    with pytest.raises(OSError) as info:
+        for _ in range(1000):  # the thread reports the error on a later write or at finish
+            writer.write(b"x" * 4096)
+        writer.finish()
+    assert info.value.errno == errno.ENOSPC
+    with pytest.raises(OSError):
+        writer.finish()
+    assert not writer._thread.is_alive()
+
+
+def test_archive_writer_hands_full_windows_to_the_disk(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    block = _skewed(1 << 20, 7)
+    with path.open("wb", buffering=1 << 20) as raw:
+        writer = HashingWriter(raw)
+        for i in range(3 * WINDOW // len(block) + 1):
+            writer.write(bytes([i % 251]) + block[1:])
+        writer.finish()
+        behind = writer._behind
+    # Two windows were started and the first waited for; everything arrived intact.
+    assert behind.waited >= WINDOW and behind.started >= 2 * WINDOW
+    data = path.read_bytes()
+    assert len(data) == writer.size and hashlib.sha256(data).hexdigest() == writer.sha256.hexdigest()
+    assert data[WINDOW * 2 + 1:WINDOW * 2 + len(block)] == block[1:]
