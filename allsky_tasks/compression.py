@@ -13,6 +13,9 @@ MEDIA_SUFFIXES = frozenset({
 # A non-media file smaller than this rides in whatever frame is open: switching frames for it
 # would cost more (a frame end, a lost window) than its compression could gain.
 SWITCH_MIN = 4096
+# Media smaller than this are not worth a media frame: with their tar headers and padding,
+# 1 KB thumbnails packed 18-23 % bigger without the entropy stage (300 KB frames: 1.5 %).
+MEDIA_MIN = 64 << 10
 MEDIA_CHOICES = ("fast", "level")
 THREADS = min(os.cpu_count() or 1, 4)
 JOB_SIZE = 4 << 20
@@ -25,7 +28,7 @@ def is_media(name: str) -> bool:
 
 def frame_wanted(name: str, size: int) -> bool | None:
     """The frame a file member wants: True media, False normal, None either."""
-    if is_media(name):
+    if size >= MEDIA_MIN and is_media(name):
         return True
     return False if size >= SWITCH_MIN else None
 

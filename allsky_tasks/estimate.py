@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
-from .compression import MEDIA_SUFFIXES, zstd_params
+from .compression import frame_wanted, zstd_params
 
 if TYPE_CHECKING:
     from .scan import Entry
@@ -145,10 +145,6 @@ class _Sim:
         if whole:
             self.plain_size += len(self.plain[0](chunk))
 
-    def is_media(self, suffix: str) -> bool:
-        """True if pack compresses files with this (lower-case) suffix with the media settings."""
-        return self.media is not None and suffix in MEDIA_SUFFIXES
-
     def feed_media(self, chunk: bytes) -> None:
         """Compress media bytes (their cost is taken with mark_media)."""
         assert self.media is not None
@@ -201,10 +197,11 @@ def _plan(files: list[tuple[str, int, int]], budget: int) -> list[tuple[str, int
 class _Group:
     """Everything one section or folder contributes, gathered in one pass over the rows."""
 
-    def __init__(self, key: str, budget: int) -> None:
+    def __init__(self, key: str, budget: int, media_fast: bool) -> None:
         self.est, self.budget, self.stride = Estimate(key), budget, 1
+        self.media_fast = media_fast  # media strata are measured with pack's media settings
         self.whole: list[Entry] | None = []  # all members while the group is small
-        self.strata: dict[tuple[str, int], list[tuple[str, int, int]]] = {}
+        self.strata: dict[tuple[str, int, bool], list[tuple[str, int, int]]] = {}
         self.kept: list[tuple[int, Entry]] = []
 
     def add(self, e: Entry) -> None:
@@ -219,8 +216,9 @@ class _Group:
             est.files += 1
             est.raw_bytes += e.size
             est.tar_bytes += e.size + (-e.size % BLOCK)
-            ext = os.path.splitext(e.arcname)[1].lower()
-            files = self.strata.setdefault((ext[:9], e.size.bit_length() // 2), [])
+            ext, media = os.path.splitext(e.arcname)[1].lower(), self.media_fast and \
+                frame_wanted(e.arcname, e.size) is True
+            files = self.strata.setdefault((ext[:9], e.size.bit_length() // 2, media), [])
             files.append((e.source, files[-1][1] + files[-1][2] if files else 0, e.size))
         if est.raw_bytes > self.budget or est.members > EXACT_MEMBERS:
             self.whole = None
@@ -234,7 +232,8 @@ class _Group:
                 self.kept = [(i, x) for i, x in self.kept if (i // RUN) % self.stride == 0]
 
 
-def _allot(totals: Mapping[tuple[str, int], int], budget: int) -> dict[tuple[str, int], int]:
+def _allot(totals: Mapping[tuple[str, int, bool], int], budget: int
+           ) -> dict[tuple[str, int, bool], int]:
     """Split a group's read budget over its strata: a floor each, the rest by raw bytes."""
     floor, whole = budget // (4 * max(1, len(totals))), max(1, sum(totals.values()))
     rest = budget - floor * len(totals)
@@ -246,7 +245,7 @@ def _feed_sampled(g: _Group, sim: _Sim, read: Reader) -> float:
     cost = 0.0
     totals = {k: f[-1][1] + f[-1][2] for k, f in g.strata.items()}
     for key, share in _allot(totals, g.budget).items():
-        got, media = 0, sim.is_media(key[0])
+        got, media = 0, key[2] and sim.media is not None
         for source, offset, length in _plan(g.strata[key], share):
             chunk = read(source, offset, length)
             got += len(chunk)
@@ -269,7 +268,7 @@ def _feed_whole(g: _Group, sim: _Sim, read: Reader) -> float:
             body = read(e.source, 0, e.size)
             g.est.sampled_bytes += len(body)
             body += bytes(-len(body) % BLOCK)
-            if sim.is_media(os.path.splitext(e.arcname)[1].lower()):
+            if sim.media is not None and frame_wanted(e.arcname, e.size) is True:
                 sim.feed_media(body)
             else:
                 sim.feed(body, small)
@@ -307,7 +306,9 @@ def estimate_compressed(rows: Iterable[Entry], fmt: str, level: int, *, budget: 
     read = read or read_range
     groups: dict[str, _Group] = {}
     for e in rows:
-        (groups.get(e.section) or groups.setdefault(e.section, _Group(e.section, budget))).add(e)
+        media = media_fast and fmt == "zstd"
+        (groups.get(e.section) or groups.setdefault(e.section, _Group(e.section, budget, media))
+         ).add(e)
     sim = _Sim(fmt, level, media_fast)
     direct = {k: _feed_whole(g, sim, read) if g.whole is not None else _feed_sampled(g, sim, read)
               for k, g in groups.items()}

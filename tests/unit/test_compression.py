@@ -14,10 +14,10 @@ import zstandard
 
 from allsky_tasks.archive_io import ZstdFrameWalker
 from allsky_tasks.archive_writer import WINDOW, HashingWriter
-from allsky_tasks.compression import SWITCH_MIN, FramedZstdWriter, frame_wanted
+from allsky_tasks.compression import MEDIA_MIN, SWITCH_MIN, FramedZstdWriter, frame_wanted
 from allsky_tasks.verify import verify
 
-from ..conftest import Site, archive_metadata, backup, gnu_tar_extract, tree_state
+from ..conftest import Site, archive_metadata, backup, gnu_tar_extract, make_site, tree_state
 
 
 def _skewed(n: int, seed: int = 1) -> bytes:
@@ -52,10 +52,12 @@ def _compress(parts: list[tuple[bool | None, bytes]], media_fast: bool) -> bytes
 
 
 def test_frame_wanted_by_suffix_and_size() -> None:
-    assert frame_wanted("images/20250101/image-20250101-2000.JPG", 10) is True
+    assert frame_wanted("images/20250101/image-20250101-2000.JPG", MEDIA_MIN) is True
     assert frame_wanted("images/20250101/allsky-20250101.mp4", 1 << 30) is True
+    assert frame_wanted("images/20250101/thumbnails/image.jpg", MEDIA_MIN - 1) is False
     assert frame_wanted("config/settings.json", SWITCH_MIN) is False
     assert frame_wanted("images/20250101/notes.txt", SWITCH_MIN - 1) is None
+    assert frame_wanted("images/20250101/thumbnails/tiny.jpg", SWITCH_MIN - 1) is None
 
 
 def test_media_frames_skip_the_entropy_stage() -> None:
@@ -82,7 +84,9 @@ def test_kinds_switch_frames_and_decode_as_one_stream() -> None:
     assert len(blob) < 2 * alone + 300_013 + 1000  # frame and block headers, checksums
 
 
-def test_archive_holds_media_frames_and_round_trips(site: Site, tmp_path: Path) -> None:
+def test_archive_holds_media_frames_and_round_trips(tmp_path: Path) -> None:
+    site = make_site(tmp_path, nights=2, frames_per_night=2, frame_size=(480, 360))
+    assert max(p.stat().st_size for p in site.tree.images.rglob("image-*.jpg")) >= MEDIA_MIN
     archive = backup(site, "imgs", "type: images\nfolders: all\n")
     assert _frames(archive.read_bytes()) >= 2
     assert archive_metadata(archive)["allskyTasks"]["mediaCompression"] == "fast"
@@ -93,7 +97,17 @@ def test_archive_holds_media_frames_and_round_trips(site: Site, tmp_path: Path) 
     assert tree_state(tmp_path / "out" / "images") == tree_state(site.tree.images)
 
 
-def test_media_compression_level_writes_one_frame(site: Site) -> None:
+def test_small_media_stay_in_frames_of_the_level(site: Site) -> None:
+    # The demo's 160x120 frames and thumbnails are all below MEDIA_MIN, like a thumbnail tree.
+    assert max(p.stat().st_size for p in site.tree.images.rglob("*.jpg")) < MEDIA_MIN
+    for video in site.tree.images.rglob("*.mp4"):  # its timelapse stand-ins are not
+        video.unlink()
+    archive = backup(site, "imgs", "type: images\nfolders: all\n")
+    assert _frames(archive.read_bytes()) == 1
+
+
+def test_media_compression_level_writes_one_frame(tmp_path: Path) -> None:
+    site = make_site(tmp_path, nights=1, frames_per_night=2, frame_size=(480, 360))
     archive = backup(site, "imgs", "type: images\nfolders: all\nmedia_compression: level\n")
     assert _frames(archive.read_bytes()) == 1
     assert archive_metadata(archive)["allskyTasks"]["mediaCompression"] == "level"
