@@ -86,6 +86,8 @@ class Bench:
         env = dict(os.environ, ALLSKY_HOME=home, ALLSKY_BACKUP_DIR=str(backups),
                    ALLSKY_SPECS_DIR=str(self.workdir / f"specs-{spec}"))
         env.pop("ALLSKY_IMAGES", None)
+        # An installed tool has its bytecode cached; recompiling every run is not what users see.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         if self.src is not None:  # ahead of the editable install's finder
             env["PYTHONPATH"] = str(self.src)
         return env
