@@ -11,6 +11,7 @@ import os
 import pytest
 
 from allsky_tasks import scan as scan_mod
+from allsky_tasks import walk
 from allsky_tasks.scan import Entry, ScanSummary, exclusion, scan
 from allsky_tasks.spec import Spec, load_spec
 
@@ -39,7 +40,7 @@ def _odd_files(site: Site) -> None:
         fh.write("1")
     (odd / "link").symlink_to("z.txt")
     night = site.tree.images / site.tree.nights[0]
-    for i in range(scan_mod._BLOCK_LINES + 50):
+    for i in range(walk._BLOCK_LINES + 50):
         (night / f"extra-{i:05d}.jpg").write_bytes(b"j")
 
 
