@@ -15,6 +15,7 @@ import zstandard
 
 from .archive_writer import HashingWriter
 from .compression import FramedZstdWriter
+from .tar_header import ustar_header
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
@@ -59,7 +60,7 @@ class HashingReader(io.RawIOBase):
 
 
 class TarStream:
-    """Writes tar members (PAX format) to a byte stream, headers via tarfile."""
+    """Writes tar members (PAX format, headers as tarfile makes them) to a byte stream."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
@@ -69,9 +70,11 @@ class TarStream:
         self.out.write(data)
         self.offset += len(data)
 
-    def header(self, info: tarfile.TarInfo) -> None:
+    def member(self, name: str, kind: bytes, size: int, mode: int, uid: int, gid: int,
+               mtime: int, linkname: str = "", uname: str = "", gname: str = "") -> None:
         """Write one member header (a PAX extended header first when needed)."""
-        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self._write(ustar_header(name, kind, size, mode, uid, gid, mtime, linkname, uname,
+                                 gname))
 
     def select(self, media: bool | None) -> None:
         """Compress what follows as media or not, where the stream can (zstd frames)."""

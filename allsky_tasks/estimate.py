@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from .compression import frame_wanted, zstd_params
+from .tar_header import ustar_header
 
 if TYPE_CHECKING:
     from .scan import Entry
@@ -61,15 +62,14 @@ def _names(uid: int, gid: int) -> tuple[str, str]:
     return user_name(uid), group_name(gid)
 
 
+_TAR_TYPES = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}
+
+
 def _header(e: Entry) -> bytes:
     """The exact tar header (PAX records included) pack writes for the member."""
-    info = tarfile.TarInfo(e.arcname)
-    info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}.get(e.kind, tarfile.REGTYPE)
-    info.size = e.size if e.kind == "file" else 0
-    info.mode, info.uid, info.gid, info.mtime = e.mode, e.uid, e.gid, e.mtime_ns // 10 ** 9
-    info.linkname = e.linkname
-    info.uname, info.gname = _names(e.uid, e.gid)
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    kind = _TAR_TYPES.get(e.kind, tarfile.REGTYPE)
+    return ustar_header(e.arcname, kind, e.size if e.kind == "file" else 0, e.mode, e.uid,
+                        e.gid, e.mtime_ns // 10 ** 9, e.linkname, *_names(e.uid, e.gid))
 
 
 def _meta_text(e: Entry) -> tuple[str, str, str]:

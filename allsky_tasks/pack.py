@@ -110,14 +110,11 @@ class Packer:
         self.meta.warnings.append(message)
         self.on_warning(message)
 
-    def _info(self, entry: Entry, kind: bytes, size: int, mode: int, uid: int, gid: int,
-              mtime: int) -> tarfile.TarInfo:
-        """A tar header for the member."""
-        info = tarfile.TarInfo(entry.arcname)
-        info.type, info.size, info.mode = kind, size, mode
-        info.uid, info.gid, info.mtime = uid, gid, mtime
-        info.uname, info.gname = user_name(uid), group_name(gid)
-        return info
+    def _header(self, entry: Entry, kind: bytes, size: int, mode: int, uid: int, gid: int,
+                mtime: int, linkname: str = "") -> None:
+        """Write the member's tar header."""
+        self.tar.member(entry.arcname, kind, size, mode, uid, gid, mtime, linkname,
+                        user_name(uid), group_name(gid))
 
     def _row(self, entry: Entry, kind: str, size: int, mode: int, uid: int, gid: int,
              mtime: int, **extra: Any) -> dict[str, Any]:
@@ -130,14 +127,12 @@ class Packer:
         """Add one scanned entry."""
         if entry.kind == "dir":
             mtime = entry.mtime_ns // 1_000_000_000
-            self.tar.header(self._info(entry, tarfile.DIRTYPE, 0, entry.mode, entry.uid,
-                                       entry.gid, mtime))
+            self._header(entry, tarfile.DIRTYPE, 0, entry.mode, entry.uid, entry.gid, mtime)
             self.meta.add(self._row(entry, "dir", 0, entry.mode, entry.uid, entry.gid, mtime))
         elif entry.kind == "symlink":
             mtime = entry.mtime_ns // 1_000_000_000
-            info = self._info(entry, tarfile.SYMTYPE, 0, entry.mode, entry.uid, entry.gid, mtime)
-            info.linkname = entry.linkname
-            self.tar.header(info)
+            self._header(entry, tarfile.SYMTYPE, 0, entry.mode, entry.uid, entry.gid, mtime,
+                         entry.linkname)
             self.meta.add(self._row(entry, "symlink", 0, entry.mode, entry.uid, entry.gid, mtime,
                                     linkname=entry.linkname))
         else:
@@ -195,8 +190,7 @@ class Packer:
         """Write a file member from memory."""
         mode, mtime = st.st_mode & 0o7777, int(st.st_mtime)
         self.tar.select(frame_wanted(entry.arcname, len(data)))
-        self.tar.header(self._info(entry, tarfile.REGTYPE, len(data), mode, st.st_uid,
-                                   st.st_gid, mtime))
+        self._header(entry, tarfile.REGTYPE, len(data), mode, st.st_uid, st.st_gid, mtime)
         self.tar.data(data)
         self.tar.pad(len(data))
         digest = hashlib.sha256(data).hexdigest()
@@ -212,8 +206,7 @@ class Packer:
                 return self._add_sqlite(entry)
             size, mode, mtime = st.st_size, st.st_mode & 0o7777, int(st.st_mtime)
             self.tar.select(frame_wanted(entry.arcname, size))
-            self.tar.header(self._info(entry, tarfile.REGTYPE, size, mode, st.st_uid,
-                                       st.st_gid, mtime))
+            self._header(entry, tarfile.REGTYPE, size, mode, st.st_uid, st.st_gid, mtime)
             digest, left, view = hashlib.sha256(), size, memoryview(self.buffer)
             while left > 0:
                 n = fh.readinto(view[: min(CHUNK, left)])
@@ -255,8 +248,7 @@ class Packer:
                 size = os.fstat(fd).st_size
                 mode, mtime = src.st_mode & 0o7777, int(src.st_mtime)
                 self.tar.select(frame_wanted(entry.arcname, size))
-                self.tar.header(self._info(entry, tarfile.REGTYPE, size, mode, src.st_uid,
-                                           src.st_gid, mtime))
+                self._header(entry, tarfile.REGTYPE, size, mode, src.st_uid, src.st_gid, mtime)
                 digest = self.copy_fd(fd, size)
                 self.on_bytes(size, entry.arcname)
                 self.meta.add(self._row(entry, "file", size, mode, src.st_uid, src.st_gid,
@@ -333,12 +325,10 @@ def _add_metadata(packer: Packer, path: Path, now: datetime) -> str:
     """metadata.json as the last member, where Allsky puts it."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        info = tarfile.TarInfo("metadata.json")
-        info.size, info.mode, info.mtime = os.fstat(fd).st_size, 0o644, int(now.timestamp())
-        info.uid, info.gid = os.getuid(), os.getgid()
-        info.uname, info.gname = user_name(info.uid), group_name(info.gid)
+        size, uid, gid = os.fstat(fd).st_size, os.getuid(), os.getgid()
         packer.tar.select(False)  # JSON: compresses well
-        packer.tar.header(info)
-        return packer.copy_fd(fd, info.size)
+        packer.tar.member("metadata.json", tarfile.REGTYPE, size, 0o644, uid, gid,
+                          int(now.timestamp()), "", user_name(uid), group_name(gid))
+        return packer.copy_fd(fd, size)
     finally:
         os.close(fd)
