@@ -211,6 +211,9 @@ class _Group:
         # Only long or non-ASCII names (or huge sizes and ids) need PAX records: a longer header.
         simple = len(e.arcname) < 100 and len(e.linkname) <= 100 and max(e.uid, e.gid) < 8 ** 7
         simple = simple and (e.arcname + e.linkname).isascii() and e.size < 8 ** 11
+        if simple:  # long or non-ASCII user and group names need PAX records too
+            owner, group = _names(e.uid, e.gid)
+            simple = len(owner) <= 32 and len(group) <= 32 and (owner + group).isascii()
         est.tar_bytes += BLOCK if simple else len(_header(e))
         if e.kind == "file":
             est.files += 1
