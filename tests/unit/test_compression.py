@@ -15,6 +15,7 @@ import zstandard
 from allsky_tasks.archive_io import ZstdFrameWalker
 from allsky_tasks.archive_writer import WINDOW, HashingWriter
 from allsky_tasks.compression import MEDIA_MIN, SWITCH_MIN, FramedZstdWriter, frame_wanted
+from allsky_tasks.errors import VerifyError
 from allsky_tasks.verify import verify
 
 from ..conftest import Site, archive_metadata, backup, gnu_tar_extract, make_site, tree_state
@@ -169,3 +170,34 @@ def test_archive_writer_hands_full_windows_to_the_disk(tmp_path: Path) -> None:
     data = path.read_bytes()
     assert len(data) == writer.size and hashlib.sha256(data).hexdigest() == writer.sha256.hexdigest()
     assert data[WINDOW * 2 + 1:WINDOW * 2 + len(block)] == block[1:]
+
+
+def test_media_frame_archive_imports_and_verifies(tmp_path: Path) -> None:
+    from allsky_tasks.importer import import_archive
+    from allsky_tasks.inventory import verify_backup
+
+    site = make_site(tmp_path, nights=2, frames_per_night=2, frame_size=(480, 360))
+    ours = backup(site, "imgs", "type: images\nfolders: all\n")
+    assert _frames(ours.read_bytes()) >= 3  # the hostile-archive checks see every frame
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    src = upload / ours.name
+    src.write_bytes(ours.read_bytes())
+    result = import_archive(src, tmp_path / "imported")
+    assert result.report.kind == "ours"
+    assert result.path.read_bytes() == ours.read_bytes()
+    assert verify_backup(result.path)["ok"]
+
+
+def test_verify_detects_a_flipped_bit_inside_a_media_frame(tmp_path: Path) -> None:
+    site = make_site(tmp_path, nights=1, frames_per_night=3, frame_size=(480, 360))
+    archive = backup(site, "imgs", "type: images\nfolders: all\n")
+    data = bytearray(archive.read_bytes())
+    assert _frames(bytes(data)) >= 3
+    data[len(data) // 2] ^= 0x10  # the middle of the stream: JPEG frames, media settings
+    archive.write_bytes(bytes(data))
+    sidecar = json.loads(archive.with_name(archive.name.removesuffix(".tar.zst") + ".json")
+                         .read_text())
+    with pytest.raises(VerifyError, match="doesn't match checksum") as info:
+        verify(archive, sidecar)
+    assert str(archive) in str(info.value)
