@@ -74,7 +74,9 @@ def build_plan(spec: Spec, summary: ScanSummary, rows_path: Path, *, free: int |
     total = estimate_total(ests)
     plan: dict[str, Any] = {
         "spec": spec.name, "description": spec.description, "type": spec.type,
-        "format": spec.format, "level": spec.level, "fingerprint": summary.fingerprint,
+        "format": spec.format, "level": spec.level,
+        "mediaCompression": spec.media_compression if spec.format == "zstd" else None,
+        "fingerprint": summary.fingerprint,
         "destination": str(spec.destination),
         "archivePattern": f"allsky-{spec.type}-backup-YYYYMMDD-HHMMSS{spec.suffix}",
         "camera": summary.camera, "warnings": list(summary.warnings),
@@ -173,7 +175,8 @@ def _rows(plan: dict[str, Any]) -> list[str]:
 def render_plan(plan: dict[str, Any]) -> str:
     """The plan as text, laid out like the create dialog."""
     head = f"{plan['spec']}: {plan['description']}" if plan["description"] else plan["spec"]
-    lines = [head, f"  {plan['type']} backup, {plan['format']} level {plan['level']} -> "
+    media = ", media fast (no entropy stage)" if plan.get("mediaCompression") == "fast" else ""
+    lines = [head, f"  {plan['type']} backup, {plan['format']} level {plan['level']}{media} -> "
                    f"{Path(plan['destination']) / plan['archivePattern']}"]
     if plan.get("camera"):
         cam = plan["camera"]

@@ -189,3 +189,14 @@ def test_cli_bad_spec_exits_with_its_code(site: Site) -> None:
     assert "Core Files" in proc.stdout  # the good spec is still planned
     missing = _cli(site, "no-such-spec")
     assert missing.returncode == 10 and "no-such-spec" in missing.stderr
+
+
+def test_plan_says_how_media_are_compressed(site: Site) -> None:
+    fast = _plan(site, "zfast", "type: images\nfolders: all\n")
+    assert fast["mediaCompression"] == "fast"
+    assert "zstd level 3, media fast (no entropy stage)" in render_plan(fast)
+    level = _plan(site, "zlevel", "type: images\nfolders: all\nmedia_compression: level\n")
+    gzip = _plan(site, "gz", "type: images\nfolders: all\nformat: allsky\n")
+    assert gzip["mediaCompression"] is None
+    for plan in (level, gzip):
+        assert "media fast" not in render_plan(plan)
