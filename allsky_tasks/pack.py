@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 from .archive_io import CHUNK, SUFFIXES, TarStream, compressed_writer, fsync_dir
 from .compression import frame_wanted
+from .digests import DigestPipeline, member_digests
 from .errors import PackError
 from .metadata import MetadataBuilder, full_mode
 from .scan import Entry, ScanSummary
@@ -92,12 +93,14 @@ def clean_stale_parts(dest: Path) -> list[str]:
 class Packer:
     """Writes entries into a tar stream and records them in the metadata."""
 
-    def __init__(self, spec: Spec, tar: TarStream, meta: MetadataBuilder, workdir: Path,
+    def __init__(self, spec: Spec, tar: TarStream, meta: MetadataBuilder,
+                 digests: DigestPipeline, workdir: Path,
                  on_bytes: Callable[[int, str], None] | None = None,
                  on_warning: Callable[[str], None] | None = None) -> None:
         self.spec = spec
         self.tar = tar
         self.meta = meta
+        self.digests = digests  # every row goes through it, so rows keep the archive's order
         self.workdir = workdir
         self.buffer = bytearray(CHUNK)
         self.on_bytes = on_bytes or (lambda n, name: None)
@@ -128,12 +131,12 @@ class Packer:
         if entry.kind == "dir":
             mtime = entry.mtime_ns // 1_000_000_000
             self._header(entry, tarfile.DIRTYPE, 0, entry.mode, entry.uid, entry.gid, mtime)
-            self.meta.add(self._row(entry, "dir", 0, entry.mode, entry.uid, entry.gid, mtime))
+            self.digests.add(self._row(entry, "dir", 0, entry.mode, entry.uid, entry.gid, mtime))
         elif entry.kind == "symlink":
             mtime = entry.mtime_ns // 1_000_000_000
             self._header(entry, tarfile.SYMTYPE, 0, entry.mode, entry.uid, entry.gid, mtime,
                          entry.linkname)
-            self.meta.add(self._row(entry, "symlink", 0, entry.mode, entry.uid, entry.gid, mtime,
+            self.digests.add(self._row(entry, "symlink", 0, entry.mode, entry.uid, entry.gid, mtime,
                                     linkname=entry.linkname))
         else:
             self._add_file(entry)
@@ -193,9 +196,9 @@ class Packer:
         self._header(entry, tarfile.REGTYPE, len(data), mode, st.st_uid, st.st_gid, mtime)
         self.tar.data(data)
         self.tar.pad(len(data))
-        digest = hashlib.sha256(data).hexdigest()
-        self.meta.add(self._row(entry, "file", len(data), mode, st.st_uid, st.st_gid, mtime,
-                                sha256=digest, **extra))
+        row = self._row(entry, "file", len(data), mode, st.st_uid, st.st_gid, mtime,
+                        sha256="", **extra)  # filled in from data by the pipeline
+        self.digests.add(row, data)
         self.on_bytes(len(data), entry.arcname)
 
     def _stream(self, entry: Entry, fd: int, st: os.stat_result) -> None:
@@ -228,8 +231,8 @@ class Packer:
                 extra["changedWhilePacking"] = True
                 self._problem(f"{entry.source}: changed while being packed "
                               f"({size} bytes expected); the archived copy is incomplete")
-            self.meta.add(self._row(entry, "file", size, mode, st.st_uid, st.st_gid, mtime,
-                                    **extra))
+            self.digests.add(self._row(entry, "file", size, mode, st.st_uid, st.st_gid, mtime,
+                                       **extra))
 
     def _add_sqlite(self, entry: Entry) -> None:
         """Pack a consistent copy of a live SQLite database under its own name."""
@@ -251,8 +254,8 @@ class Packer:
                 self._header(entry, tarfile.REGTYPE, size, mode, src.st_uid, src.st_gid, mtime)
                 digest = self.copy_fd(fd, size)
                 self.on_bytes(size, entry.arcname)
-                self.meta.add(self._row(entry, "file", size, mode, src.st_uid, src.st_gid,
-                                        mtime, sha256=digest, captured=capture.method))
+                self.digests.add(self._row(entry, "file", size, mode, src.st_uid, src.st_gid,
+                                           mtime, sha256=digest, captured=capture.method))
             finally:
                 os.close(fd)
         finally:
@@ -293,9 +296,10 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
             with compressed_writer(spec.format, spec.level, raw, int(now.timestamp()),
                                    spec.media_compression == "fast") as (stream, hashed):
                 tar = TarStream(stream)
-                packer = Packer(spec, tar, meta, workdir, on_bytes, on_warning)
-                for entry in rows:
-                    packer.add(entry)
+                with member_digests(meta.add) as digests:
+                    packer = Packer(spec, tar, meta, digests, workdir, on_bytes, on_warning)
+                    for entry in rows:
+                        packer.add(entry)
                 meta_path = meta.write(final.name, now, extra or {})
                 meta_sha256 = _add_metadata(packer, meta_path, now)
                 tar.close()
