@@ -242,6 +242,9 @@ def measure(cmd: Sequence[str] | str, env: dict[str, str] | None = None,
     measurement starts from zero (unlike RUSAGE_CHILDREN, a max over every child so far).
     For a shell pipeline this is the largest single process (tar or zstd), not their sum.
     """
+    # Untimed: no command may pay for the write-back of what the one before it left dirty
+    # (tar | zstd leaves its whole archive to the kernel; our pack writes and fsyncs its own).
+    os.sync()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, shell=isinstance(cmd, str), stdout=out, stderr=err,
