@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .archive_io import CHUNK, SUFFIXES, TarStream, compressed_writer, fsync_dir
+from .archive_writer import drop_cached
 from .compression import frame_wanted
 from .digests import DigestPipeline, member_digests
 from .errors import PackError
@@ -305,6 +306,7 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
                 tar.close()
             raw.flush()
             os.fsync(raw.fileno())
+            drop_cached(raw.fileno())  # verify must read what the disk holds
         os.replace(tmp, final)
         fsync_dir(dest)
     except OSError as e:

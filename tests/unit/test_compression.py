@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import random
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -201,3 +203,41 @@ def test_verify_detects_a_flipped_bit_inside_a_media_frame(tmp_path: Path) -> No
     with pytest.raises(VerifyError, match="doesn't match checksum") as info:
         verify(archive, sidecar)
     assert str(archive) in str(info.value)
+
+
+def _cached_bytes(path: Path) -> int | None:
+    """Bytes of a file in the page cache (util-linux fincore), None where it cannot be told."""
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True)
+    if shutil.which("fincore") is None or fs.stdout.strip() in ("tmpfs", "ramfs"):
+        return None  # there the page cache is the storage: nothing to evict
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+
+
+def test_packed_archive_is_not_left_in_the_page_cache(tmp_path: Path) -> None:
+    site = make_site(tmp_path, nights=2, frames_per_night=3, frame_size=(480, 360))
+    archive = backup(site, "imgs", "type: images\nfolders: all\nmedia_compression: level\n")
+    cached = _cached_bytes(archive)
+    if cached is None:
+        pytest.skip("no fincore, or the backups are on tmpfs")
+    # Written out, fsynced and evicted: verify reads the disk, not what pack left in memory.
+    assert archive.stat().st_size > 1 << 20 and cached < 64 << 10
+    archive.read_bytes()
+    assert _cached_bytes(archive) >= archive.stat().st_size - 4096  # fincore does see pages
+
+
+def test_write_behind_evicts_windows_while_writing(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    with path.open("wb", buffering=1 << 20) as raw:
+        writer = HashingWriter(raw)
+        block = _skewed(1 << 20, 3)
+        for i in range(4 * WINDOW // len(block)):
+            writer.write(bytes([i % 251]) + block[1:])
+        writer.finish()
+        cached = _cached_bytes(path)
+        if cached is None:
+            pytest.skip("no fincore, or tmp_path is on tmpfs")
+        # Windows already waited for are gone; only the last ones (at most two) may remain.
+        assert writer._behind.waited >= 2 * WINDOW
+        assert cached <= path.stat().st_size - writer._behind.waited + 4096
