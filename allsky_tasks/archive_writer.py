@@ -6,9 +6,9 @@ import ctypes
 import hashlib
 import io
 import os
-import queue
-import threading
 from typing import BinaryIO
+
+from .worker import QueueWorker
 
 WINDOW = 8 << 20  # write-out unit: dirty pages stay bounded on a 1 GB Pi
 _WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4  # linux/fs.h SYNC_FILE_RANGE_*
@@ -83,39 +83,25 @@ class HashingWriter(io.RawIOBase):
         self.sha256 = hashlib.sha256()
         self.size = 0
         self._behind = WriteBehind(raw)
-        self._queue: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="archive-writer", daemon=True)
-        self._thread.start()
+        self._worker: QueueWorker[bytes] = QueueWorker("archive-writer", self.DEPTH, self._drain)
 
     def writable(self) -> bool:
         """This is a write-only stream."""
         return True
 
-    def _drain(self) -> None:
-        """Hash and write queued chunks until the end mark; after an error, only consume."""
-        while (data := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self.sha256.update(data)
-                    self.raw.write(data)
-                    self._behind.wrote(len(data))
-                except BaseException as e:  # handed to the producing thread by write/finish
-                    self._error = e
+    def _drain(self, data: bytes) -> None:
+        """Hash and write one chunk (on the worker thread)."""
+        self.sha256.update(data)
+        self.raw.write(data)
+        self._behind.wrote(len(data))
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         """Queue for hashing and writing (a copy unless immutable: callers reuse buffers)."""
-        if self._error is not None:
-            raise self._error
         chunk = data if isinstance(data, bytes) else bytes(data)
-        self._queue.put(chunk)
+        self._worker.put(chunk)
         self.size += len(chunk)
         return len(chunk)
 
     def finish(self, raise_error: bool = True) -> None:
         """Wait until every queued byte is hashed and written; raise a write error if asked."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if raise_error and self._error is not None:
-            raise self._error
+        self._worker.close(raise_error)

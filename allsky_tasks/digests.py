@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
-import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
+
+from .worker import QueueWorker
 
 Row = dict[str, Any]
 # Files of 64 KiB - 1 MiB go to the thread: there hashing overlaps the next file's read (on a
@@ -27,46 +27,30 @@ class DigestPipeline:
     def __init__(self, sink: Callable[[Row], None], threaded: bool | None = None) -> None:
         self.sink = sink
         self._min = THREAD_MIN if (THREADED if threaded is None else threaded) else THREAD_MAX + 1
-        self._queue: queue.Queue[tuple[Row, bytes | None] | None] = queue.Queue(DEPTH)
-        # Each counter has one writer (queued: the caller, done: the thread): no lock needed.
-        self._queued = self._done = 0
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="member-digests", daemon=True)
-        self._thread.start()
+        self._worker: QueueWorker[tuple[Row, bytes | None]] = QueueWorker(
+            "member-digests", DEPTH, self._finish)
+        self._queued = 0  # only the caller writes it; the worker's `done` only the thread
 
     def add(self, row: Row, data: bytes | None = None) -> None:
         """Record a row; with data, its sha256 is computed first (here or on the thread)."""
-        if self._error is not None:
-            raise self._error
-        if self._queued != self._done or (
+        if self._queued != self._worker.done or (
                 data is not None and self._min <= len(data) <= THREAD_MAX):
-            self._queued += 1  # rows behind a queued one must queue too: order is the manifest's
-            self._queue.put((row, data))
+            # Rows behind a queued one must queue too: their order is the manifest's.
+            self._worker.put((row, data))
+            self._queued += 1
             return
+        self._finish((row, data))
+
+    def _finish(self, item: tuple[Row, bytes | None]) -> None:
+        """Hash a row's data into it and sink it."""
+        row, data = item
         if data is not None:
             row["sha256"] = hashlib.sha256(data).hexdigest()
         self.sink(row)
 
-    def _run(self) -> None:
-        """Hash and sink queued rows until the end mark; after an error, only consume."""
-        while (item := self._queue.get()) is not None:
-            row, data = item
-            if self._error is None:
-                try:
-                    if data is not None:
-                        row["sha256"] = hashlib.sha256(data).hexdigest()
-                    self.sink(row)
-                except BaseException as e:  # handed to the caller by add/close
-                    self._error = e
-            self._done += 1
-
     def close(self, raise_error: bool = True) -> None:
         """Wait until every row is sunk; raise the thread's error if asked."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if raise_error and self._error is not None:
-            raise self._error
+        self._worker.close(raise_error)
 
 
 @contextmanager

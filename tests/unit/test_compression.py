@@ -155,7 +155,7 @@ def test_archive_writer_error_reaches_the_writer_and_the_thread_ends() -> None:
     assert info.value.errno == errno.ENOSPC
     with pytest.raises(OSError):
         writer.finish()
-    assert not writer._thread.is_alive()
+    assert not writer._worker.alive
 
 
 def test_archive_writer_hands_full_windows_to_the_disk(tmp_path: Path) -> None:

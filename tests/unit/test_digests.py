@@ -76,7 +76,7 @@ def test_sink_error_on_the_thread_reaches_the_caller_and_the_thread_ends() -> No
             pipeline.add({"n": n, "sha256": ""}, os.urandom(THREAD_MIN))
         pipeline.close()
     pipeline.close(raise_error=False)
-    assert not pipeline._thread.is_alive()
+    assert not pipeline._worker.alive
 
 
 def test_a_failure_inside_the_block_is_the_one_reported() -> None:
@@ -85,7 +85,7 @@ def test_a_failure_inside_the_block_is_the_one_reported() -> None:
         with member_digests(sink, threaded=True) as pipeline:
             pipeline.add({"n": 0, "sha256": ""}, _data(0, THREAD_MIN))
             raise KeyboardInterrupt
-    assert not pipeline._thread.is_alive()
+    assert not pipeline._worker.alive
 
 
 def test_unthreaded_pipeline_hashes_everything_inline_in_order() -> None:
