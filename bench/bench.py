@@ -173,8 +173,8 @@ def bench_images(b: Bench, tree: TreeInfo) -> Path:
 
 
 def bench_gzip(b: Bench, tree: TreeInfo, runs: int) -> None:
-    """Allsky's own way, for context (no target); last, as its minute of full load slowed
-    whatever the host ran next (our pack's CPU time doubled right after it)."""
+    """Allsky's own way, for context (no target); last, so its minute of full load and the
+    1.9 GB it leaves in the page cache sit between no two measurements that are compared."""
     out = b.workdir / "ref"
     out.mkdir(exist_ok=True)
     for _ in range(runs):
