@@ -8,6 +8,7 @@ import tarfile
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -153,3 +154,14 @@ def archive_metadata(archive: Path) -> dict:
                 if info.name == "metadata.json":
                     return json.load(tar.extractfile(info))
     raise AssertionError(f"{archive}: no metadata.json")
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[Path]:
+    """A folder for stand-in services; every daemon started there is killed afterwards."""
+    from .helpers.service_fixture import kill_standins
+
+    folder = tmp_path / "svc"
+    folder.mkdir()
+    yield folder
+    kill_standins(folder)

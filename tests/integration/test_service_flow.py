@@ -16,19 +16,10 @@ import pytest
 from allsky_tasks.manifest import sidecar_path
 
 from ..conftest import Site, gnu_tar_extract
-from ..helpers.service_fixture import (kill_standins, row_count, service_spec, standin_running,
+from ..helpers.service_fixture import (row_count, service_spec, standin_running,
                                        start_standin, started_pids, wait_until)
 
 DB = "config/myFiles/allsky.db"
-
-
-@pytest.fixture
-def svc(tmp_path: Path):  # noqa: ANN201
-    """A folder for one stand-in service; every daemon started there is killed afterwards."""
-    folder = tmp_path / "svc"
-    folder.mkdir()
-    yield folder
-    kill_standins(folder)
 
 
 def _spec(site: Site, name: str, service: dict, extra: str = "") -> None:

@@ -10,14 +10,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from allsky_tasks.errors import ServiceStartError, ServiceStopError, SpecError
 from allsky_tasks.service import (MARKER_NAME, ServiceConfig, pause_needed, paused_service,
                                   recover_stale_marker, signals_as_interrupt)
-from tests.helpers.service_fixture import (kill_standins, service_spec, standin_pid, standin_running,
+from tests.helpers.service_fixture import (service_spec, standin_pid, standin_running,
                                            start_standin, started_pids, wait_until)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,15 +32,6 @@ with signals_as_interrupt():
         Path(sys.argv[3]).write_text("paused")
         time.sleep(120)
 """
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Path]:
-    """The stand-in's directory; every daemon started there is killed afterwards."""
-    d = tmp_path / "svc"
-    d.mkdir()
-    yield d
-    kill_standins(d)
 
 
 @pytest.fixture

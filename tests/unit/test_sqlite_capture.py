@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from allsky_tasks.errors import PackError
 from allsky_tasks.sqlite_capture import METHOD, capture_sqlite, is_sqlite
-from tests.helpers.service_fixture import kill_standins, row_count, start_standin, wait_until
-
-
-@pytest.fixture
-def service_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory for the stand-in; every daemon started there is killed afterwards."""
-    d = tmp_path / "svc"
-    d.mkdir()
-    yield d
-    kill_standins(d)
+from tests.helpers.service_fixture import row_count, start_standin, wait_until
 
 
 def _make_db(path: Path, rows: int = 500) -> None:
@@ -43,11 +33,11 @@ def test_is_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("wal", [False, True], ids=["rollback", "wal"])
-def test_capture_while_service_writes(tmp_path: Path, service_dir: Path, wal: bool) -> None:
+def test_capture_while_service_writes(tmp_path: Path, svc: Path, wal: bool) -> None:
     db = tmp_path / "allsky.db"
     work = tmp_path / "work"
     work.mkdir()
-    start_standin(service_dir, db=db, wal=wal)
+    start_standin(svc, db=db, wal=wal)
     wait_until(lambda: row_count(db) >= 200, "the stand-in to write 200 rows")
 
     before = row_count(db)
