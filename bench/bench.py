@@ -203,8 +203,8 @@ def bench_noop_scan(b: Bench, tree: TreeInfo, bdir: Path) -> None:
 def bench_verify(b: Bench, tree: TreeInfo, bdir: Path) -> None:
     """Target 3: run verify: (state file removed) and verify() directly vs zstd -dc | sha256sum."""
     archive = str(archives(bdir)[-1])
-    direct = ("import sys; from pathlib import Path; from allsky_tasks.verify import verify; "
-              "from allsky_tasks.manifest import read_sidecar; a = Path(sys.argv[1]); "
+    direct = ("import sys; from pathlib import Path; from allsky_tasks.archive.verify import verify; "
+              "from allsky_tasks.archive.manifest import read_sidecar; a = Path(sys.argv[1]); "
               "print(verify(a, read_sidecar(a))['members'])")
     for _ in range(b.runs):
         (bdir / ".allsky-tasks" / "specs" / IMAGES_SPEC / "verify.json").unlink()

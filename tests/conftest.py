@@ -82,10 +82,10 @@ def site(tmp_path: Path) -> Site:
 
 def backup(site: Site, name: str, text: str) -> Path:
     """validate -> scan -> pack -> manifest in-process; returns the archive path."""
-    from allsky_tasks.manifest import write_sidecar_from
-    from allsky_tasks.pack import pack
-    from allsky_tasks.scan import read_rows, scan
-    from allsky_tasks.spec import load_spec
+    from allsky_tasks.archive.manifest import write_sidecar_from
+    from allsky_tasks.backup.pack import pack
+    from allsky_tasks.backup.scan import read_rows, scan
+    from allsky_tasks.spec.load import load_spec
 
     spec = load_spec(site.spec(name, text), site.env)
     work = site.root / "work" / name
@@ -132,7 +132,7 @@ def tree_state(root: Path, follow_root: bool = True) -> dict[str, tuple]:
 
 def read_members(archive: Path) -> dict[str, tarfile.TarInfo]:
     """Every member header of a .tar.zst or .tar.gz, in order (keys keep archive order)."""
-    from allsky_tasks.archive_io import open_decompressed
+    from allsky_tasks.archive.io import open_decompressed
 
     out: dict[str, tarfile.TarInfo] = {}
     with archive.open("rb") as raw:
@@ -146,7 +146,7 @@ def archive_metadata(archive: Path) -> dict:
     """metadata.json read from inside the archive."""
     import json
 
-    from allsky_tasks.archive_io import open_decompressed
+    from allsky_tasks.archive.io import open_decompressed
 
     with archive.open("rb") as raw:
         with tarfile.open(fileobj=open_decompressed(archive, raw), mode="r|") as tar:

@@ -55,7 +55,7 @@ def _collapse_sets(group: list, each: bool) -> list:
     """One row per per-night set (the set is one backup), unless each archive is wanted."""
     from dataclasses import replace
 
-    from ..inventory import set_members
+    from ..inventory.listing import set_members
 
     if each:
         return group
@@ -79,7 +79,7 @@ def _collapse_sets(group: list, each: bool) -> list:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the grouped table and the warnings (or JSON)."""
-    from ..inventory import list_backups, listing_warnings
+    from ..inventory.listing import list_backups, listing_warnings
 
     env, dest = _env_dest(args)
     records = list_backups(dest)
@@ -156,7 +156,7 @@ def _print_info(data: dict[str, Any]) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Show what is inside one backup."""
-    from ..inventory import info, resolve
+    from ..inventory.listing import info, resolve
 
     _, dest = _env_dest(args)
     data = info(resolve(args.archive, dest))
@@ -169,11 +169,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify one backup end to end and record the result."""
-    from ..inventory import resolve, verify_backup
+    from ..inventory.listing import resolve, verify_backup
 
     _, dest = _env_dest(args)
     if args.archive.startswith("set:"):  # every archive of a per-night set
-        from ..inventory import list_backups, set_members
+        from ..inventory.listing import list_backups, set_members
 
         paths = [r.path for r in set_members(list_backups(dest), args.archive[4:])]
         if not paths:
@@ -190,7 +190,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Check an outside archive and store it."""
-    from ..importer import import_archive
+    from ..inventory.importer import import_archive
     from ..progress import tracked
 
     _, dest = _env_dest(args)
@@ -217,7 +217,7 @@ def _confirm(question: str, yes: bool) -> bool:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     """Delete one backup and its sidecar."""
-    from ..inventory import delete_backup, load_record, resolve
+    from ..inventory.listing import delete_backup, load_record, resolve
 
     _, dest = _env_dest(args)
     path = resolve(args.archive, dest)
@@ -233,8 +233,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def _pin(pinned: bool) -> Callable[[argparse.Namespace], int]:
     """pin/unpin command."""
     def run(args: argparse.Namespace) -> int:
-        from ..inventory import resolve
-        from ..retention import set_pinned
+        from ..inventory.listing import resolve
+        from ..inventory.retention import set_pinned
 
         _, dest = _env_dest(args)
         record = set_pinned(resolve(args.archive, dest), pinned)
@@ -247,7 +247,7 @@ def _pin(pinned: bool) -> Callable[[argparse.Namespace], int]:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Show the retention plan; delete what it says unless --dry-run."""
-    from ..retention import prune
+    from ..inventory.retention import prune
 
     env, dest = _env_dest(args)
     plan = prune(dest, env, args.keep_last, dry_run=True)

@@ -37,9 +37,9 @@ def spec_paths(names: list[str], specs_dir: Path) -> list[Path]:
 def plan_one(path: Path) -> dict[str, Any]:
     """Load, scan (into a temporary file) and plan one spec."""
     from ..environment import from_environ
-    from ..plan import build_plan
-    from ..scan import scan
-    from ..spec import load_spec
+    from ..backup.plan import build_plan
+    from ..backup.scan import scan
+    from ..spec.load import load_spec
 
     spec = load_spec(path, from_environ())
     with tempfile.TemporaryDirectory(prefix="allsky-plan-") as tmp:
@@ -52,7 +52,7 @@ def plan_one(path: Path) -> dict[str, Any]:
 def _cmd(args: argparse.Namespace) -> int:
     """Plan every named spec; print the plans, then the errors (the first one sets the code)."""
     from ..environment import from_environ
-    from ..plan import render_plan
+    from ..backup.plan import render_plan
 
     plans, failures = [], []
     for path in spec_paths(args.specs, from_environ().specs_dir):

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..environment import default_backup_dir, expand, from_environ
-from ..space import format_bytes
+from ..backup.space import format_bytes
 
 if TYPE_CHECKING:  # the restore machinery is imported only when a restore runs
-    from ..restore import Prepared, RestoreSummary
+    from ..restore.run import Prepared, RestoreSummary
 
 _SHOWN_FILES = 40
 
@@ -47,7 +47,7 @@ def _print_plan(summary: RestoreSummary) -> None:
 
 def _print_summary(summary: RestoreSummary) -> None:
     """The summary; a long file list is cut short (the log has it all)."""
-    from ..restore import summary_lines
+    from ..restore.run import summary_lines
 
     lines = summary_lines(summary)
     cut = lines.index("Files:")
@@ -76,8 +76,8 @@ def _confirm(prep: Prepared) -> bool:
 def _cmd(args: argparse.Namespace) -> int:
     """Check; print; dry-run listing or confirm and restore."""
     from ..progress import tracked
-    from ..restore import RestoreBlocked, RestoreOptions, dry_run, execute, prepare
-    from ..service import ServiceConfig, signals_as_interrupt
+    from ..restore.run import RestoreBlocked, RestoreOptions, dry_run, execute, prepare
+    from ..service.control import ServiceConfig, signals_as_interrupt
 
     env = from_environ()
     home = expand(args.home).absolute() if args.home else env.home
@@ -115,7 +115,7 @@ def _cmd(args: argparse.Namespace) -> int:
 def _targets(name: str, backup_dir: Path, folders: list[str]) -> list[tuple[Path, list[str]]]:
     """(archive, folders) to restore: one archive, or the chosen nights of a per-night set."""
     from ..errors import RestoreError
-    from ..inventory import list_backups, resolve, set_members
+    from ..inventory.listing import list_backups, resolve, set_members
 
     if not name.startswith("set:"):
         return [(resolve(name, backup_dir), folders)]

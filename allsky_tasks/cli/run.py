@@ -10,7 +10,7 @@ from types import ModuleType
 
 from ..environment import PROJECT_DIR
 from ..progress import EVENTS_ENV, QUIET_ENV, events_file_for
-from ..service import signals_as_interrupt
+from ..service.control import signals_as_interrupt
 
 
 def load_dodo() -> ModuleType:
@@ -27,7 +27,7 @@ def run_doit(doit_args: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from .. import actions
+    from ..backup import actions
 
     actions.FAILURES.clear()
     with signals_as_interrupt():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.manifest import sidecar_path
+from allsky_tasks.archive.manifest import sidecar_path
 
 from ..conftest import SHIPPED_SPECS, Site
 

@@ -14,10 +14,10 @@ import pytest
 
 from allsky_tasks.cli import main
 from allsky_tasks.errors import InventoryError, UnsafeArchiveError
-from allsky_tasks.importer import import_archive, safe_stem
-from allsky_tasks.inventory import info, list_backups, verify_backup
-from allsky_tasks.manifest import read_sidecar, sidecar_path
-from allsky_tasks.safety import Limits
+from allsky_tasks.inventory.importer import import_archive, safe_stem
+from allsky_tasks.inventory.listing import info, list_backups, verify_backup
+from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
+from allsky_tasks.archive.safety import Limits
 
 from ..conftest import Site, backup
 from ..unit.test_safety import (CASES, FIXTURES, Case, bomb, good_config, many_members_tar,

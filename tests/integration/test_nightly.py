@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from allsky_tasks.manifest import sidecar_path
+from allsky_tasks.archive.manifest import sidecar_path
 
 from ..conftest import Site, archive_metadata
 

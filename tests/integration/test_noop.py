@@ -9,10 +9,10 @@ from ..conftest import Site
 
 # Each costs a no-op re-run milliseconds to import (yaml ~15 ms); none is needed when nothing
 # changed. A regression here shows up in bench.py's "no-op re-run" row.
-HEAVY = ("yaml", "jsonschema", "zstandard", "tarfile", "tqdm", "allsky_tasks.archive_io",
-         "allsky_tasks.pack", "allsky_tasks.plan", "allsky_tasks.estimate",
-         "allsky_tasks.manifest", "allsky_tasks.metadata", "allsky_tasks.verify",
-         "allsky_tasks.restore", "allsky_tasks.inventory")
+HEAVY = ("yaml", "jsonschema", "zstandard", "tarfile", "tqdm", "allsky_tasks.archive.io",
+         "allsky_tasks.backup.pack", "allsky_tasks.backup.plan", "allsky_tasks.backup.estimate",
+         "allsky_tasks.archive.manifest", "allsky_tasks.archive.metadata", "allsky_tasks.archive.verify",
+         "allsky_tasks.restore.run", "allsky_tasks.inventory.listing")
 
 PROBE = f"""
 import sys

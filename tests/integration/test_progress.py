@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from allsky_tasks.manifest import sidecar_path
+from allsky_tasks.archive.manifest import sidecar_path
 
 from ..conftest import Site
 

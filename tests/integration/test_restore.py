@@ -16,9 +16,9 @@ import pytest
 
 from allsky_tasks.cli import main
 from allsky_tasks.errors import RestoreError, UnsafeArchiveError
-from allsky_tasks.restore import (RestoreBlocked, RestoreOptions, execute, prepare, restore,
+from allsky_tasks.restore.run import (RestoreBlocked, RestoreOptions, execute, prepare, restore,
                                   write_log)
-from allsky_tasks.service import ServiceConfig
+from allsky_tasks.service.control import ServiceConfig
 
 from ..conftest import Site, backup, make_site, tree_state
 from ..helpers.service_fixture import kill_standins, service_spec, standin_pid, start_standin, \

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.manifest import sidecar_path
+from allsky_tasks.archive.manifest import sidecar_path
 
 from ..conftest import Site, gnu_tar_extract
 from ..helpers.service_fixture import (row_count, service_spec, standin_running,

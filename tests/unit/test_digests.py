@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks import digests
-from allsky_tasks.digests import THREAD_MAX, THREAD_MIN, DigestPipeline, member_digests
-from allsky_tasks.verify import verify
+from allsky_tasks.backup import digests
+from allsky_tasks.backup.digests import THREAD_MAX, THREAD_MIN, DigestPipeline, member_digests
+from allsky_tasks.archive.verify import verify
 
 from ..conftest import backup, gnu_tar_extract, make_site, tree_state
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import zstandard
 
-from allsky_tasks.extract import STAGING_PREFIX, clean_stale_staging, extract, staging_area
-from allsky_tasks.safety import CONFIG_ROOTS, ArchiveRejected, Limits
-from allsky_tasks.verify import Member
+from allsky_tasks.restore.extract import STAGING_PREFIX, clean_stale_staging, extract, staging_area
+from allsky_tasks.archive.safety import CONFIG_ROOTS, ArchiveRejected, Limits
+from allsky_tasks.archive.verify import Member
 
 MTIME = 1_790_000_000
 Raw = tuple[tarfile.TarInfo, bytes]

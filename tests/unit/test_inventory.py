@@ -13,10 +13,10 @@ import pytest
 
 from allsky_tasks.cli import main
 from allsky_tasks.errors import InventoryError, VerifyError
-from allsky_tasks.inventory import (delete_backup, info, list_backups, listing_warnings,
+from allsky_tasks.inventory.listing import (delete_backup, info, list_backups, listing_warnings,
                                     load_record, resolve, verify_backup)
-from allsky_tasks.manifest import read_sidecar, sidecar_path
-from allsky_tasks.retention import set_pinned
+from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
+from allsky_tasks.inventory.retention import set_pinned
 
 from ..conftest import Site, archive_metadata, backup
 from .test_safety import FIXTURES, good_config

@@ -7,8 +7,8 @@ import os
 import random
 import tarfile
 
-from allsky_tasks.archive_io import open_decompressed
-from allsky_tasks.metadata import flat_json
+from allsky_tasks.archive.io import open_decompressed
+from allsky_tasks.archive.metadata import flat_json
 
 from ..conftest import Site, backup
 

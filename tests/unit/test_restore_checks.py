@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.restore_checks import (EXTRA, Selection, check_archive, check_camera,
+from allsky_tasks.restore.checks import (EXTRA, Selection, check_archive, check_camera,
                                          check_metadata, check_modules, check_selection,
                                          check_space, check_target, check_version, section_of,
                                          select)
-from allsky_tasks.safety import Limits
-from allsky_tasks.verify import Member
+from allsky_tasks.archive.safety import Limits
+from allsky_tasks.archive.verify import Member
 
 from ..conftest import Site, backup
 from .test_extract import allsky_meta, folder, raw, write_tar

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.inventory import list_backups, load_record, verify_backup
-from allsky_tasks.manifest import read_sidecar, sidecar_path
-from allsky_tasks.retention import Item, plan_prune, prune, set_pinned
+from allsky_tasks.inventory.listing import list_backups, load_record, verify_backup
+from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
+from allsky_tasks.inventory.retention import Item, plan_prune, prune, set_pinned
 
 from ..conftest import Site, backup
 from .test_inventory import ALLSKY_MADE, _cli

@@ -13,10 +13,10 @@ from typing import Any, Callable
 import pytest
 import zstandard
 
-from allsky_tasks.archive_io import open_decompressed
+from allsky_tasks.archive.io import open_decompressed
 from allsky_tasks.environment import PROJECT_DIR
 from allsky_tasks.errors import UnsafeArchiveError
-from allsky_tasks.safety import (ArchiveRejected, Limits, path_problem, resolve_link,
+from allsky_tasks.archive.safety import (ArchiveRejected, Limits, path_problem, resolve_link,
                                  validate_archive)
 
 from ..conftest import Site, backup

@@ -10,10 +10,10 @@ import os
 
 import pytest
 
-from allsky_tasks import scan as scan_mod
-from allsky_tasks import walk
-from allsky_tasks.scan import Entry, ScanSummary, exclusion, scan
-from allsky_tasks.spec import Spec, load_spec
+from allsky_tasks.backup import scan as scan_mod
+from allsky_tasks.backup import walk
+from allsky_tasks.backup.scan import Entry, ScanSummary, exclusion, scan
+from allsky_tasks.spec.load import Spec, load_spec
 
 from ..conftest import Site
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from allsky_tasks.errors import SpaceError
-from allsky_tasks.space import (MIN_MARGIN, check_space, existing_parent, format_bytes, free_bytes,
+from allsky_tasks.backup.space import (MIN_MARGIN, check_space, existing_parent, format_bytes, free_bytes,
                                 required_bytes)
 
 

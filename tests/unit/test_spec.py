@@ -9,8 +9,8 @@ import pytest
 
 from allsky_tasks.environment import SCHEMA_PATH
 from allsky_tasks.errors import SpecError
-from allsky_tasks.sections import BY_KEY
-from allsky_tasks.spec import display_path, load_spec, spec_from_json, spec_to_json
+from allsky_tasks.spec.sections import BY_KEY
+from allsky_tasks.spec.load import display_path, load_spec, spec_from_json, spec_to_json
 
 from ..conftest import DATA, SHIPPED_SPECS, Site
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks import spec_docs as mod
-from allsky_tasks.spec_docs import spec_docs
+from allsky_tasks.spec import docs as mod
+from allsky_tasks.spec.docs import spec_docs
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.archive_io import open_decompressed
-from allsky_tasks.tar_header import plain_header, ustar_header
+from allsky_tasks.archive.io import open_decompressed
+from allsky_tasks.archive.tar_header import plain_header, ustar_header
 
 from ..conftest import Site, archive_metadata, backup
 

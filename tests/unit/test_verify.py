@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from allsky_tasks.errors import VerifyError
-from allsky_tasks.manifest import read_sidecar, read_trailers, record_verify, sidecar_path
-from allsky_tasks.verify import verify, verify_streamed
+from allsky_tasks.archive.manifest import read_sidecar, read_trailers, record_verify, sidecar_path
+from allsky_tasks.archive.verify import verify, verify_streamed
 
 from ..conftest import Site, backup
 

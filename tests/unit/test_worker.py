@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from allsky_tasks.worker import QueueWorker
+from allsky_tasks.archive.worker import QueueWorker
 
 
 def test_items_are_handled_in_order_on_the_named_thread() -> None:

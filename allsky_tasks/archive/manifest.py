@@ -1,0 +1,171 @@
+"""Manifest: the sidecar <archive-stem>.json beside each archive, for fast listing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from .io import SUFFIXES, atomic_write_bytes
+from ..errors import ManifestError
+from .metadata import NAMESPACE
+
+SIDECAR_MODE = 0o640  # same secrets as the archive's metadata: not world-readable
+
+
+def sidecar_path(archive: Path) -> Path:
+    """allsky-config-backup-X.tar.zst -> allsky-config-backup-X.json."""
+    name = archive.name
+    for suffix in SUFFIXES + (".tgz", ".tzst"):
+        if name.endswith(suffix):
+            return archive.with_name(name[: -len(suffix)] + ".json")
+    raise ManifestError(f"{archive}: not an archive name (.tar.zst or .tar.gz)")
+
+
+def read_sidecar(archive: Path) -> dict[str, Any] | None:
+    """The sidecar's metadata, or None if there is none."""
+    path = sidecar_path(archive)
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise ManifestError(f"{path}: unreadable sidecar: {e}",
+                            hint="delete it; it is rebuilt from the archive's metadata") from e
+    return data if isinstance(data, dict) else None
+
+
+def write_sidecar(archive: Path, metadata: dict[str, Any], archive_facts: dict[str, Any]) -> Path:
+    """Write the archive's metadata plus size and SHA-256 of the archive itself."""
+    ours = metadata.setdefault(NAMESPACE, {})
+    ours["archive"] = {"name": archive.name, **archive_facts}
+    path = sidecar_path(archive)
+    try:
+        atomic_write_bytes(path, (json.dumps(metadata, indent=4) + "\n").encode(), SIDECAR_MODE)
+    except OSError as e:
+        raise ManifestError(f"cannot write sidecar {path}: {e.strerror or e}") from e
+    return path
+
+
+def record_verify(archive: Path, result: dict[str, Any]) -> None:
+    """Store the latest verify result in the sidecar."""
+    update_sidecar(archive, {"verify": result})
+
+
+# Our sidecars end with the manifest rows (one per line) and then "trailer" lines, one key of
+# our namespace each, so they can be written and updated by streaming: flat memory however
+# many members an archive holds. Sidecars in any other layout are handled as whole JSON.
+_MANIFEST_END = "        ]\n"
+_CLOSE = ("    }\n", "}\n")
+_TRAILER = "        , "
+
+
+def _trailer_line(key: str, value: Any) -> str:
+    """One trailer line: `        , "key": value`."""
+    return f"{_TRAILER}{json.dumps(key)}: {json.dumps(value)}\n"
+
+
+def write_sidecar_from(archive: Path, metadata_file: Path, additions: dict[str, Any]) -> Path:
+    """The sidecar: metadata.json streamed, plus `additions` to our namespace as trailers."""
+    path = sidecar_path(archive)
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        with metadata_file.open(encoding="utf-8") as src, \
+                os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SIDECAR_MODE),
+                          "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), SIDECAR_MODE)
+            _copy_with_trailers(src, out, additions)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ManifestError(f"cannot write sidecar {path}: {e.strerror or e}") from e
+    except BaseException:  # e.g. another layout (ValueError): leave no temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _copy_with_trailers(src: IO[str], out: IO[str], additions: dict[str, Any]) -> None:
+    """Copy a document in our layout, replacing/adding trailer lines before its end."""
+    held: list[str] = []  # the last two lines: the closing braces, once we reach them
+    for line in src:
+        if line.startswith(_TRAILER) and _trailer_key(line) in additions:
+            continue
+        held.append(line)
+        if len(held) > 2:
+            out.write(held.pop(0))
+    if tuple(held) != _CLOSE:
+        raise ValueError("not in the streamed sidecar layout")
+    for key, value in additions.items():
+        out.write(_trailer_line(key, value))
+    out.writelines(held)
+
+
+def _trailer_key(line: str) -> str:
+    """The key of a trailer line."""
+    return json.loads(line[len(_TRAILER):].split(":", 1)[0])
+
+
+def update_sidecar(archive: Path, additions: dict[str, Any]) -> None:
+    """Set keys of our namespace in a sidecar; streamed when it has our layout."""
+    path = sidecar_path(archive)
+    if not path.exists():
+        raise ManifestError(f"{path}: sidecar missing")
+    try:
+        write_sidecar_from(archive, path, additions)
+    except (ValueError, ManifestError):
+        metadata = read_sidecar(archive) or {}
+        metadata.setdefault(NAMESPACE, {}).update(additions)
+        atomic_write_bytes(path, (json.dumps(metadata, indent=4) + "\n").encode(),
+                           SIDECAR_MODE)
+
+
+def read_trailers(archive: Path) -> dict[str, Any] | None:
+    """Our namespace's trailer keys, read from the sidecar's end (None: other layout)."""
+    path = sidecar_path(archive)
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - (256 << 10)))
+            lines = fh.read().decode("utf-8", "replace").splitlines(keepends=True)
+    except OSError:
+        return None
+    if tuple(lines[-2:]) != _CLOSE:
+        return None
+    out: dict[str, Any] = {}
+    for line in reversed(lines[:-2]):
+        if not line.startswith(_TRAILER):
+            return out if line == _MANIFEST_END else None
+        key, value = line[len(_TRAILER):].split(":", 1)
+        out.setdefault(json.loads(key), json.loads(value))
+    return None
+
+
+def iter_manifest(archive: Path) -> Iterator[dict[str, Any]] | None:
+    """Stream our manifest rows from the sidecar (None: not in our layout)."""
+    path = sidecar_path(archive)
+    opening = '        "manifest": [\n'
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line == opening:
+                    break
+            else:
+                return None
+    except OSError:
+        return None
+    return _rows_after(path, opening)
+
+
+def _rows_after(path: Path, opening: str) -> Iterator[dict[str, Any]]:
+    """The rows between the manifest's opening line and its end."""
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line == opening:
+                break
+        for line in fh:
+            if line == _MANIFEST_END:
+                return
+            yield json.loads(line.strip().rstrip(","))

@@ -1,0 +1,381 @@
+"""doit actions, one per stage: the command layer that reports, and turns errors into failures."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from doit.exceptions import TaskFailed
+
+# Only what a no-op re-run uses (scan, pause, pack's up-to-date check, summary) is imported
+# here; each stage that writes or reads archives imports its modules itself.
+from ..environment import Environment
+from ..errors import AllskyTasksError, PackError, ServiceStartError, VerifyError
+from ..progress import QUIET_ENV, RUN_WARNINGS, human, tracked
+from . import nightly
+from .scan import Entry, ScanSummary, read_rows, scan
+from ..service.control import (PauseRecord, ServiceConfig, pause_needed, paused_service,
+                      recover_stale_marker, signals_as_interrupt)
+from ..service.commands import run_command
+from ..spec.load import Spec, load_spec, spec_from_json, spec_to_json
+from .summary import backup_summary, estimate_record, render_summary
+
+# Errors of this run, newest last: the CLI maps the first to its exit code.
+FAILURES: list[AllskyTasksError] = []
+# Specs packed by this process (the summary says "new archive" or "up to date").
+PACKED: set[str] = set()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Atomically write a JSON state file."""
+    from ..archive.io import atomic_write_bytes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode(), 0o640)
+
+
+def _read_json(path: Path) -> Any:
+    """Read a JSON state file."""
+    return json.loads(path.read_bytes())
+
+
+def _say(message: str) -> None:
+    """Operator-facing line on stdout (doit's verbosity and quiet mode apply)."""
+    if os.environ.get(QUIET_ENV, "") in ("", "0"):
+        print(message, flush=True)
+
+
+def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors into a clean doit failure (no traceback) and remember them."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AllskyTasksError as e:
+            FAILURES.append(e)
+            return TaskFailed(f"[{type(e).__name__}] {e}")
+        except KeyboardInterrupt as e:
+            # Ctrl-C or SIGTERM: stop the whole run without a traceback. SystemExit passes
+            # through doit's runner, which still saves its state on the way out.
+            why = str(e) or "Ctrl-C"
+            print(f"\n{fn.__name__.removeprefix('run_')} interrupted ({why}): no partial "
+                  "archive was kept; the service is as it was before", file=sys.stderr)
+            raise SystemExit(130) from None
+    return wrapper
+
+
+def _load(st: Path) -> tuple[Spec, ScanSummary | None]:
+    """The checked spec and, once scanned, the scan summary."""
+    spec = spec_from_json(_read_json(st / "spec.json"))
+    scan_file = st / "scan.json"
+    summary = ScanSummary.from_dict(_read_json(scan_file)) if scan_file.exists() else None
+    return spec, summary
+
+
+@stage
+def run_validate(spec_path: str, env: Environment, state: str) -> None:
+    """Check one spec completely and hand the resolved spec to later tasks."""
+    with tracked(Path(spec_path).stem, "validate") as progress:
+        spec = load_spec(Path(spec_path), env)
+        _write_json(Path(state) / "spec.json", spec_to_json(spec))
+        progress.finish(type=spec.type)
+    what = ", ".join(spec.sections) if spec.type == "config" else f"folders {spec.folders}"
+    _say(f"{spec_path}: ok ({spec.type}: {what}; {spec.format} -> {spec.destination})")
+
+
+@stage
+def run_scan(state: str) -> None:
+    """Stat-walk the selection; rewrite the fingerprint only when something changed."""
+    st = Path(state)
+    spec, _ = _load(st)
+    with tracked(spec.name, "scan") as progress:
+        part = st / "scan.jsonl.part"
+        try:
+            with part.open("w", encoding="utf-8") as out:
+                summary = scan(spec, out)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        fp_path = st / "fingerprint"
+        old = fp_path.read_text().strip() if fp_path.exists() else None
+        changed = old != summary.fingerprint or not (st / "scan.jsonl").exists()
+        if changed:
+            from ..archive.io import atomic_write_bytes
+
+            os.replace(part, st / "scan.jsonl")
+            _write_json(st / "scan.json", summary.to_dict())
+            atomic_write_bytes(fp_path, (summary.fingerprint + "\n").encode(), 0o640)
+        else:
+            part.unlink()
+        for warning in summary.warnings:
+            progress.warning(warning)
+        progress.finish(members=summary.entries, rawBytes=summary.raw_bytes, changed=changed)
+    _say(f"scan {spec.name}: {summary.entries} members, {human(summary.raw_bytes)} "
+         f"({'changed' if changed else 'unchanged'})")
+
+
+def archive_present(state: str) -> bool:
+    """pack is only up to date while the archives it made still exist."""
+    st = Path(state)
+    try:
+        spec, _ = _load(st)
+        if spec.per_night:
+            return nightly.all_present(st)
+        results = _read_json(st / "pack.json")["results"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return all(Path(r["archive"]).exists() for r in results)
+
+
+def _service(spec: Spec, summary: ScanSummary | None) -> tuple[ServiceConfig, bool, str]:
+    """The spec's service settings and whether this backup pauses it, with the reason."""
+    cfg = ServiceConfig.from_spec(spec.service)
+    selected = "databases" in spec.sections or bool(summary and summary.database_files)
+    needed, reason = pause_needed(cfg, selected)
+    return cfg, needed, reason
+
+
+@stage
+def run_pause(state: str, env: Environment) -> None:
+    """Say whether pack will pause the service; restart one a killed run left stopped."""
+    spec, summary = _load(Path(state))
+    with tracked(spec.name, "pause") as progress:
+        cfg, needed, reason = _service(spec, summary)
+        recovered = recover_stale_marker(cfg, env.state_dir)
+        if recovered:
+            progress.warning(recovered)
+        progress.finish(pause=needed, reason=reason)
+    _say(f"service {spec.name}: if pack runs, {reason}")
+
+
+@stage
+def run_plan(state: str) -> None:
+    """Sizes and measured estimates per section or folder, as the create dialog shows them."""
+    from .plan import build_plan, render_plan  # zstandard/gzip sampling only when planning
+
+    st = Path(state)
+    spec, summary = _load(st)
+    assert summary is not None
+    with tracked(spec.name, "plan") as progress:
+        plan = build_plan(spec, summary, st / "scan.jsonl")
+        _write_json(st / "plan.json", plan)
+        progress.finish(estimatedBytes=plan["totals"]["estimatedBytes"],
+                        fits=plan["space"]["fits"])
+    _say(render_plan(plan))
+
+
+@stage
+def run_resume(state: str) -> None:
+    """Confirm the service is in the state it was in before pack (pack restarted it)."""
+    st = Path(state)
+    spec, summary = _load(st)
+    with tracked(spec.name, "resume") as progress:
+        cfg, _, _ = _service(spec, summary)
+        packed = _read_json(st / "pack.json") if (st / "pack.json").exists() else {}
+        record = packed.get("service") or {}
+        if not record.get("stopped"):
+            progress.finish(checked=False)
+            return
+        status = run_command(cfg, "status")
+        if status.returncode != 0:
+            raise ServiceStartError(f"service {cfg.unit} is not running after the backup, "
+                                    f"although it was before: {status.describe()}",
+                                    hint=f"start it: {' '.join(cfg.argv('start'))}")
+        progress.finish(checked=True, running=True)
+    _say(f"service {spec.name}: {cfg.unit} running again, as before the backup "
+         f"(paused {record.get('paused_seconds')}s)")
+
+
+def _jobs(st: Path, spec: Spec, summary: ScanSummary
+          ) -> list[tuple[ScanSummary, Callable[[], Iterator[Entry]], dict[str, Any]]]:
+    """(summary, rows, extra metadata) per archive to write: one, or one per changed night."""
+    rows_path = st / "scan.jsonl"
+    if not spec.per_night:
+        return [(summary, lambda: read_rows(rows_path), {})]
+    jobs = []
+    for night in nightly.nights_to_pack(summary, nightly.load_record(st)):
+        jobs.append((nightly.night_summary(summary, night),
+                     lambda n=night: nightly.night_rows(read_rows(rows_path), n),
+                     {"perNight": {"set": spec.name, "folder": night}}))
+    return jobs
+
+
+@stage
+def run_pack(state: str, env: Environment) -> None:
+    """Stop the service if needed, stream new archives, start the service whatever happens."""
+    from ..service.lock import destination_lock
+    from .pack import clean_stale_parts, pack
+    from .space import check_space
+
+    st = Path(state)
+    spec, summary = _load(st)
+    assert summary is not None
+    cfg, needed, reason = _service(spec, summary)
+    jobs = _jobs(st, spec, summary)
+    work = st / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    results: list[dict[str, Any]] = []
+    total = sum(job[0].raw_bytes for job in jobs)
+    with tracked(spec.name, "pack", total) as progress:
+        try:
+            spec.destination.mkdir(parents=True, exist_ok=True, mode=0o750)
+        except OSError as e:
+            raise PackError(f"cannot create destination {spec.destination}: {e.strerror}") from e
+        # SIGTERM/SIGHUP become KeyboardInterrupt so the restart below runs (doit's teardown
+        # would not); a SIGKILL leaves the marker that the next run's pause task acts on.
+        try:
+            with signals_as_interrupt(), destination_lock(spec.destination):
+                for name in clean_stale_parts(spec.destination):
+                    progress.warning(f"removed {name} left by an interrupted run")
+                # Before anything is stopped or written: will the archives fit?
+                check_space(spec.destination, _needed_bytes(st, spec, summary, jobs))
+                with paused_service(cfg, needed and bool(jobs), reason, env.state_dir) as record:
+                    if record.stopped:
+                        _say(f"  stopped {cfg.unit} ({reason})")
+                    for i, (job_summary, rows, extra) in enumerate(jobs):
+                        job_work = work / str(i)
+                        job_work.mkdir()
+                        result = pack(spec, job_summary, rows(), job_work,
+                                      extra={"servicePause": record.to_dict(), **extra},
+                                      on_bytes=progress.update, on_warning=progress.warning)
+                        results.append({**result.__dict__, **extra,
+                                        "fingerprint": job_summary.fingerprint})
+        except ServiceStartError:
+            if results:  # the archives are good: keep them complete, with their sidecars
+                _record_pack(st, spec, results, record)
+                _manifest(st)
+            raise
+        for warning in record.warnings:
+            progress.warning(warning)
+        progress.finish(archives=[r["archive"] for r in results])
+    PACKED.add(spec.name)
+    if record.stopped:
+        _say(f"  started {cfg.unit} again after {record.paused_seconds}s")
+    _record_pack(st, spec, results, record)
+    for r in results:
+        _say(f"pack {spec.name}: {r['archive']} ({human(r['size'])} from "
+             f"{human(r['raw_bytes'])}, {r['members']} members, {r['seconds']}s)")
+    if not results:
+        _say(f"pack {spec.name}: no night folder changed; nothing to pack")
+
+
+def _plan(st: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The plan made from this very scan, if there is one."""
+    path = st / "plan.json"
+    plan = _read_json(path) if path.exists() else None
+    return plan if plan and plan.get("fingerprint") == fingerprint else None
+
+
+def _needed_bytes(st: Path, spec: Spec, summary: ScanSummary, jobs: list) -> int:
+    """Bytes the archives to write will need, from the plan's measured estimate."""
+    from .plan import share
+
+    plan = _plan(st, summary.fingerprint)
+    if plan is None:  # no plan (e.g. `doit pack:x` alone): the raw size is an upper bound
+        return sum(job[0].raw_bytes for job in jobs)
+    if not spec.per_night:
+        return int(plan["space"]["neededBytes"])
+    return sum(int(share(plan, job[0].image_folders)["neededBytes"]) for job in jobs)
+
+
+def _record_pack(st: Path, spec: Spec, results: list[dict[str, Any]],
+                 record: PauseRecord) -> None:
+    """pack.json for manifest/verify, and the per-night record."""
+    _write_json(st / "pack.json", {"results": results, "service": record.to_dict()})
+    if spec.per_night and results:
+        nights = nightly.load_record(st)
+        for r in results:
+            nights[r["perNight"]["folder"]] = {"fingerprint": r["fingerprint"],
+                                              "archive": r["archive"]}
+        _write_json(st / nightly.RECORD, nights)
+
+
+def _manifest(st: Path) -> list[Path]:
+    """Write the sidecar of each archive recorded in pack.json."""
+    from ..archive.manifest import write_sidecar_from
+    from .plan import share
+
+    packed = _read_json(st / "pack.json")
+    spec_summary = _load(st)[1]
+    plan = _plan(st, spec_summary.fingerprint if spec_summary else "")
+    paths = []
+    for r in packed["results"]:
+        # The pause ended after metadata.json was sealed: the sidecar has the full record.
+        additions: dict[str, Any] = {"service": packed.get("service")}
+        if plan is not None:  # the estimate next to the real size, to watch its accuracy
+            est = (share(plan, [r["perNight"]["folder"]])["estimatedBytes"] if "perNight" in r
+                   else plan["totals"]["estimatedBytes"])
+            additions["estimate"] = r["estimate"] = estimate_record(est, r["size"])
+        additions["archive"] = {"name": Path(r["archive"]).name, "sizeBytes": r["size"],
+                                "sha256": r["sha256"], "metadataSha256": r["metadata_sha256"]}
+        # Streamed: the metadata (with its manifest) is never loaded whole.
+        paths.append(write_sidecar_from(Path(r["archive"]), Path(r["metadata"]), additions))
+    _write_json(st / "pack.json", packed)  # now with each archive's estimate record
+    _write_json(st / "manifest.json", {"archives": [r["archive"] for r in packed["results"]],
+                                       "sidecars": [str(p) for p in paths]})
+    shutil.rmtree(st / "work", ignore_errors=True)
+    return paths
+
+
+@stage
+def run_manifest(state: str) -> None:
+    """Write the sidecars: each archive's metadata plus its own size and SHA-256."""
+    st = Path(state)
+    with tracked(st.name, "manifest") as progress:
+        paths = _manifest(st)
+        progress.finish(sidecars=[str(p) for p in paths])
+    for path in paths:
+        _say(f"manifest {st.name}: {path}")
+
+
+@stage
+def run_verify(state: str) -> None:
+    """Re-read every new archive and check every member against its manifest."""
+    from ..archive.manifest import record_verify, sidecar_path
+
+    st = Path(state)
+    archives = [Path(a) for a in _read_json(st / "manifest.json")["archives"]]
+    results = []
+    with tracked(st.name, "verify", sum(a.stat().st_size for a in archives)) as progress:
+        for archive in archives:
+            try:
+                result = verify_archive(archive, lambda n, a=archive: progress.update(n, a.name))
+            except VerifyError as e:
+                if sidecar_path(archive).exists():
+                    record_verify(archive, {"ok": False, "problems": e.problems[:100]})
+                raise
+            results.append({"archive": str(archive), **result})
+            _say(f"verify {st.name}: {archive.name} ok, {result['members']} members, "
+                 f"sha256 {result['sha256'][:16]}...")
+        progress.finish(ok=True, archives=len(results))
+    _write_json(st / "verify.json", {"ok": True, "results": results})
+
+
+def verify_archive(archive: Path, on_read: Callable[[int], None] | None = None
+                   ) -> dict[str, Any]:
+    """Verify an archive of ours against its sidecar and record the result there."""
+    from ..archive.manifest import read_sidecar, record_verify, sidecar_path
+    from ..archive.verify import verify, verify_streamed  # zstandard/tarfile only when verifying
+
+    result = verify_streamed(archive, on_read)  # flat memory for our own sidecars
+    if result is None:
+        result = verify(archive, read_sidecar(archive), on_read)
+    if sidecar_path(archive).exists():
+        record_verify(archive, result)
+    return result
+
+
+@stage
+def run_summary(state: str) -> None:
+    """The backup's final summary, with every warning repeated."""
+    st = Path(state)
+    with tracked(st.name, "backup") as progress:
+        summary = backup_summary(st, st.name in PACKED, RUN_WARNINGS.get(st.name, []))
+        progress.finish("done", **summary)
+    _say(render_summary(summary))

@@ -1,0 +1,339 @@
+"""Pack: stream the scanned files into one archive, hashing as it goes, renamed when whole."""
+
+from __future__ import annotations
+
+import errno
+import grp
+import hashlib
+import os
+import pwd
+import tarfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..archive.io import ARCHIVE_MODE, CHUNK, SUFFIXES, TarStream, compressed_writer, fsync_dir
+from ..archive.writer import drop_cached
+from ..archive.compression import frame_wanted
+from .digests import DigestPipeline, member_digests
+from ..errors import PackError
+from ..archive.metadata import MetadataBuilder, full_mode
+from .scan import Entry, ScanSummary
+from ..spec.load import Spec
+
+SMALL = 8 << 20  # files up to this size are read whole, so a change can be retried
+RETRIES = 3
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@lru_cache(maxsize=256)
+def user_name(uid: int) -> str:
+    """User name for a uid, or the number as text."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+@lru_cache(maxsize=256)
+def group_name(gid: int) -> str:
+    """Group name for a gid, or the number as text."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+@dataclass
+class PackResult:
+    """What pack produced."""
+
+    archive: str
+    size: int
+    sha256: str
+    metadata: str
+    metadata_sha256: str
+    created: str
+    members: int
+    raw_bytes: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Changed(Exception):
+    """A file changed while it was read."""
+
+
+def archive_name(dest: Path, kind: str, suffix: str, now: datetime) -> Path:
+    """allsky-<type>-backup-YYYYMMDD-HHMMSS[-N]<suffix>, never an existing name."""
+    stem = f"allsky-{kind}-backup-{now:%Y%m%d-%H%M%S}"
+    n = 0
+    while True:
+        name = stem if n == 0 else f"{stem}-{n}"
+        # The sidecar is named by the stem alone: a .tar.gz and a .tar.zst must not share one.
+        taken = [f"{name}{s}" for s in (*SUFFIXES, ".json")]
+        taken += [f".{name}{s}.part" for s in SUFFIXES]
+        if not any((dest / t).exists() for t in taken):
+            return dest / f"{name}{suffix}"
+        n += 1
+
+
+def clean_stale_parts(dest: Path) -> list[str]:
+    """Remove temp files left by a killed run (call only while holding the lock)."""
+    removed = []
+    for path in dest.glob(".allsky-*-backup-*.part*"):
+        path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed
+
+
+class Packer:
+    """Writes entries into a tar stream and records them in the metadata."""
+
+    def __init__(self, spec: Spec, tar: TarStream, meta: MetadataBuilder,
+                 digests: DigestPipeline, workdir: Path,
+                 on_bytes: Callable[[int, str], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
+        self.spec = spec
+        self.tar = tar
+        self.meta = meta
+        self.digests = digests  # every row goes through it, so rows keep the archive's order
+        self.workdir = workdir
+        self.buffer = bytearray(CHUNK)
+        self.on_bytes = on_bytes or (lambda n, name: None)
+        self.on_warning = on_warning or (lambda message: None)
+
+    def _problem(self, message: str) -> None:
+        """Fail or warn, as the spec says."""
+        if self.spec.on_file_error == "fail":
+            raise PackError(message, hint="fix the file, or set on_file_error: warn in the spec")
+        self.meta.warnings.append(message)
+        self.on_warning(message)
+
+    def _header(self, entry: Entry, kind: bytes, size: int, mode: int, uid: int, gid: int,
+                mtime: int, linkname: str = "") -> None:
+        """Write the member's tar header."""
+        self.tar.member(entry.arcname, kind, size, mode, uid, gid, mtime, linkname,
+                        user_name(uid), group_name(gid))
+
+    def _row(self, entry: Entry, kind: str, size: int, mode: int, uid: int, gid: int,
+             mtime: int, **extra: Any) -> dict[str, Any]:
+        """Our manifest row for a member."""
+        return {"path": entry.arcname, "type": kind, "size": size, "mode": full_mode(mode),
+                "uid": uid, "gid": gid, "owner": user_name(uid), "group": group_name(gid),
+                "mtime": mtime, **extra}
+
+    def add(self, entry: Entry) -> None:
+        """Add one scanned entry."""
+        if entry.kind == "dir":
+            mtime = entry.mtime_ns // 1_000_000_000
+            self._header(entry, tarfile.DIRTYPE, 0, entry.mode, entry.uid, entry.gid, mtime)
+            self.digests.add(self._row(entry, "dir", 0, entry.mode, entry.uid, entry.gid, mtime))
+        elif entry.kind == "symlink":
+            mtime = entry.mtime_ns // 1_000_000_000
+            self._header(entry, tarfile.SYMTYPE, 0, entry.mode, entry.uid, entry.gid, mtime,
+                         entry.linkname)
+            self.digests.add(self._row(entry, "symlink", 0, entry.mode, entry.uid, entry.gid, mtime,
+                                    linkname=entry.linkname))
+        else:
+            self._add_file(entry)
+
+    def _open(self, entry: Entry) -> int | None:
+        """Open a source file without following a symlink swapped in since the scan."""
+        try:
+            return os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY)
+        except FileNotFoundError:
+            self._problem(f"{entry.source}: vanished before it could be packed")
+        except OSError as e:
+            self._problem(f"{entry.source}: cannot read: {e.strerror}")
+        return None
+
+    def _add_file(self, entry: Entry) -> None:
+        """Add a regular file: whole-read with retries if small, streamed if large."""
+        for _attempt in range(RETRIES):
+            fd = self._open(entry)
+            if fd is None:
+                return
+            try:
+                st = os.fstat(fd)
+                if st.st_size > SMALL:
+                    return self._stream(entry, fd, st)
+                data = self._read_whole(fd, st)
+                if data[:16] == _SQLITE_MAGIC:
+                    return self._add_sqlite(entry)
+                return self._emit(entry, st, data)
+            except _Changed:
+                continue
+            except OSError as e:
+                return self._problem(f"{entry.source}: read error: {e.strerror}")
+            finally:
+                os.close(fd)
+        self._problem(f"{entry.source}: kept changing while being read ({RETRIES} tries); "
+                      "not archived")
+
+    def _read_whole(self, fd: int, st: os.stat_result) -> bytes:
+        """Read a small file and prove it did not change while read."""
+        parts, total = [], 0
+        while True:
+            chunk = os.read(fd, max(st.st_size + 1 - total, 65536))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+        after = os.fstat(fd)
+        if total != st.st_size or after.st_size != st.st_size or \
+                after.st_mtime_ns != st.st_mtime_ns:
+            raise _Changed()
+        return b"".join(parts)
+
+    def _emit(self, entry: Entry, st: os.stat_result, data: bytes, **extra: Any) -> None:
+        """Write a file member from memory."""
+        mode, mtime = st.st_mode & 0o7777, int(st.st_mtime)
+        self.tar.select(frame_wanted(entry.arcname, len(data)))
+        self._header(entry, tarfile.REGTYPE, len(data), mode, st.st_uid, st.st_gid, mtime)
+        self.tar.data(data)
+        self.tar.pad(len(data))
+        row = self._row(entry, "file", len(data), mode, st.st_uid, st.st_gid, mtime,
+                        sha256="", **extra)  # filled in from data by the pipeline
+        self.digests.add(row, data)
+        self.on_bytes(len(data), entry.arcname)
+
+    def _stream(self, entry: Entry, fd: int, st: os.stat_result) -> None:
+        """Stream a large file in 1 MiB chunks; a change is detected after the fact."""
+        with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
+            head = os.pread(fd, 16, 0)
+            if head == _SQLITE_MAGIC:
+                return self._add_sqlite(entry)
+            size, mode, mtime = st.st_size, st.st_mode & 0o7777, int(st.st_mtime)
+            self.tar.select(frame_wanted(entry.arcname, size))
+            self._header(entry, tarfile.REGTYPE, size, mode, st.st_uid, st.st_gid, mtime)
+            digest, left, view = hashlib.sha256(), size, memoryview(self.buffer)
+            while left > 0:
+                n = fh.readinto(view[: min(CHUNK, left)])
+                if not n:
+                    break
+                digest.update(view[:n])
+                self.tar.data(view[:n])
+                left -= n
+                self.on_bytes(n, entry.arcname)
+            changed = left > 0 or fh.read(1) != b""
+            if left > 0:  # the header promised `size` bytes: keep the stream well-formed
+                self.tar.data(b"\0" * left)
+                digest.update(b"\0" * left)
+            self.tar.pad(size)
+            after = os.fstat(fd)
+            changed = changed or after.st_mtime_ns != st.st_mtime_ns or after.st_size != size
+            extra: dict[str, Any] = {"sha256": digest.hexdigest()}
+            if changed:
+                extra["changedWhilePacking"] = True
+                self._problem(f"{entry.source}: changed while being packed "
+                              f"({size} bytes expected); the archived copy is incomplete")
+            self.digests.add(self._row(entry, "file", size, mode, st.st_uid, st.st_gid, mtime,
+                                       **extra))
+
+    def _add_sqlite(self, entry: Entry) -> None:
+        """Pack a consistent copy of a live SQLite database under its own name."""
+        from .sqlite_capture import capture_sqlite  # only when a database is selected
+
+        capture = capture_sqlite(Path(entry.source), self.workdir)
+        try:
+            src = os.stat(entry.source)
+            self.meta.databases.append({
+                "path": entry.arcname, "method": capture.method,
+                "journalMode": capture.journal_mode, "pages": capture.pages,
+                "integrity": capture.integrity,
+            })
+            fd = os.open(capture.copy, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                mode, mtime = src.st_mode & 0o7777, int(src.st_mtime)
+                self.tar.select(frame_wanted(entry.arcname, size))
+                self._header(entry, tarfile.REGTYPE, size, mode, src.st_uid, src.st_gid, mtime)
+                digest = self.copy_fd(fd, size)
+                self.on_bytes(size, entry.arcname)
+                self.digests.add(self._row(entry, "file", size, mode, src.st_uid, src.st_gid,
+                                           mtime, sha256=digest, captured=capture.method))
+            finally:
+                os.close(fd)
+        finally:
+            capture.copy.unlink(missing_ok=True)
+
+    def copy_fd(self, fd: int, size: int) -> str:
+        """Copy `size` bytes of a private, stable file into the tar; return its SHA-256."""
+        digest, view, offset = hashlib.sha256(), memoryview(self.buffer), 0
+        while offset < size:
+            n = os.preadv(fd, [view[: min(CHUNK, size - offset)]], offset)
+            if not n:
+                raise PackError(f"private copy shrank while packing (fd {fd})")
+            digest.update(view[:n])
+            self.tar.data(view[:n])
+            offset += n
+        self.tar.pad(size)
+        return digest.hexdigest()
+
+
+def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
+         extra: dict[str, Any] | None = None,
+         on_bytes: Callable[[int, str], None] | None = None,
+         on_warning: Callable[[str], None] | None = None) -> PackResult:
+    """Write the archive to a temp name in the destination and rename it when complete."""
+    started = time.monotonic()
+    now = datetime.now().astimezone()
+    dest = spec.destination
+    final = archive_name(dest, spec.type, spec.suffix, now)
+    tmp = dest / f".{final.name}.part"
+    meta = MetadataBuilder(spec, summary, workdir)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, ARCHIVE_MODE)
+    except OSError as e:
+        raise PackError(f"cannot create {tmp}: {e.strerror}") from e
+    try:
+        os.fchmod(fd, ARCHIVE_MODE)
+        with os.fdopen(fd, "wb", buffering=CHUNK) as raw:
+            with compressed_writer(spec.format, spec.level, raw, int(now.timestamp()),
+                                   spec.media_compression == "fast") as (stream, hashed):
+                tar = TarStream(stream)
+                with member_digests(meta.add) as digests:
+                    packer = Packer(spec, tar, meta, digests, workdir, on_bytes, on_warning)
+                    for entry in rows:
+                        packer.add(entry)
+                meta_path = meta.write(final.name, now, extra or {})
+                meta_sha256 = _add_metadata(packer, meta_path, now)
+                tar.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+            drop_cached(raw.fileno())  # verify must read what the disk holds
+        os.replace(tmp, final)
+        fsync_dir(dest)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        meta.close()
+        hint = "free some space at the destination" if e.errno == errno.ENOSPC else None
+        raise PackError(f"writing {final}: {e.strerror or e}", hint=hint) from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        meta.close()
+        raise
+    return PackResult(
+        archive=str(final), size=hashed.size, sha256=hashed.sha256.hexdigest(),
+        metadata=str(meta_path), metadata_sha256=meta_sha256, created=now.isoformat(timespec="seconds"),
+        members=meta.totals["members"], raw_bytes=meta.totals["rawBytes"],
+        seconds=round(time.monotonic() - started, 3),
+        warnings=summary.warnings + meta.warnings,
+    )
+
+
+def _add_metadata(packer: Packer, path: Path, now: datetime) -> str:
+    """metadata.json as the last member, where Allsky puts it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size, uid, gid = os.fstat(fd).st_size, os.getuid(), os.getgid()
+        packer.tar.select(False)  # JSON: compresses well
+        packer.tar.member("metadata.json", tarfile.REGTYPE, size, 0o644, uid, gid,
+                          int(now.timestamp()), "", user_name(uid), group_name(gid))
+        return packer.copy_fd(fd, size)
+    finally:
+        os.close(fd)

@@ -1,0 +1,58 @@
+"""Free space at a destination, and a refusal before anything is stopped or written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import SpaceError
+
+MARGIN = 0.10  # on top of the estimate: estimates err, and a full disk hurts Allsky too
+MIN_MARGIN = 64 << 20  # at least this much stays free, however small the archive
+_UNITS = ("B", "KB", "MB", "GB", "TB")
+
+
+def format_bytes(n: float) -> str:
+    """Allsky's formatBytes: 1024-based, B/KB/MB/GB/TB, one decimal ("20.0 MB")."""
+    value, unit = float(n), 0
+    while abs(value) >= 1024 and unit < len(_UNITS) - 1:
+        value /= 1024
+        unit += 1
+    return f"{value:.1f} {_UNITS[unit]}"
+
+
+def existing_parent(path: Path) -> Path:
+    """The path itself or its nearest ancestor that exists (a destination may not exist yet)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem holding `path`."""
+    st = os.statvfs(existing_parent(path))
+    # f_bavail, not f_bfree: the blocks reserved for root are not ours to fill.
+    return st.f_bavail * st.f_frsize
+
+
+def required_bytes(needed: int, margin: float = MARGIN, min_margin: int = MIN_MARGIN) -> int:
+    """What must be free to write `needed` bytes and still leave the safety margin."""
+    return needed + max(int(needed * margin), min_margin)
+
+
+def check_space(dest: Path, needed: int, margin: float = MARGIN, min_margin: int = MIN_MARGIN,
+                free: int | None = None) -> None:
+    """Raise SpaceError unless `dest` has room for `needed` bytes plus the margin."""
+    if free is None:
+        free = free_bytes(dest)
+    required = required_bytes(needed, margin, min_margin)
+    if free >= required:
+        return
+    raise SpaceError(
+        f"not enough free space at {dest}: the backup needs about {format_bytes(needed)} "
+        f"({needed} bytes) plus a margin of {format_bytes(required - needed)}, "
+        f"but only {format_bytes(free)} ({free} bytes) is free",
+        hint=f"free at least {format_bytes(required - free)} there (delete or move old "
+             "backups), or point the spec's destination at a bigger disk",
+    )

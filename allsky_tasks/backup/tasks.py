@@ -1,0 +1,118 @@
+"""doit task creators: validate -> scan -> pause -> pack -> resume, manifest -> verify.
+
+Pure functions building task dicts; actions are imported only when a task runs, so `doit list`
+stays fast and one broken spec cannot break it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+from doit.tools import config_changed
+
+from .. import __version__
+from ..environment import SCHEMA_PATH, Environment, spec_files
+from ..spec.docs import CACHE_NAME, spec_docs
+
+
+def _dispatch(name: str, *args: Any) -> Any:
+    """Run an action by name, importing the heavy modules only now."""
+    from . import actions
+
+    return getattr(actions, name)(*args)
+
+
+def _action(name: str, *args: Any) -> tuple[Any, list[Any]]:
+    """A doit python-action calling actions.<name>(*args)."""
+    return (_dispatch, [name, *args])
+
+
+def _archive_present(state: str) -> bool:
+    """uptodate check for pack (see actions.archive_present)."""
+    from .actions import archive_present
+
+    return archive_present(state)
+
+
+def spec_state(env: Environment, name: str) -> Path:
+    """The folder holding one spec's task state."""
+    return env.state_dir / "specs" / name
+
+
+def doit_config(env: Environment) -> dict[str, Any]:
+    """DOIT_CONFIG: sqlite3 state kept with the backups, so runs from any folder agree."""
+    try:
+        env.state_dir.mkdir(parents=True, exist_ok=True)
+        dep_file = env.dep_file
+    except OSError:
+        fallback = Path.home() / ".cache" / "allsky-tasks"
+        fallback.mkdir(parents=True, exist_ok=True)
+        dep_file = fallback / "doit.sqlite3"
+    return {"backend": "sqlite3", "dep_file": str(dep_file), "default_tasks": ["backup"],
+            "verbosity": 2, "continue": True}
+
+
+def _env_key(env: Environment) -> dict[str, str]:
+    """What, besides the spec file, changes a spec's meaning."""
+    return {"home": str(env.home), "images": str(env.images), "backups": str(env.backup_dir),
+            "tool": __version__}
+
+
+def _tasks(env: Environment) -> Iterator[tuple[str, Path, str, Path]]:
+    """(name, spec path, doc line, state folder) per spec file; never reads beyond YAML."""
+    paths = spec_files(env.specs_dir)
+    for path, doc in zip(paths, spec_docs(paths, env.state_dir / CACHE_NAME)):
+        yield path.stem, path, doc, spec_state(env, path.stem)
+
+
+def gen_validate(env: Environment) -> Iterator[dict[str, Any]]:
+    """validate:<spec>: schema and semantic checks (also `doit validate` for CI)."""
+    yield {"basename": "validate", "name": None, "doc": "check every backup spec"}
+    for name, path, doc, st in _tasks(env):
+        yield {"basename": "validate", "name": name, "doc": doc,
+               "actions": [_action("run_validate", str(path), env, str(st))],
+               "file_dep": [str(path), str(SCHEMA_PATH)], "targets": [str(st / "spec.json")],
+               "uptodate": [config_changed(_env_key(env))], "verbosity": 2}
+
+
+def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
+    """scan, pack, manifest, verify and backup tasks per spec."""
+    docs = {"scan": "stat-walk the sources and fingerprint them",
+            "plan": "sizes and measured compressed estimates per section or folder",
+            "pause": "decide whether pack stops the service; recover a killed run's pause",
+            "pack": "stop the service if needed, write a new archive, start it again",
+            "resume": "confirm the service is back in the state it was in before pack",
+            "manifest": "write the sidecar beside the archive",
+            "verify": "re-read the archive and check every member",
+            "backup": "run the whole chain for every spec"}
+    for basename, doc in docs.items():
+        yield {"basename": basename, "name": None, "doc": doc}
+    for name, _path, doc, st in _tasks(env):
+        yield {"basename": "scan", "name": name, "doc": doc, "uptodate": [False],
+               "actions": [_action("run_scan", str(st))], "task_dep": [f"validate:{name}"],
+               "targets": [str(st / "fingerprint")]}
+        yield {"basename": "plan", "name": name, "doc": doc,
+               "actions": [_action("run_plan", str(st))], "task_dep": [f"scan:{name}"],
+               "file_dep": [str(st / "fingerprint")], "targets": [str(st / "plan.json")]}
+        yield {"basename": "pause", "name": name, "doc": doc, "uptodate": [False],
+               "actions": [_action("run_pause", str(st), env)],
+               "task_dep": [f"scan:{name}", f"plan:{name}"]}
+        yield {"basename": "pack", "name": name, "doc": doc,
+               "actions": [_action("run_pack", str(st), env)],
+               "task_dep": [f"scan:{name}", f"plan:{name}", f"pause:{name}"],
+               "file_dep": [str(st / "fingerprint")], "targets": [str(st / "pack.json")],
+               "uptodate": [(_archive_present, [str(st)])]}
+        yield {"basename": "resume", "name": name, "doc": doc,
+               "actions": [_action("run_resume", str(st))], "file_dep": [str(st / "pack.json")]}
+        yield {"basename": "manifest", "name": name, "doc": doc,
+               "actions": [_action("run_manifest", str(st))], "file_dep": [str(st / "pack.json")],
+               "task_dep": [f"resume:{name}"],
+               "targets": [str(st / "manifest.json")]}
+        yield {"basename": "verify", "name": name, "doc": doc,
+               "actions": [_action("run_verify", str(st))], "file_dep": [str(st / "manifest.json")],
+               "targets": [str(st / "verify.json")]}
+        yield {"basename": "backup", "name": name, "doc": doc, "uptodate": [False],
+               "actions": [_action("run_summary", str(st))],
+               "task_dep": [f"resume:{name}", f"verify:{name}"]}
+

@@ -1,0 +1,341 @@
+"""Inventory: list the backups in a destination, show one, verify it, delete it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import time
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..archive.io import (CHUNK, SUFFIXES, HashingReader, ZstdFrameWalker, archive_format, drain,
+                         fsync_dir, open_decompressed)
+from ..errors import InventoryError, ManifestError, VerifyError
+from ..archive.manifest import read_sidecar, record_verify, sidecar_path, write_sidecar
+from ..archive.metadata import NAMESPACE
+from ..archive.verify import CORRUPT, manifest_of, verify, verify_allsky
+
+MAX_METADATA = 64 << 20
+# Keys only the sidecar may carry: an archive's own metadata.json must not set them.
+SIDECAR_ONLY = ("pinned", "verify", "imported", "archive")
+
+
+@dataclass
+class Record:
+    """One backup as listed."""
+
+    path: Path
+    type: str  # config | images | unknown
+    created: str
+    timestamp: float
+    version: str
+    cameratype: str
+    cameramodel: str
+    size: int
+    pinned: bool
+    verified: bool | None  # None: never verified
+    verified_at: str | None
+    spec: str
+    kind: str  # ours | allsky
+    source: str  # sidecar | archive | none
+    mtime: float = 0.0  # breaks ties between backups made in the same second
+    problem: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The archive's file name."""
+        return self.path.name
+
+    @property
+    def night_set(self) -> str | None:
+        """The per-night set this archive belongs to (one backup of many archives), if any."""
+        per_night = namespace(self.metadata).get("perNight")
+        return str(per_night.get("set")) if isinstance(per_night, dict) else None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready row (without the full metadata)."""
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "metadata"}
+        row["path"], row["name"], row["set"] = str(self.path), self.name, self.night_set
+        return row
+
+
+def set_members(records: list[Record], name: str) -> list[Record]:
+    """The archives of one per-night set, oldest night first."""
+    members = [r for r in records if r.night_set == name]
+    return sorted(members, key=lambda r: (namespace(r.metadata)["perNight"].get("folder", ""),
+                                          r.timestamp))
+
+
+@dataclass
+class Advice:
+    """A listing warning and the command that fixes it."""
+
+    message: str
+    command: str
+
+
+def is_archive_name(name: str) -> bool:
+    """allsky-*.tar.gz/.tar.zst and imported *.tar.gz/.tar.zst; never hidden or temp files."""
+    return not name.startswith(".") and name.endswith(SUFFIXES)  # temp files are hidden
+
+
+def archive_paths(dest: Path) -> list[Path]:
+    """Every listed archive in a destination folder."""
+    try:
+        with os.scandir(dest) as it:
+            return sorted(Path(e.path) for e in it if is_archive_name(e.name) and e.is_file())
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise InventoryError(f"cannot list {dest}: {e.strerror or e}") from e
+
+
+def clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """An archive's metadata fit for a sidecar: the sidecar-only keys removed."""
+    ours = metadata.get(NAMESPACE)
+    ours = {k: v for k, v in ours.items() if k not in SIDECAR_ONLY} if isinstance(
+        ours, dict) else {}
+    return {**metadata, NAMESPACE: ours}
+
+
+def read_archive_metadata(archive: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """metadata.json streamed from the archive (it is last) plus size/SHA-256, or an error."""
+    walker = ZstdFrameWalker() if archive_format(archive) == "zstd" else None
+    raw_meta: bytes | None = None
+    facts: dict[str, Any] = {}
+    with archive.open("rb") as raw:
+        hashed = HashingReader(raw, walker.feed if walker else None)  # type: ignore[arg-type]
+        try:
+            stream = open_decompressed(archive, hashed)  # type: ignore[arg-type]
+            with tarfile.open(fileobj=stream, mode="r|", bufsize=1 << 16) as tar:  # see safety
+                while (info := tar.next()) is not None:
+                    if info.name == "metadata.json" and info.isreg() and \
+                            info.size <= MAX_METADATA and raw_meta is None:
+                        raw_meta = tar.extractfile(info).read()  # type: ignore[union-attr]
+                    tar.members.clear()  # type: ignore[attr-defined]
+            drain(stream)
+            while hashed.read(CHUNK):
+                pass
+            if walker is not None and not walker.complete:
+                raise EOFError("the zstd frame ends early (file cut short)")
+        except CORRUPT as e:
+            facts["problem"] = f"damaged or incomplete archive: {type(e).__name__}: {e}"
+        facts.update(sizeBytes=hashed.size, sha256=hashed.sha256.hexdigest())
+    try:
+        meta = json.loads(raw_meta) if raw_meta is not None else None
+    except (ValueError, RecursionError):
+        meta = None
+    if not isinstance(meta, dict):
+        facts.setdefault("problem", "no usable metadata.json in the archive")
+        return None, facts
+    return meta, facts
+
+
+def namespace(meta: dict[str, Any]) -> dict[str, Any]:
+    """Our namespace in a metadata document ({} if absent or malformed)."""
+    ours = meta.get(NAMESPACE)
+    return ours if isinstance(ours, dict) else {}
+
+
+def _timestamp(meta: dict[str, Any], mtime: float) -> tuple[str, float]:
+    """Display time and sort key: our ISO time, Allsky's local `created`, else the mtime."""
+    ours = namespace(meta)
+    for value, fmt in ((ours.get("createdIso"), None), (meta.get("created"), "%Y-%m-%d %H:%M:%S")):
+        if not isinstance(value, str):
+            continue
+        try:
+            when = datetime.fromisoformat(value) if fmt is None else datetime.strptime(value, fmt)
+            return when.strftime("%Y-%m-%d %H:%M:%S"), when.timestamp()
+        except ValueError:
+            continue
+    return datetime.fromtimestamp(mtime).strftime("%Y-%m-%d %H:%M:%S"), mtime
+
+
+def _text(value: Any, default: str = "unknown") -> str:
+    """A metadata value for display."""
+    return str(value) if isinstance(value, (str, int, float)) and str(value) else default
+
+
+def make_record(path: Path, meta: dict[str, Any] | None, source: str, st: os.stat_result,
+                problem: str | None = None) -> Record:
+    """A listing row from whatever metadata we have."""
+    meta = meta or {}
+    ours = namespace(meta)
+    if meta:
+        kind = "images" if meta.get("backupType") == "images" else "config"
+    else:
+        kind = next((k for k in ("config", "images") if f"-{k}-" in path.name), "unknown")
+    created, ts = _timestamp(meta, st.st_mtime)
+    check = ours.get("verify") if isinstance(ours.get("verify"), dict) else None
+    spec = ours.get("spec", {}).get("name") if isinstance(ours.get("spec"), dict) else None
+    images = kind == "images"
+    return Record(
+        path=path, type=kind, created=created, timestamp=ts,
+        version=_text(meta.get("version")),
+        cameratype="N/A" if images else _text(meta.get("cameratype")),
+        cameramodel="N/A" if images else _text(meta.get("cameramodel")),
+        size=st.st_size, pinned=ours.get("pinned") is True,
+        verified=None if check is None else check.get("ok") is True,
+        verified_at=check.get("verifiedAt") if check else None,
+        spec=str(spec) if spec and "imported" not in ours else "allsky",
+        kind="ours" if manifest_of(meta) is not None else "allsky",
+        source=source, mtime=st.st_mtime, problem=problem, metadata=meta)
+
+
+def load_record(path: Path, cache: bool = True) -> Record:
+    """Sidecar first; else the archive's own metadata.json, cached as a sidecar."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise InventoryError(f"{path}: {e.strerror or e}") from e
+    try:
+        sidecar = read_sidecar(path)
+    except ManifestError as e:
+        return make_record(path, None, "none", st, f"unreadable sidecar: {e.message}")
+    if sidecar is not None:
+        return make_record(path, sidecar, "sidecar", st)
+    try:
+        meta, facts = read_archive_metadata(path)
+    except OSError as e:
+        return make_record(path, None, "none", st, f"cannot read: {e.strerror or e}")
+    if meta is None:
+        return make_record(path, None, "none", st, facts.get("problem"))
+    meta = clean_metadata(meta)
+    if cache and "problem" not in facts:
+        try:
+            write_sidecar(path, meta, {**facts, "cachedFrom": "archive"})
+        except ManifestError:
+            pass  # a read-only folder still lists
+    return make_record(path, meta, "archive", st, facts.get("problem"))
+
+
+def list_backups(dest: Path, cache: bool = True) -> list[Record]:
+    """Every backup in dest: Config first, then Images, newest first."""
+    order = {"config": 0, "images": 1}
+    records = [load_record(p, cache) for p in archive_paths(dest)]
+    return sorted(records, key=lambda r: (order.get(r.type, 2), -r.timestamp, -r.mtime, r.name))
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    """True if both paths exist on one filesystem."""
+    try:
+        return a.stat().st_dev == b.stat().st_dev
+    except OSError:
+        return False
+
+
+def listing_warnings(records: list[Record], dest: Path, home: Path, max_age_days: float = 30,
+                     now: float | None = None, backup_cmd: str = "allsky-tasks run backup"
+                     ) -> list[Advice]:
+    """What an operator should fix, each with its command."""
+    now = time.time() if now is None else now
+    configs = [r for r in records if r.type == "config" and not r.problem]
+    out: list[Advice] = []
+    for r in records:
+        if r.problem and r.problem.startswith("unreadable sidecar"):
+            out.append(Advice(f"{r.name}: {r.problem}", f"rm {sidecar_path(r.path)}"))
+        elif r.problem:
+            out.append(Advice(f"{r.name}: {r.problem}", f"allsky-tasks delete {r.name}"))
+    if not configs:
+        what = "only images backups exist" if records else f"no backups in {dest}"
+        out.append(Advice(f"No config backup: {what}.", backup_cmd))
+        return out
+    if not any(r.pinned and r.verified for r in configs):
+        good = next((r for r in configs if r.verified), None)
+        cmd = (f"allsky-tasks pin {good.name}" if good else
+               f"allsky-tasks verify {configs[0].name} && allsky-tasks pin {configs[0].name}")
+        out.append(Advice("No pinned known-good config backup.", cmd))
+    age = (now - configs[0].timestamp) / 86400
+    if age > max_age_days:
+        out.append(Advice(f"The newest config backup is {age:.0f} days old "
+                            f"(more than {max_age_days:g}).", backup_cmd))
+    if _same_device(dest, home):
+        out.append(Advice(f"Every backup is on the same filesystem as {home}: a failed card "
+                            "loses both.", f"cp -p {dest}/{configs[0].name} "
+                            f"{dest}/{sidecar_path(configs[0].path).name} /media/usb/"))
+    return out
+
+
+def resolve(arg: str, dest: Path) -> Path:
+    """ARCHIVE argument: a name in dest (with or without suffix) or a path."""
+    if "/" in arg:
+        path = Path(arg)
+    else:
+        if arg in ("", ".", "..") or arg.startswith("."):
+            raise InventoryError(f"{arg!r} is not a backup name",
+                                 hint="give a name from `allsky-tasks list` or a path")
+        path = next((dest / f"{arg}{s}" for s in ("", *SUFFIXES)
+                     if (dest / f"{arg}{s}").is_file()), dest / arg)
+    if not path.name.endswith(SUFFIXES) or not path.is_file():
+        raise InventoryError(f"no backup archive {path}",
+                             hint="`allsky-tasks list` shows the backups and their names")
+    return path
+
+
+def verify_backup(path: Path) -> dict[str, Any]:
+    """Verify any listed archive (ours by manifest, Allsky's by structure); record the result."""
+    record = load_record(path)  # caches a sidecar when there was none
+    sidecar = read_sidecar(path)
+    try:
+        if manifest_of(sidecar) is not None:
+            result = verify(path, sidecar)
+        else:
+            result = verify_allsky(path, sidecar)
+    except VerifyError as e:
+        if sidecar is not None:
+            record_verify(path, {"ok": False, "problems": e.problems[:100],
+                                 "verifiedAt": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        raise
+    if sidecar is not None:
+        record_verify(path, result)
+    return {**result, "kind": record.kind}
+
+
+def info(path: Path) -> dict[str, Any]:
+    """What is inside a backup, from its sidecar or metadata.json."""
+    r = load_record(path)
+    meta = r.metadata
+    ours = namespace(meta)
+    totals = ours["totals"] if isinstance(ours.get("totals"), dict) else {}
+    files = meta["files"] if isinstance(meta.get("files"), list) else []
+    included = meta.get("includedSections")
+    sections = [s.get("key") for s in included if isinstance(s, dict)] if isinstance(
+        included, list) else []
+    return {
+        **r.to_json(),
+        "backupFile": meta.get("backupFile"), "settingsfile": meta.get("settingsfile"),
+        "ccfile": meta.get("ccfile"),
+        "sections": ours.get("sections") or sections,
+        "includedOptionalTargets": meta.get("includedOptionalTargets", []),
+        "imageBackupAll": meta.get("imageBackupAll"), "imageFolders": meta.get("imageFolders"),
+        "requiredModules": meta.get("requiredModules", []),
+        "backupModules": meta.get("backupModules", []),
+        "backupHasModules": meta.get("backupHasModules"),
+        "files": totals.get("files", len(files)), "members": totals.get("members"),
+        "rawBytes": totals.get("rawBytes"),
+        "databases": ours.get("databases", []), "estimate": ours.get("estimate"),
+        "service": ours.get("service"), "warnings": ours.get("warnings", []),
+        "verify": ours.get("verify"), "imported": ours.get("imported"),
+        "archive": ours.get("archive"), "toolVersion": ours.get("toolVersion"),
+        "timezone": ours.get("timezone"), "host": ours.get("host"),
+    }
+
+
+def delete_backup(path: Path) -> list[str]:
+    """Remove an archive and its sidecar; returns what was removed."""
+    removed = []
+    for victim in (path, sidecar_path(path)):
+        try:
+            victim.unlink()
+            removed.append(victim.name)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise InventoryError(f"cannot delete {victim}: {e.strerror or e}",
+                                 hint="check the folder's owner and permissions") from e
+    fsync_dir(path.parent)
+    return removed

@@ -1,0 +1,317 @@
+"""Restore checks: what a restore would write (sections, folders or files) and whether it may."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .. import install
+from ..errors import ManifestError
+from .extract import open_tar, read_member
+from ..archive.manifest import read_sidecar
+from ..archive.metadata import NAMESPACE
+from ..archive.safety import CONFIG_ROOTS, ArchiveRejected, Limits, SafetyReport, validate_archive
+from ..spec.sections import SECTIONS
+from ..backup.space import format_bytes, free_bytes, required_bytes
+from ..archive.verify import CORRUPT, Member, structure_problems
+
+EXTRA = "include"  # members no section claims (a spec's `include:` globs)
+SETTINGS_RE = re.compile(r"config/settings_[^/]+\.json")
+CC_RE = re.compile(r"config/cc_[^/]+\.json")
+FLOW_RE = re.compile(r"config/modules/postprocessing_(%s)\.json" % "|".join(install.FLOWS))
+FLOW_LIMIT = 4 << 20
+
+
+@dataclass(frozen=True)
+class Check:
+    """One pre-restore check and why it passed or failed."""
+
+    name: str
+    passed: bool
+    blocking: bool
+    reason: str
+
+    @property
+    def blocks(self) -> bool:
+        """A failed blocking check stops the restore."""
+        return self.blocking and not self.passed
+
+    @property
+    def status(self) -> str:
+        """pass, FAIL (blocks) or warn (failed, not blocking)."""
+        return "pass" if self.passed else "FAIL" if self.blocking else "warn"
+
+
+@dataclass
+class Selection:
+    """The members a restore would write, and what the operator chose."""
+
+    kind: str  # config | images
+    mode: str  # normal | advanced
+    available: list[str]  # sections or folders the archive offers
+    chosen: list[str]  # sections, folders, or the --files patterns
+    members: list[Member] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def paths(self) -> set[str]:
+        """Every selected member path."""
+        return {m.path for m in self.members}
+
+    @property
+    def files(self) -> list[Member]:
+        """Selected files and symlinks."""
+        return [m for m in self.members if m.type != "dir"]
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of file data to write."""
+        return sum(m.size for m in self.members if m.type == "file")
+
+
+def _under(path: str, root: str | None) -> bool:
+    """path is root or below it."""
+    return bool(root) and (path == root or path.startswith(f"{root}/"))
+
+
+def _glob(path: str, pattern: str) -> bool:
+    """A section glob: one path component per pattern component."""
+    a, b = path.split("/"), pattern.split("/")
+    return len(a) == len(b) and all(fnmatch.fnmatchcase(x, y) for x, y in zip(a, b))
+
+
+def section_of(path: str, metadata: dict[str, Any]) -> str:
+    """The first section of the table that claims a member path (EXTRA if none)."""
+    names = {"{settingsfile}": metadata.get("settingsfile"), "{ccfile}": metadata.get("ccfile")}
+    for section in SECTIONS:
+        roots = [names.get(p, p) for p in section.paths]
+        if any(_under(path, r) for r in roots if isinstance(r, str)) or \
+                any(_glob(path, g) for g in section.globs):
+            if not any(_under(path, e) for e in section.exclude):
+                return section.key
+    return EXTRA
+
+
+def declared_sections(metadata: dict[str, Any]) -> list[str]:
+    """The sections the metadata says are in the archive (ours, else Allsky's fields)."""
+    ours = metadata.get(NAMESPACE)
+    keys = ours.get("sections") if isinstance(ours, dict) else None
+    if not isinstance(keys, list):
+        included = metadata.get("includedSections")
+        keys = ["core"] + [s.get("key") for s in included if isinstance(s, dict)] \
+            if isinstance(included, list) else ["core"]
+        optional = metadata.get("includedOptionalTargets")
+        keys += optional if isinstance(optional, list) else []
+    return list(dict.fromkeys(k for k in keys if isinstance(k, str)))
+
+
+def _picked(path: str, pattern: str) -> bool:
+    """An advanced-mode pattern matches the path or one of its folders."""
+    pattern = pattern.removeprefix("./").rstrip("/")
+    parts = path.split("/")
+    return any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
+
+
+def _folder(member: Member) -> str | None:
+    """The night folder of an images member (None for a loose file in images/)."""
+    parts = member.path.split("/")
+    return parts[1] if len(parts) > 2 or member.type == "dir" and len(parts) == 2 else None
+
+
+def select(metadata: dict[str, Any], entries: list[Member], sections: Iterable[str] = (),
+           folders: Iterable[str] = (), files: Iterable[str] = ()) -> Selection:
+    """Members for --sections / --folders (normal mode; default: all) or --files (advanced)."""
+    kind = "images" if metadata.get("backupType") == "images" else "config"
+    members = [m for m in entries if m.path != "images"]  # the images root is never replaced
+    sections, folders, files = list(sections), list(folders), list(files)
+    if files:
+        sel = Selection(kind, "advanced", sorted(m.path for m in members if m.type != "dir"),
+                        files, [m for m in members if any(_picked(m.path, p) for p in files)])
+        sel.problems += [f"--files {p!r} matches nothing in this backup" for p in files
+                         if not any(_picked(m.path, p) for m in members)]
+        if sections or folders:
+            sel.problems.append("--files cannot be combined with --sections or --folders")
+        return sel
+    if kind == "config":
+        available = declared_sections(metadata)
+        if any(section_of(m.path, metadata) == EXTRA for m in members):
+            available.append(EXTRA)
+        sel = Selection(kind, "normal", available, sections or available)
+        sel.members = [m for m in members if section_of(m.path, metadata) in sel.chosen]
+        wrong, what = sections, "section"
+        if folders:
+            sel.problems.append("--folders is for images backups; this is a config backup")
+    else:
+        available = sorted({f for m in members if (f := _folder(m))})
+        sel = Selection(kind, "normal", available, folders or available)
+        # Loose files directly in images/ come along only when no folder is named.
+        sel.members = [m for m in members
+                       if (_folder(m) in sel.chosen if _folder(m) else not folders)]
+        wrong, what = folders, "folder"
+        if sections:
+            sel.problems.append("--sections is for config backups; this is an images backup")
+    sel.problems += [f"{what} {w!r} is not in this backup (it has: {', '.join(available)})"
+                     for w in wrong if w not in available]
+    return sel
+
+
+def claimed_areas(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """Where members may lie: config roots, or the images targets the metadata claims."""
+    if metadata.get("backupType") != "images":
+        return CONFIG_ROOTS
+    targets = metadata.get("imageTargets")
+    if not isinstance(targets, list) or "images" in targets or not all(
+            isinstance(t, str) and t.startswith("images/") for t in targets) or not targets:
+        return ("images",)  # safety.validate_archive already refused anything else
+    return tuple(targets)
+
+
+def check_target(home: Path, images: Path | None) -> Check:
+    """The Allsky home is a folder; for images, the images folder is one or can be made."""
+    if images is None:
+        ok = home.is_dir()
+        return Check("Allsky home", ok, True, f"{home} is a folder" if ok else
+                     f"{home} is not a folder; set ALLSKY_HOME or pass --home")
+    if images.is_dir():
+        return Check("Images folder", True, True, f"{images} is a folder")
+    if os.path.lexists(images):
+        return Check("Images folder", False, True, f"{images} is not a folder (a link to "
+                     "storage that is not mounted?); mount it or fix the link first")
+    return Check("Images folder", True, True, f"{images} does not exist yet and will be made")
+
+
+def check_archive(archive: Path, limits: Limits) -> tuple[Check, SafetyReport | None]:
+    """The whole archive passes the import safety checks (ours also against the manifest)."""
+    name = "Archive verifies"
+    try:
+        report = validate_archive(archive, limits)
+    except ArchiveRejected as e:
+        return Check(name, False, True, f"{e.problem}" + (f" ({e.member})" if e.member else "")
+                     ), None
+    except OSError as e:
+        return Check(name, False, True, f"cannot read {archive}: {e.strerror or e}"), None
+    try:
+        recorded = ((read_sidecar(archive) or {}).get(NAMESPACE) or {}).get("archive") or {}
+    except ManifestError:
+        recorded = {}
+    if isinstance(recorded, dict) and recorded.get("sha256") not in (None, report.sha256):
+        return Check(name, False, True, "the archive's SHA-256 differs from the one its "
+                     "sidecar recorded at backup time"), report
+    how = ("every member matches its manifest (size, mode, time, SHA-256)"
+           if report.kind == "ours" else "made by Allsky (no manifest): structure, paths, links "
+           "and the files list checked")
+    return Check(name, True, True, f"{report.members} members; {how}"), report
+
+
+def check_metadata(metadata: dict[str, Any], entries: list[Member]) -> Check:
+    """metadata.json has what a restore relies on."""
+    problems = structure_problems(metadata, entries)
+    if metadata.get("backupType") == "config":
+        for key, rule in (("settingsfile", SETTINGS_RE), ("ccfile", CC_RE)):
+            value = metadata.get(key)
+            if not isinstance(value, str) or not rule.fullmatch(value):
+                problems.append(f"{key} {value!r} is not a config/{key[:-4]}_*.json name")
+    detail = (f"{metadata.get('backupType')} backup of Allsky {metadata.get('version')}, "
+              f"created {metadata.get('created')}")
+    return Check("Metadata valid", not problems, True, "; ".join(problems) or detail)
+
+
+def check_selection(sel: Selection) -> Check:
+    """Something is chosen, and every choice exists in the archive."""
+    if not sel.problems and not sel.files:
+        sel.problems.append("the selection holds no files")
+    what = "sections" if sel.kind == "config" and sel.mode == "normal" else \
+        "folders" if sel.mode == "normal" else "patterns"
+    summary = f"{len(sel.files)} files, {format_bytes(sel.bytes)} ({what}: {', '.join(sel.chosen)})"
+    return Check("Selection not empty", not sel.problems, True,
+                 "; ".join(sel.problems) or summary)
+
+
+def check_camera(metadata: dict[str, Any], home: Path, sel: Selection, force: bool) -> Check:
+    """The backup's camera is the current one, when camera settings are restored."""
+    name = "Camera matches"
+    if not {metadata.get("settingsfile"), metadata.get("ccfile")} & sel.paths:
+        return Check(name, True, True, "no camera settings file is restored")
+    backup = f"{metadata.get('cameratype')} {metadata.get('cameramodel')}"
+    try:
+        cam = install.read_camera(home)
+        current, why = f"{cam.cameratype} {cam.cameramodel}", ""
+    except ValueError as e:
+        current, why = "unknown", f" ({e})"
+    if current == backup and "unknown" not in backup.split():
+        return Check(name, True, True, f"backup and current camera are both '{backup}'")
+    reason = f"backup camera is '{backup}', current camera is '{current}'{why}"
+    if force:
+        return Check(name, False, False, f"{reason}; restoring anyway (--force-camera)")
+    return Check(name, False, True, f"{reason}; pass --force-camera to restore it anyway")
+
+
+def read_flows(archive: Path, wanted: dict[str, Member], limits: Limits,
+               max_bytes: int | None) -> dict[str, bytes]:
+    """The chosen flow files' bytes, each matching the checked read's SHA-256."""
+    found: dict[str, bytes] = {}
+    with open_tar(archive, limits, max_bytes) as tar:
+        while len(found) < len(wanted) and (info := tar.next()) is not None:
+            want = wanted.get(info.name)
+            source = tar.extractfile(info) if want is not None and info.size <= FLOW_LIMIT \
+                else None
+            chunks = []
+            while source is not None and (chunk := read_member(source, archive, info.name)):
+                chunks.append(chunk)
+            if source is not None and want is not None:
+                data = b"".join(chunks)
+                if hashlib.sha256(data).hexdigest() != want.sha256:
+                    raise ArchiveRejected(archive, "changed since it was checked", info.name)
+                found[info.name] = data
+            tar.members.clear()
+    return found
+
+
+def check_modules(archive: Path, report: SafetyReport, sel: Selection, home: Path,
+                  legacy: Path, limits: Limits) -> Check:
+    """Every module the restored flows name exists here or is restored with them."""
+    name = "Required modules present"
+    flows = {m.path: m for m in sel.files if FLOW_RE.fullmatch(m.path) and m.type == "file"}
+    if not flows:
+        return Check(name, True, True, "no module flow file is restored")
+    try:
+        data = read_flows(archive, flows, limits, report.decompressed_bytes)
+        named: set[str] = set()
+        for path in sorted(flows):
+            named |= install.flow_modules(json.loads(data[path]))
+    except (ArchiveRejected, KeyError, ValueError, *CORRUPT) as e:
+        return Check(name, False, True, f"cannot read the flow files from the archive: {e}")
+    restored = {m.path.rsplit("/", 1)[-1] for m in sel.files
+                if m.path.startswith("config/myFiles/modules/") and m.path.count("/") == 3}
+    places = (home / "scripts/modules", home / "config/myFiles/modules", legacy)
+    missing = sorted(m for m in named
+                     if m not in restored and not any((p / m).is_file() for p in places))
+    if missing:
+        return Check(name, False, True, f"missing module file(s): {', '.join(missing)} (looked "
+                     f"in {', '.join(map(str, places))} and the restored files); install them "
+                     "first, or restore the backup's modules section too")
+    return Check(name, True, True, f"{len(named)} module(s) named by {len(flows)} flow file(s), "
+                 f"all present{f' ({len(named & restored)} restored)' if named & restored else ''}")
+
+
+def check_space(sel: Selection, folder: Path) -> Check:
+    """The target filesystem holds the restored files (staged beside the old ones) + margin."""
+    free, need = free_bytes(folder), required_bytes(sel.bytes)
+    return Check("Enough free space", free >= need, True,
+                 f"{format_bytes(free)} free on {folder}'s filesystem, {format_bytes(need)} "
+                 f"needed ({format_bytes(sel.bytes)} to restore, staged beside the old files, "
+                 "+ margin)")
+
+
+def check_version(metadata: dict[str, Any], home: Path) -> Check:
+    """Same Allsky version as the backup (a difference is only a warning)."""
+    here, there = install.read_version(home), metadata.get("version")
+    same = here == there
+    return Check("Allsky version", same, False, f"backup {there}, installed {here}"
+                 + ("" if same else "; settings of another version may need a review"))

@@ -1,0 +1,265 @@
+"""Pause the Allsky service around a backup, and always start it again afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import tempfile
+import threading
+import time
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import ServiceStartError, ServiceStopError
+from .commands import ACTIONS, PAUSE_POLICIES, ServiceConfig, change_state, ensure_started, run_command
+
+__all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "pause_needed", "paused_service",
+           "recover_stale_marker", "signals_as_interrupt"]
+
+MARKER_NAME = "service-paused.json"
+# Signals that must not cut a restart short (a second Ctrl-C, systemd's stop, a closed terminal).
+_DEFERRED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def pause_needed(cfg: ServiceConfig, databases_selected: bool) -> tuple[bool, str]:
+    """Decide whether to stop the service while packing, with a sentence saying why."""
+    if cfg.pause == "always":
+        return True, f"the spec says service.pause: always, so {cfg.unit} is stopped while packing"
+    if cfg.pause == "never":
+        return False, f"the spec says service.pause: never, so {cfg.unit} keeps running while packing"
+    if databases_selected:
+        return True, f"database content is selected, so {cfg.unit} is stopped while packing"
+    return False, f"no database content is selected, so {cfg.unit} keeps running while packing"
+
+
+@dataclass
+class PauseRecord:
+    """What the pause did; goes into the archive metadata."""
+
+    needed: bool
+    reason: str
+    was_running: bool | None = None
+    stopped: bool = False
+    stopped_at: str | None = None
+    started_at: str | None = None
+    paused_seconds: float | None = None
+    restarted: bool = False
+    recovered_marker: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy."""
+        return asdict(self)
+
+
+def _now() -> str:
+    """The current UTC time, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM/SIGHUP instead of acting on them, so a restart is never cut short."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {sig: signal.signal(sig, lambda signum, _f: caught.append(signum)) for sig in _DEFERRED}
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks) of a process from /proc, or None if /proc cannot tell."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], int(fields[19])
+
+
+def pid_alive(pid: int, start: int | None = None) -> bool:
+    """Whether `pid` is a live process, and the same one that wrote the marker."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    stat = _proc_stat(pid)
+    # A zombie is dead for our purpose; another start time means the pid was reused.
+    return stat is None or (stat[0] not in "ZX" and (start is None or stat[1] == start))
+
+
+def _sync_dir(path: Path) -> None:
+    """Make a rename or unlink in `path` durable (a power cut must not lose the marker)."""
+    with suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_marker(cfg: ServiceConfig, marker: Path, activity: str = "backup") -> None:
+    """Atomically record that this process is about to stop the service."""
+    own = _proc_stat(os.getpid())
+    data = {"unit": cfg.unit, "activity": activity, "pid": os.getpid(), "pid_start": own[1] if own else None, "time": _now(),
+            "commands": {a: cfg.argv(a) for a in ACTIONS}}
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".service-paused.", dir=marker.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, marker)
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)  # only still there if something failed before the rename
+    except OSError as e:
+        raise ServiceStopError(f"cannot write the service marker {marker}: {e}",
+                               hint="make the state directory writable; nothing was written") from e
+    _sync_dir(marker.parent)
+
+
+def _remove_marker(marker: Path) -> None:
+    """Delete the marker durably."""
+    marker.unlink(missing_ok=True)
+    _sync_dir(marker.parent)
+
+
+def recover_stale_marker(cfg: ServiceConfig, state_dir: Path) -> str | None:
+    """Start a service left stopped by a killed run; a message if there was one to recover."""
+    marker = state_dir / MARKER_NAME
+    try:
+        data = json.loads(marker.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        data = {}  # unreadable: treat as stale, since starting a running service is harmless
+    data = data if isinstance(data, dict) else {}
+    pid, start = data.get("pid"), data.get("pid_start")
+    if isinstance(pid, int) and pid > 0 and pid_alive(pid, start if isinstance(start, int) else None):
+        return None  # another run is in progress and will restart it itself
+    # Use the marker's own commands: they are what stopped the service, even if the spec changed.
+    commands = data.get("commands") if isinstance(data.get("commands"), dict) else {}
+    mcfg = replace(cfg, unit=str(data.get("unit") or cfg.unit), **{
+        a: tuple(v) for a, v in commands.items()
+        if a in ACTIONS and isinstance(v, list) and v and all(isinstance(x, str) for x in v)})
+    what = (f"{mcfg.unit} was left stopped by an interrupted {data.get('activity', 'backup')} "
+            f"(pid {pid}, {data.get('time', '?')})")
+    with _signals_deferred():
+        started, problem = ensure_started(mcfg)
+        if problem is None:
+            _remove_marker(marker)
+    if problem:
+        raise ServiceStartError(f"{what} and could not be started again: {problem}",
+                                hint=f"start it by hand (`{shlex.join(mcfg.argv('start'))}`), "
+                                     f"check `journalctl -u {mcfg.unit}`, then delete {marker}")
+    return f"{what}: " + ("started it again" if started else "it was running again; removed the marker")
+
+
+def _restart(cfg: ServiceConfig, marker: Path, record: PauseRecord,
+             t0: float | None, activity: str = "backup") -> tuple[str | None, list[int]]:
+    """Ensure the service runs again, shielded from signals: (failure or None, deferred signals)."""
+    with _signals_deferred() as caught:
+        started, problem = ensure_started(cfg)
+        if problem is None:
+            try:
+                _remove_marker(marker)
+            except OSError as e:
+                record.warnings.append(f"could not remove the service marker {marker}: {e}")
+            if t0 is not None:
+                record.restarted, record.started_at = started, _now()
+                record.paused_seconds = round(time.monotonic() - t0, 3)
+                if not started:
+                    record.warnings.append(f"{cfg.unit} was already running again when the {activity} ended")
+    return problem, caught
+
+
+@contextmanager
+def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Path,
+                   activity: str = "backup") -> Iterator[PauseRecord]:
+    """Stop a running service for the body and start it again whatever happens in it."""
+    record = PauseRecord(needed=needed, reason=reason)
+    if not needed:
+        yield record
+        return
+    marker = state_dir / MARKER_NAME
+    recovered = recover_stale_marker(cfg, state_dir)
+    if recovered:
+        record.recovered_marker = True
+        record.warnings.append(recovered)
+    elif marker.exists():
+        raise ServiceStopError(f"another backup or restore has paused service {cfg.unit} (marker {marker})",
+                               hint=f"wait for it to finish; if none is running, delete {marker}")
+    status = run_command(cfg, "status")
+    if status.returncode is None:
+        raise ServiceStopError(f"cannot tell whether service {cfg.unit} is running: {status.describe()}",
+                               hint="fix service.commands.status in the spec; nothing was stopped or written")
+    record.was_running = status.returncode == 0
+    if not record.was_running:
+        # Stopped on purpose (or broken): leave it so, never start it behind the user's back.
+        record.warnings.append(f"{cfg.unit} was not running, so the {activity} neither stopped nor started it")
+        yield record
+        return
+    t0: float | None = None
+    try:
+        _write_marker(cfg, marker, activity)  # before stopping, so that even a SIGKILL leaves a trace
+        problem = change_state(cfg, "stop", False)
+        if problem:
+            raise ServiceStopError(f"could not stop service {cfg.unit}: {problem}",
+                                   hint=f"nothing was written and {cfg.unit} was started again if needed; "
+                                        f"check `journalctl -u {cfg.unit}` and service.commands/timeout")
+        record.stopped, record.stopped_at, t0 = True, _now(), time.monotonic()
+        yield record
+    except BaseException as exc:
+        # The body's (or the stop's) error is the primary one; a failed restart becomes a note.
+        problem, _ = _restart(cfg, marker, record, t0, activity)
+        if problem:
+            exc.add_note(f"service {cfg.unit} could not be started again: {problem}; start it by hand "
+                         f"(`{shlex.join(cfg.argv('start'))}`); {marker} is kept so the next run retries")
+        raise
+    problem, caught = _restart(cfg, marker, record, t0, activity)
+    if problem:
+        raise ServiceStartError(f"service {cfg.unit} could not be started again after the {activity}: {problem}",
+                                hint=f"the archive was kept; start it by hand (`{shlex.join(cfg.argv('start'))}`)"
+                                     f"; {marker} makes the next run retry")
+    for sig in dict.fromkeys(caught):
+        signal.raise_signal(sig)  # now act on a signal that arrived during the restart
+
+
+@contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt in the main thread, so finally-blocks run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+
+    previous: dict[int, Any] = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt)}
+    # Under nohup SIGHUP is ignored on purpose: the user wants the run to outlive the terminal.
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, interrupt)
+    # A process launched in the background by a non-interactive shell (cron, `cmd &`) inherits
+    # SIGINT as ignored, and Python keeps SIG_IGN: `kill -INT` would then do nothing at all.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

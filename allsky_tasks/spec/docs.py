@@ -1,0 +1,69 @@
+"""The doc line of each spec for `doit list`, cached so a run that changed no spec reads no YAML."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .load import peek_description
+
+CACHE_NAME = "spec-docs.json"
+_BROKEN = "BROKEN SPEC"
+
+
+def _file_key(path: Path) -> list[int] | None:
+    """What changes whenever the file's content may have: inode, size, mtime and ctime."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    # ctime too: copying with a preserved mtime (cp -p, rsync -t) still moves it.
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _read(cache_path: Path) -> dict[str, Any]:
+    """The cache, or {} if it is missing or unreadable."""
+    try:
+        data = json.loads(cache_path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write(cache_path: Path, data: dict[str, Any]) -> None:
+    """Replace the cache atomically; a cache that cannot be written is simply not kept."""
+    tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, cache_path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def spec_docs(paths: list[Path], cache_path: Path) -> list[str]:
+    """peek_description of each spec, re-read only for files changed since they were cached.
+
+    Importing yaml alone costs a no-op re-run ~15 ms. Broken specs are never cached: their
+    message names the file relative to the current folder.
+    """
+    cache = _read(cache_path)
+    fresh: dict[str, Any] = {}
+    docs = []
+    for path in paths:
+        key = _file_key(path)  # taken before reading: a change while reading re-reads next time
+        hit = cache.get(str(path))
+        if (key is not None and isinstance(hit, list) and len(hit) == 2 and hit[0] == key
+                and isinstance(hit[1], str)):
+            doc = hit[1]
+        else:
+            doc = peek_description(path)
+        if key is not None and not doc.startswith(_BROKEN):
+            fresh[str(path)] = [key, doc]
+        docs.append(doc)
+    folders = {path.parent for path in paths}
+    kept = {k: v for k, v in cache.items() if Path(k).parent not in folders}  # other specs dirs
+    if {**kept, **fresh} != cache:
+        _write(cache_path, {**kept, **fresh})
+    return docs

@@ -1,0 +1,307 @@
+"""Backup specs: read YAML, check the schema and the semantics, return a Spec."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import install
+from ..environment import SCHEMA_PATH, Environment, default_backup_dir, expand
+from ..errors import SpecError
+from .sections import BY_KEY, SECTIONS
+
+# Top-level names a config archive may hold; restore and import accept nothing else.
+CONFIG_AREAS = tuple(sorted({"config"} | {p.split("/")[0] for s in SECTIONS
+                                          for p in s.paths + s.globs if p[0] != "{"}))
+NIGHT_RE = re.compile(r"^2\d{7}$")
+FOLDER_RE = re.compile(r"^(2\d{7}|test\w*)$")
+LEVELS = {"zstd": (1, 19, 3), "allsky": (1, 9, 6)}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec with every path resolved."""
+
+    name: str
+    path: Path
+    type: str
+    description: str
+    home: Path
+    images: Path
+    destination: Path
+    sections: tuple[str, ...] = ()
+    folders: Any = "all"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    format: str = "zstd"
+    level: int = 3
+    media_compression: str = "fast"
+    service: dict[str, Any] = field(default_factory=dict)
+    on_file_error: str = "fail"
+    retention: dict[str, Any] = field(default_factory=dict)
+    per_night: bool = False
+    digest: str = ""
+
+    @property
+    def suffix(self) -> str:
+        """Archive file suffix for the format."""
+        return ".tar.zst" if self.format == "zstd" else ".tar.gz"
+
+
+def display_path(path: Path) -> str:
+    """A path as the operator typed it: relative to the cwd when below it."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a spec file; YAML errors become a SpecError naming file and line."""
+    import yaml  # lazily: a no-op re-run reads no spec file, and yaml costs ~15 ms to import
+
+    where = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError([f"{where}::$: cannot read spec: {e}"]) from e
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise SpecError([f"{where}::$: invalid YAML{line}: {problem}"]) from e
+
+
+def peek_description(path: Path) -> str:
+    """The spec's description for `doit list`, or why the spec is broken (never raises)."""
+    try:
+        data = read_yaml(path)
+    except SpecError as e:
+        return f"BROKEN SPEC: {e.problems[0]}"
+    if not isinstance(data, dict):
+        return "BROKEN SPEC: not a mapping"
+    return str(data.get("description") or f"{data.get('type', '?')} backup")
+
+
+def _json_path(parts: Any) -> str:
+    """A jsonschema error path as $.a.b[0]."""
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def schema_problems(data: Any, where: str) -> list[str]:
+    """Every schema violation as 'file::$.path: message'."""
+    from jsonschema import Draft202012Validator  # lazily: keeps `doit list` fast
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    validator = Draft202012Validator(schema)
+    problems = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
+        message = err.message
+        if err.validator == "oneOf" and list(err.path) == ["folders"]:
+            message = (f"{err.instance!r} is not 'all', a list of folder names "
+                       "(YYYYMMDD or test*), {from: YYYYMMDD, to: YYYYMMDD} or {last: N}")
+        elif err.validator == "additionalProperties" and list(err.path) == ["sections"]:
+            message += f"; known sections: {', '.join(BY_KEY)}"
+        problems.append(f"{where}::{_json_path(err.path)}: {message}")
+    return problems
+
+
+def _folder_name(value: Any) -> str:
+    """YAML reads 20260303 as an int: folder names are strings."""
+    return str(value)
+
+
+def normalize_folders(value: Any) -> Any:
+    """Folders as 'all', a list of names, {'from','to'} or {'last'} with string names."""
+    if isinstance(value, list):
+        return [_folder_name(v) for v in value]
+    if isinstance(value, dict) and "from" in value:
+        return {"from": _folder_name(value["from"]), "to": _folder_name(value["to"])}
+    return value if value is not None else "all"
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    """True if child is parent or below it (both resolved)."""
+    try:
+        child.relative_to(parent)
+        return True
+    except ValueError:
+        return False
+
+
+def _resolve_paths(data: dict[str, Any], env: Environment) -> tuple[Path, Path, Path]:
+    """Home, images and destination for a spec, spec values winning over the environment."""
+    home = expand(data["home"]).absolute() if data.get("home") else env.home
+    if data.get("images"):
+        images = expand(data["images"]).absolute()
+    elif env.images is not None and home == env.home:
+        images = env.images
+    else:
+        images = home / "images"
+    if data.get("destination"):
+        dest = expand(data["destination"]).absolute()
+    elif home == env.home:
+        dest = env.backup_dir
+    else:
+        dest = default_backup_dir(home)
+    return home, images, dest
+
+
+def semantic_problems(data: dict[str, Any], path: Path, env: Environment,
+                      check_tree: bool = True) -> list[str]:
+    """Checks the schema cannot express; with check_tree, against the live install."""
+    where = display_path(path)
+    out: list[str] = []
+    if data.get("name") not in (None, path.stem):
+        out.append(f"{where}::$.name: {data['name']!r} must equal the file name {path.stem!r}")
+    kind = data.get("type")
+    if kind == "images" and "sections" in data:
+        out.append(f"{where}::$.sections: only for type config (this spec is type images)")
+    if kind == "config":
+        for key in ("folders", "images", "per_night"):
+            if key in data:
+                out.append(f"{where}::$.{key}: only for type images (this spec is type config)")
+    fmt = data.get("format", "zstd")
+    low, high, _ = LEVELS[fmt]
+    if "level" in data and not low <= data["level"] <= high:
+        out.append(f"{where}::$.level: {data['level']} is out of range {low}-{high} "
+                   f"for format {fmt}")
+    if fmt != "zstd" and "media_compression" in data:
+        out.append(f"{where}::$.media_compression: only for format zstd "
+                   f"(this spec is format {fmt})")
+    folders = normalize_folders(data.get("folders", "all"))
+    if isinstance(folders, dict) and "from" in folders and folders["from"] > folders["to"]:
+        out.append(f"{where}::$.folders: from {folders['from']} is after to {folders['to']}")
+    areas = ("images",) if kind == "images" else CONFIG_AREAS
+    for i, pattern in enumerate(data.get("include", [])):
+        if pattern.startswith("/") or ".." in Path(pattern).parts:
+            out.append(f"{where}::$.include[{i}]: {pattern!r} must be relative to the home "
+                       "and must not contain '..'")
+        elif pattern.split("/")[0] not in areas:
+            # Restore and import accept only these areas; anything else could never come back.
+            out.append(f"{where}::$.include[{i}]: {pattern!r} is outside the areas a "
+                       f"{kind} backup can restore ({', '.join(areas)})")
+    if check_tree:
+        out += _tree_problems(data, where, env, folders)
+    return out
+
+
+def _tree_problems(data: dict[str, Any], where: str, env: Environment,
+                   folders: Any) -> list[str]:
+    """Checks against the install: home, camera files, folders, destination."""
+    out: list[str] = []
+    home, images, dest = _resolve_paths(data, env)
+    if not home.is_dir():
+        key = "$.home" if data.get("home") else "$"
+        return [f"{where}::{key}: Allsky home {home} does not exist "
+                "(set ALLSKY_HOME or the spec's home)"]
+    roots: list[Path] = []
+    if data.get("type") == "config":
+        for live in ("config/settings.json", "config/cc.json"):
+            if not (home / live).is_file():
+                out.append(f"{where}::$: required file {home / live} does not exist")
+        if not out:
+            try:
+                install.read_camera(home)
+            except ValueError as e:
+                out.append(f"{where}::$: cannot read the current camera: {e}")
+        selected = {"core"} | {k for k, v in data.get("sections", {}).items() if v}
+        for section in SECTIONS:
+            if section.key in selected:
+                roots += [home / p for p in section.paths if not p.startswith("{")]
+        roots.append(home / "config")
+    else:
+        if not images.is_dir():
+            out.append(f"{where}::$.images: images folder {images} does not exist")
+        elif isinstance(folders, list):
+            for i, name in enumerate(folders):
+                if not FOLDER_RE.match(name):
+                    out.append(f"{where}::$.folders[{i}]: {name!r} is not a night folder name")
+                elif not (images / name).is_dir():
+                    out.append(f"{where}::$.folders[{i}]: folder {images / name} does not exist")
+        roots.append(images)
+    roots += [home / pattern.split("*")[0] for pattern in data.get("include", [])]
+    real_dest = dest.resolve()
+    for root in roots:
+        if root.exists() and _inside(real_dest, root.resolve()):
+            out.append(f"{where}::$.destination: {dest} is inside the backed-up path {root}; "
+                       "choose a folder outside it (default: beside the Allsky home)")
+            break
+    return out
+
+
+def spec_digest(data: dict[str, Any], home: Path, images: Path, dest: Path) -> str:
+    """A digest of what the spec asks for, after defaults and path resolution."""
+    blob = json.dumps({"spec": data, "home": str(home), "images": str(images),
+                       "destination": str(dest)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def load_spec(path: Path, env: Environment, *, check_tree: bool = True) -> Spec:
+    """Read and check one spec file; every problem at once in one SpecError."""
+    where = display_path(path)
+    data = read_yaml(path)
+    if data is None:
+        raise SpecError([f"{where}::$: the spec file is empty"])
+    problems = schema_problems(data, where)
+    if not problems:
+        problems = semantic_problems(data, path, env, check_tree=check_tree)
+    if problems:
+        raise SpecError(problems)
+    home, images, dest = _resolve_paths(data, env)
+    fmt = data.get("format", "zstd")
+    sections = ("core",) + tuple(s.key for s in SECTIONS
+                                 if not s.required and data.get("sections", {}).get(s.key))
+    return Spec(
+        name=path.stem, path=path, type=data["type"],
+        description=data.get("description", ""), home=home, images=images, destination=dest,
+        sections=sections if data["type"] == "config" else (),
+        folders=normalize_folders(data.get("folders", "all")),
+        include=tuple(data.get("include", ())), exclude=tuple(data.get("exclude", ())),
+        format=fmt, level=data.get("level", LEVELS[fmt][2]),
+        media_compression=data.get("media_compression", "fast"),
+        service=dict(data.get("service", {})), on_file_error=data.get("on_file_error", "fail"),
+        retention=dict(data.get("retention", {})), per_night=bool(data.get("per_night")),
+        digest=spec_digest(data, home, images, dest),
+    )
+
+
+def check_files(paths: list[Path], env: Environment, *, check_tree: bool = True) -> list[str]:
+    """Validate many spec files; returns every problem of every file."""
+    problems: list[str] = []
+    for path in paths:
+        try:
+            load_spec(path, env, check_tree=check_tree)
+        except SpecError as e:
+            problems += e.problems
+    return problems
+
+
+
+def spec_to_json(spec: Spec) -> dict[str, Any]:
+    """A JSON-ready form of a checked spec (state handed from validate to later tasks)."""
+    data = {k: getattr(spec, k) for k in Spec.__dataclass_fields__}
+    for key in ("path", "home", "images", "destination"):
+        data[key] = str(data[key])
+    data["sections"], data["include"], data["exclude"] = (
+        list(spec.sections), list(spec.include), list(spec.exclude))
+    return data
+
+
+def spec_from_json(data: dict[str, Any]) -> Spec:
+    """Inverse of spec_to_json."""
+    data = dict(data)
+    for key in ("path", "home", "images", "destination"):
+        data[key] = Path(data[key])
+    for key in ("sections", "include", "exclude"):
+        data[key] = tuple(data[key])
+    return Spec(**data)

@@ -1,0 +1,130 @@
+"""The package layering: which subpackage may import which (see each package's docstring)."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[2] / "allsky_tasks"
+BASE = {"environment", "errors", "progress", "install", "__init__"}
+# Importer group -> groups it may import. The base is open to everyone; `cli` to nobody but
+# itself, `__main__` and dodo.py (which is outside the package).
+RULES: dict[str, set[str]] = {
+    "base": {"base"},
+    "demo": {"base"},
+    "spec": {"base", "spec"},
+    "archive": {"base", "spec", "archive"},
+    "service": {"base", "service"},
+    "copies": {"base", "spec", "archive", "copies"},
+    "backup": {"base", "spec", "archive", "service", "copies", "backup"},
+    "inventory": {"base", "spec", "archive", "copies", "inventory"},
+    "restore": {"base", "spec", "archive", "service", "backup", "inventory", "copies", "restore"},
+    "cli": set(RULES_ALL := {"base", "demo", "spec", "archive", "service", "copies", "backup",
+                             "inventory", "restore", "cli"}),
+    "__main__": {"cli"},
+}
+
+
+def group_of(parts: tuple[str, ...]) -> str:
+    """The layer of a module given its dotted parts below allsky_tasks."""
+    if not parts:
+        return "base"
+    if len(parts) == 1 and parts[0] in BASE:
+        return "base"
+    return parts[0]
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    """Line numbers inside `if TYPE_CHECKING:` blocks: type-only imports run nothing."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for sub in node.body:
+                lines.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
+    return lines
+
+
+def imports_of(path: Path, root: Path) -> list[tuple[int, tuple[str, ...]]]:
+    """Every allsky_tasks module a file imports (function-level imports included)."""
+    rel = path.relative_to(root).with_suffix("").parts
+    package = rel[:-1] if rel[-1] != "__init__" else rel[:-1]
+    tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_lines(tree)
+    found: list[tuple[int, tuple[str, ...]]] = []
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                mod = base + tuple(node.module.split(".")) if node.module else base
+            elif node.module and node.module.split(".")[0] == root.name:
+                mod = tuple(node.module.split(".")[1:])
+            else:
+                continue
+            if node.module is None:
+                # `from . import x`: x may be a module of that package
+                for alias in node.names:
+                    found.append((node.lineno, mod + (alias.name,)))
+            else:
+                found.append((node.lineno, mod))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == root.name:
+                    found.append((node.lineno, tuple(alias.name.split(".")[1:])))
+    return found
+
+
+def violations(root: Path) -> list[str]:
+    """Every import that runs against RULES, as `file:line: a -> b`."""
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).with_suffix("").parts
+        src = group_of(rel)
+        allowed = RULES.get(src)
+        assert allowed is not None, f"{path}: no layer rule for {src!r}"
+        for line, mod in imports_of(path, root):
+            dst = group_of(mod)
+            if dst == "__version__":  # `from .. import __version__`
+                continue
+            if dst not in allowed:
+                bad.append(f"{path.relative_to(root)}:{line}: {src} -> {dst} ({'.'.join(mod)})")
+    return bad
+
+
+def test_package_follows_its_layers() -> None:
+    assert violations(PKG) == []
+
+
+def test_every_subpackage_states_its_layer() -> None:
+    for init in PKG.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert doc, f"{init}: no docstring"
+        if init.parent.name != "cli":
+            assert "Layer:" in doc, f"{init}: the docstring does not say what it may import"
+
+
+@pytest.mark.parametrize("where,line", [
+    ("archive/manifest.py", "from ..backup.pack import pack\n"),
+    ("archive/io.py", "    from ..restore import run\n"),
+    ("inventory/listing.py", "from allsky_tasks.cli import main\n"),
+    ("spec/load.py", "from .. import archive\n"),
+])
+def test_the_check_fails_on_a_forbidden_import(tmp_path: Path, where: str, line: str) -> None:
+    copy = tmp_path / "allsky_tasks"
+    shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / where
+    target.write_text(target.read_text() + "\n\ndef _forbidden():\n" + (line if line.startswith(" ") else "    " + line))
+    found = violations(copy)
+    assert len(found) == 1 and found[0].startswith(where), found
+
+
+def test_type_only_imports_are_allowed(tmp_path: Path) -> None:
+    copy = tmp_path / "allsky_tasks"
+    shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / "archive" / "io.py"
+    target.write_text(target.read_text() + "\nif TYPE_CHECKING:\n    from ..backup.scan import ScanSummary\n")
+    assert violations(copy) == []
