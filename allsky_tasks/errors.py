@@ -123,11 +123,54 @@ class RestoreError(AllskyTasksError):
     stage = "restore"
 
 
+class CopyError(AllskyTasksError):
+    """A copy to a target (mounted disk, SSH, S3, rclone, Allsky's Remote Server) failed."""
+
+    exit_code = 22
+    stage = "copy"
+
+
+class EncryptionError(AllskyTasksError):
+    """Encrypting a copy, or decrypting one (wrong or missing identity), failed."""
+
+    exit_code = 23
+    stage = "encrypt"
+
+
+class DestinationError(AllskyTasksError):
+    """A destination or target meant to be a mounted disk is not mounted, or not writable."""
+
+    exit_code = 24
+    stage = "destination"
+
+
+class ScheduleError(AllskyTasksError):
+    """Installing, showing or removing the schedule failed."""
+
+    exit_code = 25
+    stage = "schedule"
+
+
+class UnhealthyError(AllskyTasksError):
+    """`status` found a spec unhealthy (stale, failing or never verified backups)."""
+
+    exit_code = 26
+    stage = "status"
+
+
+class UnsafePathError(AllskyTasksError):
+    """A file in the backup or state folder is a link, not ours, or not a regular file."""
+
+    exit_code = 27
+    stage = "safety"
+
+
 EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
     for cls in (
         AllskyTasksError, SpecError, ScanError, SpaceError, LockError, PackError,
         ServiceStopError, ServiceStartError, ManifestError, VerifyError,
-        UnsafeArchiveError, InventoryError, RestoreError,
+        UnsafeArchiveError, InventoryError, RestoreError, CopyError, EncryptionError,
+        DestinationError, ScheduleError, UnhealthyError, UnsafePathError,
     )
 }

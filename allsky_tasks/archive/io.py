@@ -13,6 +13,7 @@ from typing import IO, BinaryIO, Callable, Iterator
 
 import zstandard
 
+from ..safefs import atomic_write_bytes  # noqa: F401 - re-exported: callers import it from here
 from .writer import HashingWriter
 from .compression import FramedZstdWriter
 from .tar_header import ustar_header
@@ -149,23 +150,6 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o640) -> None:
-    """Write a small file via a temp name, fsync and rename."""
-    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 class ZstdFrameWalker:
