@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install the project with the given extras. Sourced by demo.sh/test.sh.
+# Create .venv (once) and install the project with the given extras. Run by demo.sh/test.sh.
+# For `test`, also the Debian packages the tests start as real servers (when root and missing).
 set -euo pipefail
 extras="${1:-}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-python3}"
+# Debian packages behind real-server tests: sshd (ssh copies), rclone (rclone copies),
+# age (cross-checks of encrypted copies), borg (the bench's nightly reference row).
+DEBIAN_TEST_PACKAGES="openssh-server openssh-client rclone age borgbackup"
+if [ "$extras" = "test" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    missing=""
+    for p in $DEBIAN_TEST_PACKAGES; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        echo "bootstrap: installing Debian packages:$missing" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    fi
+fi
 if [ ! -x "$root/.venv/bin/python" ]; then
     "$py" -m venv "$root/.venv"
 fi
