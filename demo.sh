@@ -12,8 +12,19 @@ rm -rf demo
 echo "== doit list"
 .venv/bin/doit list --all
 echo "== first run: validate, scan, pause, pack, manifest, verify every spec"
-.venv/bin/doit
+.venv/bin/doit backup
 echo "== second run: nothing changed, so nothing is packed"
-.venv/bin/doit
+.venv/bin/doit backup
 echo "== archives in $ALLSKY_BACKUP_DIR"
 ls -l "$ALLSKY_BACKUP_DIR"
+# Point later commands at the demo tree, not at ~/allsky and ~/allskybackups.
+cat > demo/env.sh <<ENV
+# Written by demo.sh: \`. demo/env.sh\` points allsky-tasks and doit at the demo tree.
+export ALLSKY_HOME='$ALLSKY_HOME'
+export ALLSKY_BACKUP_DIR='$ALLSKY_BACKUP_DIR'
+unset ALLSKY_IMAGES ALLSKY_SPECS_DIR
+export PATH='$PWD/.venv/bin':"\$PATH"
+ENV
+echo "== done. To use the demo tree from this shell, paste:"
+echo "   . '$PWD/demo/env.sh'"
+echo "   then: allsky-tasks list; allsky-tasks info NAME; allsky-tasks restore NAME --dry-run"

@@ -5,6 +5,24 @@ set -euo pipefail
 extras="${1:-}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-python3}"
+# Check the Python version before anything else: with an older one pip's resolver can search
+# for many minutes before it fails (Raspberry Pi OS Bullseye ships 3.9).
+if ! command -v "$py" >/dev/null 2>&1; then
+    echo "bootstrap: $py not found. allsky-tasks needs Python 3.11 or newer with venv" \
+         "(Raspberry Pi OS Bookworm: sudo apt install python3 python3-venv)." >&2
+    exit 1
+fi
+if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    found="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo unknown)"
+    echo "bootstrap: $py is Python $found; allsky-tasks needs Python 3.11 or newer." >&2
+    echo "  Raspberry Pi OS Bookworm (12) has 3.11. On Bullseye (11, Python 3.9) upgrade the OS," \
+         "or install a newer Python and run again with PYTHON=/path/to/python3.11." >&2
+    exit 1
+fi
+if ! "$py" -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "bootstrap: $py has no venv/ensurepip module; install it: sudo apt install python3-venv" >&2
+    exit 1
+fi
 # Debian packages behind real-server tests: sshd (ssh copies), rclone (rclone copies),
 # age (cross-checks of encrypted copies), borg (the bench's nightly reference row).
 DEBIAN_TEST_PACKAGES="openssh-server openssh-client rclone age borgbackup"

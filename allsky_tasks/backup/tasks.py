@@ -49,7 +49,10 @@ def doit_config(env: Environment) -> dict[str, Any]:
         fallback = Path.home() / ".cache" / "allsky-tasks"
         fallback.mkdir(parents=True, exist_ok=True)
         dep_file = fallback / "doit.sqlite3"
-    return {"backend": "sqlite3", "dep_file": str(dep_file), "default_tasks": ["backup"],
+    from .defaults import default_tasks
+
+    return {"backend": "sqlite3", "dep_file": str(dep_file),
+            "default_tasks": default_tasks(env.specs_dir),
             "verbosity": 2, "continue": True}
 
 

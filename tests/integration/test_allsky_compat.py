@@ -1,4 +1,4 @@
-"""Allsky's own archives (shared fixtures) next to ours made from the same tree."""
+"""Allsky's own archives (vendored in tests/data/allsky-made) next to ours made from the same tree."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from allsky_tasks.environment import PROJECT_DIR, Environment
 
 from ..conftest import Site, archive_metadata, backup
 
-FIXTURES = PROJECT_DIR.parent / "shared" / "fixtures" / "allsky-made"
+FIXTURES = PROJECT_DIR / "tests" / "data" / "allsky-made"
 CONFIG = FIXTURES / "allsky-config-backup-20261126-060004.tar.gz"
 IMAGES = FIXTURES / "allsky-images-backup-20261126-060005.tar.gz"
 
-pytestmark = pytest.mark.skipif(not CONFIG.exists(), reason="shared fixtures not present")
 
 
 def _names(archive: Path) -> list[str]:

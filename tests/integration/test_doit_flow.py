@@ -31,7 +31,7 @@ def _touch_later(path: Path) -> None:
 
 
 def test_first_run_makes_verified_archives_and_second_run_packs_nothing(shipped: Site) -> None:
-    first = shipped.doit(check=True)
+    first = shipped.doit("backup", check=True)
     archives = shipped.archives()
     assert len(archives) == 4
     for archive in archives:
@@ -43,7 +43,7 @@ def test_first_run_makes_verified_archives_and_second_run_packs_nothing(shipped:
         assert abs(estimate["errorPercent"]) < 3.0, (archive.name, estimate)
     assert first.stdout.count("verify ") >= 4
     assert "Total selected" in first.stdout and "(est. " in first.stdout  # the plan tables
-    second = shipped.doit(check=True)
+    second = shipped.doit("backup", check=True)
     assert shipped.archives() == archives
     for name in ("quick-config", "full-migration", "all-images", "recent-nights"):
         assert f"-- pack:{name}" in second.stdout
@@ -51,10 +51,10 @@ def test_first_run_makes_verified_archives_and_second_run_packs_nothing(shipped:
 
 
 def test_changed_file_repacks_only_the_specs_that_hold_it(shipped: Site) -> None:
-    shipped.doit(check=True)
+    shipped.doit("backup", check=True)
     before = set(shipped.archives())
     _touch_later(shipped.home / "env.json")
-    out = shipped.doit(check=True).stdout
+    out = shipped.doit("backup", check=True).stdout
     new = set(shipped.archives()) - before
     assert sorted(p.name.split("-")[1] for p in new) == ["config", "config"]
     assert ".  pack:quick-config" in out and ".  pack:full-migration" in out
@@ -62,19 +62,19 @@ def test_changed_file_repacks_only_the_specs_that_hold_it(shipped: Site) -> None
 
 
 def test_new_night_folder_repacks_images(shipped: Site) -> None:
-    shipped.doit(check=True)
+    shipped.doit("backup", check=True)
     before = set(shipped.archives())
     night = shipped.tree.images / "29990101"
     night.mkdir()
     (night / "image-29990101200000.jpg").write_bytes(b"\xff\xd8fake\xff\xd9")
-    out = shipped.doit(check=True).stdout
+    out = shipped.doit("backup", check=True).stdout
     new = set(shipped.archives()) - before
     assert sorted(p.name.split("-")[1] for p in new) == ["images", "images"]
     assert "-- pack:quick-config" in out
 
 
 def test_edited_spec_makes_a_new_archive(shipped: Site) -> None:
-    shipped.doit(check=True)
+    shipped.doit("backup", check=True)
     before = set(shipped.archives())
     spec = shipped.env.specs_dir / "quick-config.yaml"
     spec.write_text(spec.read_text().replace("level: 3", "level: 5"))
@@ -168,3 +168,18 @@ def test_verify_task_rechecks_when_its_record_is_removed(shipped: Site) -> None:
     assert "[VerifyError] verify failed for" in run.stdout + run.stderr
     meta = json.loads(sidecar_path(archive).read_text())
     assert meta["allskyTasks"]["verify"]["ok"] is False
+
+
+def test_plain_doit_backs_up_the_config_specs_only(shipped: Site) -> None:
+    """A new operator's plain `doit` writes no gzip of every night onto the card."""
+    out = shipped.doit(check=True).stdout
+    kinds = sorted(p.name.split("-")[1] for p in shipped.archives())
+    assert kinds == ["config", "config"]
+    assert ".  pack:quick-config" in out and ".  pack:full-migration" in out
+    assert "pack:all-images" not in out and "pack:recent-nights" not in out
+
+
+def test_plain_doit_without_config_specs_only_validates(site: Site) -> None:
+    site.spec("nights", "type: images\nfolders: {last: 1}\n")
+    out = site.doit(check=True).stdout
+    assert "validate:nights" in out and "pack:" not in out and site.archives() == []

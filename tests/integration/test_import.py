@@ -136,7 +136,6 @@ def test_stale_temp_of_a_killed_import_is_cleaned(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
-@pytest.mark.skipif(not ALLSKY_MADE, reason="shared fixtures not present")
 def test_allsky_made_archives_import_list_show_and_verify(tmp_path: Path) -> None:
     dest = tmp_path / "allskybackups"
     for src in ALLSKY_MADE:
@@ -159,7 +158,6 @@ def test_allsky_made_archives_import_list_show_and_verify(tmp_path: Path) -> Non
         assert read_sidecar(dest / name)["allskyTasks"]["verify"]["method"] == "structure"
 
 
-@pytest.mark.skipif(not ALLSKY_MADE, reason="shared fixtures not present")
 def test_cli_import_reports_and_exits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dest = tmp_path / "allskybackups"
     assert main(["import", str(ALLSKY_MADE[0]), "--dest", str(dest)]) == 0

@@ -195,7 +195,6 @@ def test_missing_modules_block_unless_restored_too(site: Site) -> None:
     assert (site.home / "config/myFiles/modules/allsky_test.py").is_file()
 
 
-@pytest.mark.skipif(not CONFIG.exists(), reason="shared fixtures not present")
 def test_allsky_made_archives_restore_into_a_tree_of_the_same_camera(site: Site) -> None:
     summary = restore(CONFIG, site.home, opts(site))
     for name, data in members(CONFIG).items():

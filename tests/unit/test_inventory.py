@@ -51,7 +51,6 @@ def test_list_groups_newest_first_and_skips_clutter(filled: Site) -> None:
     assert records[0].verified is None and not records[0].pinned
 
 
-@pytest.mark.skipif(not ALLSKY_MADE, reason="shared fixtures not present")
 def test_allsky_archive_without_sidecar_is_read_and_cached(site: Site) -> None:
     dest = site.env.backup_dir
     dest.mkdir()

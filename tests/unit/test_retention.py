@@ -86,7 +86,6 @@ def test_pin_and_unpin_are_stored_in_the_sidecar(site: Site) -> None:
     assert read_sidecar(archive)["allskyTasks"]["manifest"]  # the rest is untouched
 
 
-@pytest.mark.skipif(not ALLSKY_MADE, reason="shared fixtures not present")
 def test_pin_an_allsky_archive_without_sidecar(tmp_path: Path) -> None:
     dest = tmp_path / "allskybackups"
     dest.mkdir()

@@ -21,7 +21,7 @@ from allsky_tasks.archive.safety import (ArchiveRejected, Limits, path_problem, 
 
 from ..conftest import Site, backup
 
-FIXTURES = PROJECT_DIR.parent / "shared" / "fixtures" / "allsky-made"
+FIXTURES = PROJECT_DIR / "tests" / "data" / "allsky-made"
 Member = tuple[tarfile.TarInfo, bytes]
 
 
@@ -361,7 +361,6 @@ def test_our_archive_passes_and_a_tampered_copy_fails_its_manifest(site: Site,
     assert "does not match its own manifest" in err.problem and "env.json" in err.problem
 
 
-@pytest.mark.skipif(not FIXTURES.exists(), reason="shared fixtures not present")
 def test_allsky_made_archives_pass() -> None:
     for path in sorted(FIXTURES.glob("*.tar.gz")):
         report = validate_archive(path)
