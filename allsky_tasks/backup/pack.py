@@ -6,6 +6,7 @@ import errno
 import grp
 import hashlib
 import os
+import re
 import pwd
 import tarfile
 import time
@@ -67,9 +68,12 @@ class _Changed(Exception):
     """A file changed while it was read."""
 
 
-def archive_name(dest: Path, kind: str, suffix: str, now: datetime) -> Path:
-    """allsky-<type>-backup-YYYYMMDD-HHMMSS[-N]<suffix>, never an existing name."""
+def archive_name(dest: Path, kind: str, suffix: str, now: datetime,
+                 night: str | None = None) -> Path:
+    """allsky-<type>-backup-YYYYMMDD-HHMMSS[-night-<folder>][-N]<suffix>, never an existing name."""
     stem = f"allsky-{kind}-backup-{now:%Y%m%d-%H%M%S}"
+    if night and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", night):
+        stem += f"-night-{night}"  # a per-night archive says which night it holds
     n = 0
     while True:
         name = stem if n == 0 else f"{stem}-{n}"
@@ -283,7 +287,9 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
     started = time.monotonic()
     now = datetime.now().astimezone()
     dest = spec.destination
-    final = archive_name(dest, spec.type, spec.suffix, now)
+    per_night = (extra or {}).get("perNight")
+    night = per_night.get("folder") if isinstance(per_night, dict) else None
+    final = archive_name(dest, spec.type, spec.suffix, now, night)
     tmp = dest / f".{final.name}.part"
     meta = MetadataBuilder(spec, summary, workdir)
     try:

@@ -78,7 +78,8 @@ def build_plan(spec: Spec, summary: ScanSummary, rows_path: Path, *, free: int |
         "mediaCompression": spec.media_compression if spec.format == "zstd" else None,
         "fingerprint": summary.fingerprint,
         "destination": str(spec.destination),
-        "archivePattern": f"allsky-{spec.type}-backup-YYYYMMDD-HHMMSS{spec.suffix}",
+        "archivePattern": f"allsky-{spec.type}-backup-YYYYMMDD-HHMMSS"
+                          f"{'-night-<folder>' if spec.per_night else ''}{spec.suffix}",
         "camera": summary.camera, "warnings": list(summary.warnings),
     }
     if spec.type == "config":

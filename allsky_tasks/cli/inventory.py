@@ -10,6 +10,8 @@ from typing import Any, Callable
 from ..environment import Environment, from_environ, spec_files
 from ..errors import InventoryError
 
+DEST_HELP = ("only this backup folder (default: ALLSKY_BACKUP_DIR, else allskybackups beside "
+             "the Allsky home, e.g. ~/allskybackups, plus every spec's destination:)")
 _COLUMNS = ("Backup Date/Time", "Type", "Version", "Camera Type", "Camera Model", "Size",
             "Pinned", "Verified", "Spec", "Name")
 
@@ -34,9 +36,24 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 
 def _env_dest(args: argparse.Namespace) -> tuple[Environment, Path]:
-    """The environment and the destination folder (--dest wins)."""
+    """The environment and the one folder written to (import): --dest, else ALLSKY_BACKUP_DIR."""
     env = from_environ()
     return env, Path(args.dest).absolute() if getattr(args, "dest", None) else env.backup_dir
+
+
+def _env_dests(args: argparse.Namespace) -> tuple[Environment, list[Path]]:
+    """The environment and every folder looked in: --dest, else ALLSKY_BACKUP_DIR + the specs'."""
+    from ..inventory.destinations import destinations
+
+    env = from_environ()
+    return env, destinations(env, getattr(args, "dest", None))
+
+
+def _resolve(args: argparse.Namespace) -> Path:
+    """The ARCHIVE argument found in any of the folders."""
+    from ..inventory.destinations import resolve_everywhere
+
+    return resolve_everywhere(args.archive, _env_dests(args)[1])
 
 
 def _config_backup_cmd(env: Environment) -> str:
@@ -77,19 +94,32 @@ def _collapse_sets(group: list, each: bool) -> list:
     return rows
 
 
+def _spec_cell(r: Any, each: bool) -> str:
+    """The Spec column; with --archives a per-night archive also names its night."""
+    from ..inventory.listing import namespace
+
+    if each and r.night_set is not None:
+        return f"{r.spec} night {namespace(r.metadata)['perNight'].get('folder', '?')}"
+    return r.spec
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the grouped table and the warnings (or JSON)."""
-    from ..inventory.listing import list_backups, listing_warnings
+    from ..inventory.destinations import list_everywhere
+    from ..inventory.listing import listing_warnings
 
-    env, dest = _env_dest(args)
-    records = list_backups(dest)
+    env, folders = _env_dests(args)
+    records = list_everywhere(folders)
+    dest = folders[0]
     warnings = listing_warnings(records, dest, env.home, args.max_age_days,
                                 backup_cmd=_config_backup_cmd(env))
     if args.json:
-        print(json.dumps({"destination": str(dest), "backups": [r.to_json() for r in records],
+        print(json.dumps({"destination": str(dest), "destinations": [str(f) for f in folders],
+                          "backups": [r.to_json() for r in records],
                           "warnings": [w.__dict__ for w in warnings]}, indent=2))
         return 0
-    print(f"Backups in {dest}")
+    several = len({r.path.parent for r in records}) > 1
+    print(f"Backups in {', '.join(str(f) for f in folders)}")
     for kind, title in (("config", "Config"), ("images", "Images"), ("unknown", "Unreadable")):
         group = [r for r in records if r.type == kind]
         if not group and kind == "unknown":
@@ -99,7 +129,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows = [list(_COLUMNS)] + [
                 [r.created, title if kind != "unknown" else "?", r.version, r.cameratype,
                  r.cameramodel, human_size(r.size), "yes" if r.pinned else "no",
-                 "DAMAGED" if r.problem else _verified(r.verified), r.spec, r.name]
+                 "DAMAGED" if r.problem else _verified(r.verified), _spec_cell(r, args.archives),
+                 str(r.path) if several and not r.path.name.startswith("set:") else r.name]
                 for r in _collapse_sets(group, args.archives)]
             print("\n".join("  " + line for line in _table(rows)))
     for w in warnings:
@@ -156,10 +187,9 @@ def _print_info(data: dict[str, Any]) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Show what is inside one backup."""
-    from ..inventory.listing import info, resolve
+    from ..inventory.listing import info
 
-    _, dest = _env_dest(args)
-    data = info(resolve(args.archive, dest))
+    data = info(_resolve(args))
     if args.json:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -169,18 +199,20 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify one backup end to end and record the result."""
-    from ..inventory.listing import resolve, verify_backup
+    from ..inventory.listing import verify_backup
 
-    _, dest = _env_dest(args)
+    _, folders = _env_dests(args)
     if args.archive.startswith("set:"):  # every archive of a per-night set
-        from ..inventory.listing import list_backups, set_members
+        from ..inventory.destinations import list_everywhere
+        from ..inventory.listing import set_members
 
-        paths = [r.path for r in set_members(list_backups(dest), args.archive[4:])]
+        paths = [r.path for r in set_members(list_everywhere(folders), args.archive[4:])]
         if not paths:
-            raise InventoryError(f"no per-night set {args.archive[4:]!r} in {dest}",
+            raise InventoryError(f"no per-night set {args.archive[4:]!r} in "
+                                 f"{', '.join(str(f) for f in folders)}",
                                  hint="allsky-tasks list shows the sets")
     else:
-        paths = [resolve(args.archive, dest)]
+        paths = [_resolve(args)]
     for path in paths:
         result = verify_backup(path)
         print(f"verify {path.name}: ok ({result['kind']}, {result['members']} members, "
@@ -217,10 +249,9 @@ def _confirm(question: str, yes: bool) -> bool:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     """Delete one backup and its sidecar."""
-    from ..inventory.listing import delete_backup, load_record, resolve
+    from ..inventory.listing import delete_backup, load_record
 
-    _, dest = _env_dest(args)
-    path = resolve(args.archive, dest)
+    path = _resolve(args)
     if load_record(path).pinned and not args.yes:
         print(f"{path.name} is pinned as known-good.")
     if not _confirm(f'Delete backup "{path.name}"?', args.yes):
@@ -233,11 +264,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def _pin(pinned: bool) -> Callable[[argparse.Namespace], int]:
     """pin/unpin command."""
     def run(args: argparse.Namespace) -> int:
-        from ..inventory.listing import resolve
         from ..inventory.retention import set_pinned
 
-        _, dest = _env_dest(args)
-        record = set_pinned(resolve(args.archive, dest), pinned)
+        record = set_pinned(_resolve(args), pinned)
         print(f"{record.name}: {'pinned' if pinned else 'unpinned'}")
         if pinned and not record.verified:
             print(f"  not verified yet: run `allsky-tasks verify {record.name}`")
@@ -246,10 +275,20 @@ def _pin(pinned: bool) -> Callable[[argparse.Namespace], int]:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    """Show the retention plan; delete what it says unless --dry-run."""
+    """Show the retention plan for every folder; delete what it says unless --dry-run."""
+    env, folders = _env_dests(args)
+    code = 0
+    for dest in folders:
+        if len(folders) > 1:
+            print(f"{dest}:")
+        code = max(code, _prune_folder(dest, env, args))
+    return code
+
+
+def _prune_folder(dest: Path, env: Environment, args: argparse.Namespace) -> int:
+    """Prune one folder."""
     from ..inventory.retention import prune
 
-    env, dest = _env_dest(args)
     plan = prune(dest, env, args.keep_last, dry_run=True)
     for note in plan.notes:
         print(f"note: {note}")
@@ -279,8 +318,9 @@ def register(subs: argparse._SubParsersAction) -> None:
         if archive:
             p.add_argument("archive", metavar="ARCHIVE",
                            help="a backup name in the destination, or a path")
-        p.add_argument("--dest", metavar="DIR",
-                       help="backup folder (default: ALLSKY_BACKUP_DIR or ../allskybackups)")
+        p.add_argument("--dest", metavar="DIR", help=DEST_HELP if name != "import" else
+                       "folder to store the archive in (default: ALLSKY_BACKUP_DIR, else "
+                       "allskybackups beside the Allsky home, e.g. ~/allskybackups)")
         p.set_defaults(func=func)
         return p
 

@@ -88,8 +88,11 @@ def _cmd(args: argparse.Namespace) -> int:
         force_camera=args.force_camera, undo=not args.no_undo,
         images=env.images if home == env.home else None, backup_dir=backup_dir,
         service=None if args.no_service else ServiceConfig(unit=args.service_unit))
+    from ..inventory.destinations import destinations
+
     confirmed = args.yes
-    for archive, folders in _targets(args.archive, backup_dir, args.folders):
+    looked_in = destinations(replace(env, backup_dir=backup_dir), args.dest)
+    for archive, folders in _targets(args.archive, looked_in, args.folders):
         one = replace(options, folders=folders)
         with signals_as_interrupt():
             with tracked(archive.name, "restore-checks") as progress:
@@ -112,20 +115,26 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _targets(name: str, backup_dir: Path, folders: list[str]) -> list[tuple[Path, list[str]]]:
+def _targets(name: str, looked_in: list[Path], folders: list[str]
+             ) -> list[tuple[Path, list[str]]]:
     """(archive, folders) to restore: one archive, or the chosen nights of a per-night set."""
     from ..errors import RestoreError
-    from ..inventory.listing import list_backups, resolve, set_members
+    from ..inventory.destinations import list_everywhere, resolve_everywhere
+    from ..inventory.listing import set_members
 
     if not name.startswith("set:"):
-        return [(resolve(name, backup_dir), folders)]
+        return [(resolve_everywhere(name, looked_in), folders)]
     out = []
-    for record in set_members(list_backups(backup_dir), name[4:]):
+    records = sorted(set_members(list_everywhere(looked_in), name[4:]),
+                     key=lambda r: (r.metadata["allskyTasks"]["perNight"].get("folder", ""),
+                                    r.timestamp, r.mtime))
+    for record in records:
         night = record.metadata["allskyTasks"]["perNight"]["folder"]
         if not folders or night in folders:
             out.append((record.path, [night]))
     if not out:
-        raise RestoreError(f"no archive of per-night set {name[4:]!r} in {backup_dir} holds "
+        raise RestoreError(f"no archive of per-night set {name[4:]!r} in "
+                           f"{', '.join(str(f) for f in looked_in)} holds "
                            f"{', '.join(folders) or 'any night'}",
                            hint="allsky-tasks list shows the sets; list --archives the nights")
     # Only the newest archive of each night: a night packed again supersedes the older one.
@@ -159,6 +168,9 @@ def register(subs: argparse._SubParsersAction) -> None:
                    help="do not take a config backup of the current state first")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--home", metavar="DIR", help="the Allsky home (default: $ALLSKY_HOME)")
+    p.add_argument("--dest", metavar="DIR",
+                   help="look only in this backup folder (default: ALLSKY_BACKUP_DIR, else "
+                        "allskybackups beside the home, plus every spec's destination:)")
     p.add_argument("--no-service", action="store_true",
                    help="leave the Allsky service alone (installs without systemd)")
     p.add_argument("--service-unit", default="allsky", metavar="UNIT",

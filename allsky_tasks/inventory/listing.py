@@ -253,10 +253,11 @@ def listing_warnings(records: list[Record], dest: Path, home: Path, max_age_days
     if age > max_age_days:
         out.append(Advice(f"The newest config backup is {age:.0f} days old "
                             f"(more than {max_age_days:g}).", backup_cmd))
-    if _same_device(dest, home):
+    folders = {r.path.parent for r in records} or {dest}  # every folder listed, not only dest
+    if all(_same_device(folder, home) for folder in folders):
         out.append(Advice(f"Every backup is on the same filesystem as {home}: a failed card "
-                            "loses both.", f"cp -p {dest}/{configs[0].name} "
-                            f"{dest}/{sidecar_path(configs[0].path).name} /media/usb/"))
+                            "loses both.", f"cp -p {configs[0].path} "
+                            f"{sidecar_path(configs[0].path)} /media/usb/"))
     return out
 
 
