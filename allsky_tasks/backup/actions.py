@@ -84,7 +84,9 @@ def run_validate(spec_path: str, env: Environment, state: str) -> None:
         spec = load_spec(Path(spec_path), env)
         _write_json(Path(state) / "spec.json", spec_to_json(spec))
         progress.finish(type=spec.type)
-    what = ", ".join(spec.sections) if spec.type == "config" else f"folders {spec.folders}"
+    from ..spec.messages import folders_text
+
+    what = ", ".join(spec.sections) if spec.type == "config" else folders_text(spec.folders)
     _say(f"{spec_path}: ok ({spec.type}: {what}; {spec.format} -> {spec.destination})")
 
 

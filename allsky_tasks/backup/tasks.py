@@ -50,8 +50,9 @@ def doit_config(env: Environment) -> dict[str, Any]:
         fallback.mkdir(parents=True, exist_ok=True)
         dep_file = fallback / "doit.sqlite3"
     from .defaults import default_tasks
+    from .reporter import OperatorReporter
 
-    return {"backend": "sqlite3", "dep_file": str(dep_file),
+    return {"backend": "sqlite3", "dep_file": str(dep_file), "reporter": OperatorReporter,
             "default_tasks": default_tasks(env.specs_dir),
             "verbosity": 2, "continue": True}
 

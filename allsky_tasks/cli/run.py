@@ -29,7 +29,10 @@ def run_doit(doit_args: list[str]) -> int:
 
     from ..backup import actions
 
+    from ..backup import reporter
+
     actions.FAILURES.clear()
+    reporter.ARGV = list(doit_args)
     with signals_as_interrupt():
         code = DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args)
     if actions.FAILURES:
@@ -46,10 +49,10 @@ def _cmd(args: argparse.Namespace) -> int:
         os.environ[EVENTS_ENV] = str(Path(args.events).absolute())
         events_file_for(os.environ[EVENTS_ENV])
     if args.quiet:
-        # For cron: only errors. doit's own verbosity 0 captures task output, and its
-        # error-only reporter prints nothing for tasks that went well.
+        # For cron: only errors, on stderr. doit's verbosity 0 captures task output, and our
+        # reporter (DOIT_CONFIG) prints no task lines when ALLSKY_QUIET is set.
         os.environ[QUIET_ENV] = "1"
-        doit_args = ["--verbosity", "0", "--reporter", "error-only", *doit_args]
+        doit_args = ["--verbosity", "0", *doit_args]
     return run_doit(doit_args)
 
 

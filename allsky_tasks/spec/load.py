@@ -103,10 +103,15 @@ def schema_problems(data: Any, where: str) -> list[str]:
 
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     validator = Draft202012Validator(schema)
+    from .messages import friendly, unrepr
+
     problems = []
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
-        message = err.message
-        if err.validator == "oneOf" and list(err.path) == ["folders"]:
+        message = unrepr(err.message)
+        ours = friendly(err)
+        if ours:
+            message = ours
+        elif err.validator == "oneOf" and list(err.path) == ["folders"]:
             message = (f"{err.instance!r} is not 'all', a list of folder names "
                        "(YYYYMMDD or test*), {from: YYYYMMDD, to: YYYYMMDD} or {last: N}")
         elif err.validator == "additionalProperties" and list(err.path) == ["sections"]:
@@ -179,6 +184,9 @@ def semantic_problems(data: dict[str, Any], path: Path, env: Environment,
         out.append(f"{where}::$.media_compression: only for format zstd "
                    f"(this spec is format {fmt})")
     folders = normalize_folders(data.get("folders", "all"))
+    from .messages import date_problems
+
+    out += date_problems(folders, where)
     if isinstance(folders, dict) and "from" in folders and folders["from"] > folders["to"]:
         out.append(f"{where}::$.folders: from {folders['from']} is after to {folders['to']}")
     areas = ("images",) if kind == "images" else CONFIG_AREAS
