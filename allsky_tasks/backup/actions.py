@@ -83,6 +83,9 @@ def run_validate(spec_path: str, env: Environment, state: str) -> None:
     with tracked(Path(spec_path).stem, "validate") as progress:
         spec = load_spec(Path(spec_path), env)
         _write_json(Path(state) / "spec.json", spec_to_json(spec))
+        from .live import record
+
+        record(Path(state), spec)
         progress.finish(type=spec.type)
     from ..spec.messages import folders_text
 
@@ -212,7 +215,7 @@ def run_pack(state: str, env: Environment) -> None:
     """Stop the service if needed, stream new archives, start the service whatever happens."""
     from ..service.lock import destination_lock
     from .pack import clean_stale_parts, pack
-    from .space import check_space
+    from .space import check_space, spec_margin
 
     st = Path(state)
     spec, summary = _load(st)
@@ -236,7 +239,8 @@ def run_pack(state: str, env: Environment) -> None:
                 for name in clean_stale_parts(spec.destination):
                     progress.warning(f"removed {name} left by an interrupted run")
                 # Before anything is stopped or written: will the archives fit?
-                check_space(spec.destination, _needed_bytes(st, spec, summary, jobs))
+                check_space(spec.destination, _needed_bytes(st, spec, summary, jobs),
+                            *spec_margin(spec.free_space))
                 with paused_service(cfg, needed and bool(jobs), reason, env.state_dir) as record:
                     if record.stopped:
                         _say(f"  stopped {cfg.unit} ({reason})")

@@ -10,7 +10,7 @@ from .estimate import Estimate, estimate_compressed, estimate_total
 from .scan import Entry, ScanSummary, read_rows
 from ..spec.sections import BY_KEY, IMAGES_SECTION
 from ..service.control import ServiceConfig, pause_needed
-from .space import existing_parent, format_bytes, free_bytes, required_bytes
+from .space import existing_parent, format_bytes, free_bytes, required_bytes, spec_margin
 from ..spec.load import Spec
 
 ALLSKY_RATIO = 0.92  # Allsky's own estimate: raw x 0.92 for everything
@@ -100,9 +100,12 @@ def build_plan(spec: Spec, summary: ScanSummary, rows_path: Path, *, free: int |
                       "allskyEstimateBytes": round(summary.raw_bytes * ALLSKY_RATIO)}
     needed = _needed(total.estimated_bytes, total.metadata_bytes) + sum(db_sizes)
     free = free_bytes(spec.destination) if free is None else free
-    fits = free >= required_bytes(needed)
+    margin, floor = spec_margin(getattr(spec, "free_space", None))
+    required = required_bytes(needed, margin, floor)
+    fits = free >= required
     plan["space"] = {"path": str(existing_parent(spec.destination)), "freeBytes": free,
-                     "neededBytes": needed, "requiredBytes": required_bytes(needed), "fits": fits}
+                     "neededBytes": needed, "requiredBytes": required, "fits": fits,
+                     "marginPercent": margin * 100, "minFreeBytes": floor}
     plan["fits"] = fits
     cfg = ServiceConfig.from_spec(spec.service)
     pause, reason = pause_needed(cfg, "databases" in spec.sections or bool(summary.database_files))
@@ -187,7 +190,9 @@ def render_plan(plan: dict[str, Any]) -> str:
     space = plan["space"]
     verdict = "fits" if space["fits"] else "DOES NOT FIT"
     lines.append(f"  free space at {space['path']}: {format_bytes(space['freeBytes'])}; needs "
-                 f"{format_bytes(space['neededBytes'])} + margin, "
+                 f"{format_bytes(space['neededBytes'])} + margin "
+                 f"({space.get('marginPercent', 10):g} %, at least "
+                 f"{format_bytes(space.get('minFreeBytes', 64 << 20))}), "
                  f"{format_bytes(space['requiredBytes'])} in all: {verdict}")
     service = plan["service"]
     lines.append(f"  service: {'pause' if service['pause'] else 'no pause'} ({service['reason']})")

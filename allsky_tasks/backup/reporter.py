@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 from doit.exceptions import BaseFail, UnmetDependency
@@ -19,6 +20,8 @@ from ..progress import QUIET_ENV
 
 # The doit arguments of this run when doit runs inside our CLI (sys.argv is ours then).
 ARGV: list[str] | None = None
+# time.monotonic() when doit started running tasks (None: no run, e.g. `doit info`).
+RUN_STARTED: float | None = None
 
 
 def asked_for_detail(argv: list[str]) -> bool:
@@ -51,6 +54,12 @@ class OperatorReporter(ConsoleReporter):
         self.detail = options.get("failure_verbosity", 0) > 0 or asked_for_detail(argv)
         self.failed: dict[str, tuple[str, str]] = {}  # spec -> (task, error class)
         self.skipped: dict[str, list[str]] = {}  # spec -> tasks not run because of it
+
+    def initialize(self, tasks: Any, selected_tasks: Any) -> None:
+        """A run starts: backup:<spec> summaries are due, and the run's clock starts."""
+        global RUN_STARTED
+        RUN_STARTED = time.monotonic()
+        super().initialize(tasks, selected_tasks)
 
     def write(self, text: str) -> None:
         """Quiet: everything this reporter still prints is an error, so it goes to stderr."""

@@ -13,12 +13,12 @@ _UNITS = ("B", "KB", "MB", "GB", "TB")
 
 
 def format_bytes(n: float) -> str:
-    """Allsky's formatBytes: 1024-based, B/KB/MB/GB/TB, one decimal ("20.0 MB")."""
+    """Allsky's formatBytes: 1024-based, B/KB/MB/GB/TB, one decimal ("20.0 MB"; bytes whole)."""
     value, unit = float(n), 0
     while abs(value) >= 1024 and unit < len(_UNITS) - 1:
         value /= 1024
         unit += 1
-    return f"{value:.1f} {_UNITS[unit]}"
+    return f"{value:.0f} B" if unit == 0 else f"{value:.1f} {_UNITS[unit]}"
 
 
 def existing_parent(path: Path) -> Path:
@@ -34,6 +34,14 @@ def free_bytes(path: Path) -> int:
     st = os.statvfs(existing_parent(path))
     # f_bavail, not f_bfree: the blocks reserved for root are not ours to fill.
     return st.f_bavail * st.f_frsize
+
+
+def spec_margin(free_space: dict | None) -> tuple[float, int]:
+    """(proportional margin, floor in bytes) from a spec's `free_space:` (defaults 10 %, 64 MiB)."""
+    free_space = free_space or {}
+    margin = float(free_space.get("margin_percent", MARGIN * 100)) / 100
+    floor = int(float(free_space.get("min_free_mb", MIN_MARGIN / (1 << 20))) * (1 << 20))
+    return margin, floor
 
 
 def required_bytes(needed: int, margin: float = MARGIN, min_margin: int = MIN_MARGIN) -> int:
@@ -54,5 +62,6 @@ def check_space(dest: Path, needed: int, margin: float = MARGIN, min_margin: int
         f"({needed} bytes) plus a margin of {format_bytes(required - needed)}, "
         f"but only {format_bytes(free)} ({free} bytes) is free",
         hint=f"free at least {format_bytes(required - free)} there (delete or move old "
-             "backups), or point the spec's destination at a bigger disk",
+             "backups), point the spec's destination at a bigger disk, or lower the spec's "
+             f"free_space: margin ({margin * 100:g} %, at least {format_bytes(min_margin)} now)",
     )

@@ -46,7 +46,18 @@ def backup_summary(st: Path, new: bool, run_warnings: list[str]) -> dict[str, An
         "throughput": round(raw / seconds) if seconds else None,
         "pausedSeconds": service.get("paused_seconds"), "verified": bool(verified.get("ok")),
         "estimate": _estimate([r.get("estimate") for r in results]), "warnings": warnings,
+        "runSeconds": _run_seconds(),
     }
+
+
+def _run_seconds() -> float | None:
+    """Seconds since this doit run started (None outside a run)."""
+    import time
+
+    from . import reporter
+
+    return None if reporter.RUN_STARTED is None else round(
+        time.monotonic() - reporter.RUN_STARTED, 3)
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -58,12 +69,16 @@ def render_summary(s: dict[str, Any]) -> str:
         lines = [f"backup {s['spec']}: {head} {a}" for a in s["archives"]]
         lines += [f"  {human(s['sizeBytes'])} from {human(s['rawBytes'])} raw "
                   f"(ratio {s['ratio']}), {s['members']} members",
-                  f"  packed in {s['seconds']}s"
-                  + (f" at {human(s['throughput'])}/s" if s["throughput"] else "")
-                  + (f"; service paused {s['pausedSeconds']}s" if s["pausedSeconds"] else ""),
                   f"  verify: {'ok' if s['verified'] else 'NOT VERIFIED'}"]
+        if s["new"]:  # an up-to-date summary does not repeat the old archive's pack time
+            lines.insert(-1, f"  packed in {s['seconds']}s"
+                         + (f" at {human(s['throughput'])}/s" if s["throughput"] else "")
+                         + (f"; service paused {s['pausedSeconds']}s"
+                            if s["pausedSeconds"] else ""))
     if s.get("estimate"):
         est = s["estimate"]
         lines.append(f"  estimate {human(est['estimatedBytes'])}, error {est['errorPercent']}%")
     lines += [f"  warning: {w}" for w in s["warnings"]]
+    if s.get("runSeconds") is not None:
+        lines.append(f"  run time {s['runSeconds']}s (this doit run, up to this summary)")
     return "\n".join(lines)

@@ -35,6 +35,25 @@ def _archive_present(state: str) -> bool:
     return archive_present(state)
 
 
+def _live_unchanged(state: str) -> bool:
+    """uptodate check for validate: the install paths it checked are as they were."""
+    from .live import unchanged
+
+    return unchanged(state)
+
+
+def _summary_due(state: str) -> bool:
+    """backup:<spec> runs in every `doit` run (it prints the summary); `doit info` calls it up
+    to date while the latest archive exists and was verified."""
+    from . import reporter
+
+    if reporter.RUN_STARTED is not None:
+        return False
+    from .actions import archive_present
+
+    return archive_present(state) and (Path(state) / "verify.json").exists()
+
+
 def spec_state(env: Environment, name: str) -> Path:
     """The folder holding one spec's task state."""
     return env.state_dir / "specs" / name
@@ -77,7 +96,8 @@ def gen_validate(env: Environment) -> Iterator[dict[str, Any]]:
         yield {"basename": "validate", "name": name, "doc": doc,
                "actions": [_action("run_validate", str(path), env, str(st))],
                "file_dep": [str(path), str(SCHEMA_PATH)], "targets": [str(st / "spec.json")],
-               "uptodate": [config_changed(_env_key(env))], "verbosity": 2}
+               "uptodate": [config_changed(_env_key(env)), (_live_unchanged, [str(st)])],
+               "verbosity": 2}
 
 
 def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
@@ -116,7 +136,8 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
         yield {"basename": "verify", "name": name, "doc": doc,
                "actions": [_action("run_verify", str(st))], "file_dep": [str(st / "manifest.json")],
                "targets": [str(st / "verify.json")]}
-        yield {"basename": "backup", "name": name, "doc": doc, "uptodate": [False],
+        yield {"basename": "backup", "name": name, "doc": doc,
+               "uptodate": [(_summary_due, [str(st)])],
                "actions": [_action("run_summary", str(st))],
                "task_dep": [f"resume:{name}", f"verify:{name}"]}
 

@@ -17,11 +17,10 @@ _COLUMNS = ("Backup Date/Time", "Type", "Version", "Camera Type", "Camera Model"
 
 
 def human_size(size: int) -> str:
-    """1024-based size as KB, MB or GB."""
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size / 1024:.1f} KB"
+    """Allsky's convention: 1024-based, labelled B/KB/MB/GB (1 KB = 1024 bytes)."""
+    from ..backup.space import format_bytes
+
+    return format_bytes(size)
 
 
 def _verified(ok: bool | None) -> str:
@@ -120,6 +119,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     several = len({r.path.parent for r in records}) > 1
     print(f"Backups in {', '.join(str(f) for f in folders)}")
+    print("(sizes as Allsky shows them: 1 KB = 1024 bytes, 1 MB = 1024 KB)")
     for kind, title in (("config", "Config"), ("images", "Images"), ("unknown", "Unreadable")):
         group = [r for r in records if r.type == kind]
         if not group and kind == "unknown":
@@ -161,8 +161,9 @@ def _print_info(data: dict[str, Any]) -> None:
         if data["imageBackupAll"]:
             line("Folders", data["imageFolders"])
     line("Files", data["files"])
-    line("Raw bytes", data["rawBytes"])
-    line("Size", f"{human_size(data['size'])} ({data['size']} bytes)")
+    if isinstance(data["rawBytes"], int):
+        line("Raw size", f"{human_size(data['rawBytes'])} ({data['rawBytes']:,} bytes)")
+    line("Size", f"{human_size(data['size'])} ({data['size']:,} bytes)")
     estimate = data.get("estimate")
     if isinstance(estimate, dict) and isinstance(estimate.get("estimatedBytes"), int):
         line("Estimated size", f"{human_size(estimate['estimatedBytes'])} (real "
@@ -230,7 +231,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     total = src.stat().st_size if src.is_file() else 0
     with tracked(src.name, "import", total) as progress:
         result = import_archive(src, dest, on_bytes=lambda n: progress.update(n, src.name))
-        progress.finish(archive=str(result.path), members=result.report.members)
+        progress.finish(archive=str(result.path), duplicate=result.duplicate,
+                        members=result.report.members if result.report else None)
+    if result.duplicate or result.report is None:
+        print(f"{args.file} is already stored as {result.path.name} in {dest} (same "
+              "SHA-256); nothing imported")
+        return 0
     r = result.report
     print(f"imported {args.file} as {result.path} ({r.kind} {r.metadata.get('backupType')} "
           f"backup, {r.members} members, {human_size(r.size)}, checked in {r.seconds}s)")

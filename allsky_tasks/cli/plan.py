@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import AllskyTasksError, SpecError
+from ..errors import AllskyTasksError, SpaceError, SpecError
 
 
 def spec_paths(names: list[str], specs_dir: Path) -> list[Path]:
@@ -53,6 +53,7 @@ def _cmd(args: argparse.Namespace) -> int:
     """Plan every named spec; print the plans, then the errors (the first one sets the code)."""
     from ..environment import from_environ
     from ..backup.plan import render_plan
+    from ..backup.space import format_bytes
 
     plans, failures = [], []
     for path in spec_paths(args.specs, from_environ().specs_dir):
@@ -66,6 +67,15 @@ def _cmd(args: argparse.Namespace) -> int:
             print(("\n" if len(plans) > 1 else "") + render_plan(plan), flush=True)
     if args.json:
         print(json.dumps(plans, indent=2))
+    for plan in plans:  # the same refusal pack would make, before anything is stopped
+        space = plan["space"]
+        if not space["fits"]:
+            failures.append(SpaceError(
+                f"{plan['spec']}: does not fit at {space['path']}: needs "
+                f"{format_bytes(space['requiredBytes'])} with the margin, "
+                f"{format_bytes(space['freeBytes'])} free",
+                hint="free space there, choose another destination, or lower the spec's "
+                     "free_space: {margin_percent, min_free_mb}"))
     for e in failures[1:]:  # main prints the first, and exits with its code
         print(f"allsky-tasks: {type(e).__name__}: {e}", file=sys.stderr)
     if failures:

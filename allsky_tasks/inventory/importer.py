@@ -14,7 +14,7 @@ from typing import Any, Callable
 from ..archive.io import ARCHIVE_MODE, fsync_dir
 from ..errors import InventoryError, ManifestError, SpaceError
 from .listing import SUFFIXES, clean_metadata
-from ..archive.manifest import write_sidecar
+from ..archive.manifest import sidecar_path, write_sidecar
 from ..archive.metadata import NAMESPACE
 from ..archive.safety import ArchiveRejected, Limits, SafetyReport, validate_archive
 
@@ -27,7 +27,8 @@ class ImportResult:
 
     path: Path
     sidecar: Path
-    report: SafetyReport
+    report: SafetyReport | None
+    duplicate: bool = False  # the same bytes were already stored, as `path`; nothing written
 
 
 def safe_stem(name: str) -> tuple[str, str]:
@@ -107,6 +108,11 @@ def import_archive(src: Path, dest: Path, limits: Limits = Limits(),
     stem, suffix = safe_stem(src.name)
     if not src.is_file():
         raise InventoryError(f"{src}: no such file", hint="give the path of a .tar.gz/.tar.zst")
+    from .duplicates import already_stored
+
+    same = already_stored(src, dest)
+    if same is not None:
+        return ImportResult(path=same, sidecar=sidecar_path(same), report=None, duplicate=True)
     try:
         dest.mkdir(parents=True, exist_ok=True, mode=0o750)
         _clean_stale(dest)

@@ -45,6 +45,7 @@ class Spec:
     retention: dict[str, Any] = field(default_factory=dict)
     per_night: bool = False
     digest: str = ""
+    free_space: dict[str, Any] = field(default_factory=dict)
 
     @property
     def suffix(self) -> str:
@@ -280,6 +281,7 @@ def load_spec(path: Path, env: Environment, *, check_tree: bool = True) -> Spec:
         service=dict(data.get("service", {})), on_file_error=data.get("on_file_error", "fail"),
         retention=dict(data.get("retention", {})), per_night=bool(data.get("per_night")),
         digest=spec_digest(data, home, images, dest),
+        free_space=dict(data.get("free_space", {})),
     )
 
 

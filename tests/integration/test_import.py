@@ -99,10 +99,13 @@ def test_names_are_sanitised_and_never_overwrite(tmp_path: Path) -> None:
     src = good_config(tmp_path / "My Backup (1).TAR.GZ")
     dest = tmp_path / "allskybackups"
     first = import_archive(src, dest).path
-    second = import_archive(src, dest).path
+    (tmp_path / "other").mkdir()
+    other = good_config(tmp_path / "other" / src.name, note="another backup, same name")
+    second = import_archive(other, dest).path
     assert first.name == "My_Backup__1_.tar.gz" and second.name == "My_Backup__1_-1.tar.gz"
     (dest / "x.tar.zst").write_bytes(b"taken")  # a .tar.zst of the same stem blocks .tar.gz too
-    assert import_archive(good_config(tmp_path / "x.tar.gz"), dest).path.name == "x-1.tar.gz"
+    x = good_config(tmp_path / "x.tar.gz", note="x")
+    assert import_archive(x, dest).path.name == "x-1.tar.gz"
     assert safe_stem(".hidden name.tar.zst") == ("hidden_name", ".tar.zst")
     assert safe_stem(".tar.gz") == ("imported", ".tar.gz")
 
@@ -170,3 +173,20 @@ def test_cli_import_reports_and_exits(tmp_path: Path, capsys: pytest.CaptureFixt
                                                sidecar_path(ALLSKY_MADE[0]).name])
     data = json.loads(sidecar_path(dest / ALLSKY_MADE[0].name).read_text())
     assert data["backupType"] in ("config", "images")
+
+
+def test_importing_the_same_file_twice_says_where_it_is(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = good_config(tmp_path / "c.tar.gz")
+    dest = tmp_path / "allskybackups"
+    first = import_archive(src, dest)
+    again = import_archive(src, dest)
+    assert again.duplicate and again.path == first.path and again.report is None
+    assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == \
+        ["c.json", "c.tar.gz"]
+    proc = subprocess.run([sys.executable, "-m", "allsky_tasks", "import", str(src), "--dest",
+                           str(dest)], text=True, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"is already stored as c.tar.gz in {dest}" in proc.stdout

@@ -14,7 +14,7 @@ from allsky_tasks.backup.space import (MIN_MARGIN, check_space, existing_parent,
 
 
 @pytest.mark.parametrize("n, text", [
-    (0, "0.0 B"), (512, "512.0 B"), (1023, "1023.0 B"), (1024, "1.0 KB"), (1536, "1.5 KB"),
+    (0, "0 B"), (512, "512 B"), (1023, "1023 B"), (1024, "1.0 KB"), (1536, "1.5 KB"),
     (20 * 1024 ** 2, "20.0 MB"), (int(18.4 * 1024 ** 2), "18.4 MB"), (3 * 1024 ** 3, "3.0 GB"),
     (5 * 1024 ** 4, "5.0 TB"), (2048 * 1024 ** 4, "2048.0 TB"),
 ])
