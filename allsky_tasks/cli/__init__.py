@@ -15,7 +15,7 @@ from ..errors import AllskyTasksError
 
 # Command modules, in the order `--help` lists them. A missing module is skipped so a partial
 # install still runs the rest.
-COMMAND_MODULES = ("run", "plan", "inventory", "restore")
+COMMAND_MODULES = ("run", "plan", "inventory", "restore", "init")
 
 
 def _register(subs: argparse._SubParsersAction, name: str) -> None:
@@ -31,8 +31,11 @@ def _register(subs: argparse._SubParsersAction, name: str) -> None:
 
 def _parser(names: tuple[str, ...]) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """A parser with the commands of these modules, and its subcommand action."""
+    from .. import __version__
+
     parser = argparse.ArgumentParser(prog="allsky-tasks",
                                      description="Declarative, verified Allsky backups.")
+    parser.add_argument("--version", action="version", version=f"allsky-tasks {__version__}")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in names:
         _register(subs, name)

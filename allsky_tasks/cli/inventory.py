@@ -258,8 +258,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from ..inventory.listing import delete_backup, load_record
 
     path = _resolve(args)
-    if load_record(path).pinned and not args.yes:
-        print(f"{path.name} is pinned as known-good.")
+    if load_record(path).pinned and not args.force:
+        raise InventoryError(f"{path.name} is pinned as known-good; not deleted",
+                             hint=f"`allsky-tasks unpin {path.name}` first, or delete it with "
+                                  "--force")
     if not _confirm(f'Delete backup "{path.name}"?', args.yes):
         print("not deleted")
         return 1
@@ -341,8 +343,9 @@ def register(subs: argparse._SubParsersAction) -> None:
     add("verify", cmd_verify, "re-read a backup end to end and record the result")
     p = add("import", cmd_import, "check an outside .tar.gz/.tar.zst and store it", False)
     p.add_argument("file", metavar="FILE", help="the archive to import")
-    add("delete", cmd_delete, "delete a backup and its sidecar").add_argument(
-        "--yes", action="store_true", help="do not ask")
+    p = add("delete", cmd_delete, "delete a backup and its sidecar")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p.add_argument("--force", action="store_true", help="delete it even if it is pinned")
     add("pin", _pin(True), "mark a backup as known-good (prune never deletes it)")
     add("unpin", _pin(False), "remove the known-good mark")
     p = add("prune", cmd_prune, "delete old backups by the specs' retention.keep_last", False)

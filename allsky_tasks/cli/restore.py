@@ -36,13 +36,15 @@ def _print_plan(summary: RestoreSummary) -> None:
     print("Dry run: nothing was changed. A restore would:")
     totals: dict[str, list[int]] = {}
     for action, path, size in summary.plan:
-        print(f"  {action:<8} {format_bytes(size):>10}  {path}")
+        print(f"  {action:<9} {format_bytes(size):>10}  {path}")
         count = totals.setdefault(action, [0, 0])
         count[0], count[1] = count[0] + 1, count[1] + size
     print("  " + ", ".join(f"{action} {n} ({format_bytes(b)})"
                            for action, (n, b) in totals.items()))
     if any(a == "keep" for a, _, _ in summary.plan):
         print("  (keep: not in the backup, left as it is)")
+    if any(a == "unchanged" for a, _, _ in summary.plan):
+        print("  (unchanged: the live file already has the backup's bytes)")
 
 
 def _print_summary(summary: RestoreSummary) -> None:
@@ -170,7 +172,8 @@ def register(subs: argparse._SubParsersAction) -> None:
     p.add_argument("--home", metavar="DIR", help="the Allsky home (default: $ALLSKY_HOME)")
     p.add_argument("--dest", metavar="DIR",
                    help="look only in this backup folder (default: ALLSKY_BACKUP_DIR, else "
-                        "allskybackups beside the home, plus every spec's destination:)")
+                        "allskybackups beside the home, e.g. ~/allskybackups, plus every "
+                        "spec's destination:)")
     p.add_argument("--no-service", action="store_true",
                    help="leave the Allsky service alone (installs without systemd)")
     p.add_argument("--service-unit", default="allsky", metavar="UNIT",

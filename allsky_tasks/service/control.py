@@ -110,6 +110,18 @@ def _sync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def permission_hint(problem: str) -> str:
+    """For systemd refusing a non-root user: how to let the Allsky user pause the service."""
+    if not any(s in problem for s in ("Interactive authentication required", "Access denied",
+                                      "authentication is required")):
+        return ""
+    return ("\n  -> only root may stop/start a systemd unit: the Allsky user (pi) has "
+            "passwordless sudo on Raspberry Pi OS, so set in the spec service: {commands: "
+            "{stop: [sudo, -n, systemctl, stop, '{unit}'], start: [sudo, -n, systemctl, start, "
+            "'{unit}'], status: [systemctl, is-active, --quiet, '{unit}']}}, or use "
+            "service: {pause: never} (databases are still captured consistently)")
+
+
 def _write_marker(cfg: ServiceConfig, marker: Path, activity: str = "backup") -> None:
     """Atomically record that this process is about to stop the service."""
     own = _proc_stat(os.getpid())
@@ -221,7 +233,8 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
         if problem:
             raise ServiceStopError(f"could not stop service {cfg.unit}: {problem}",
                                    hint=f"nothing was written and {cfg.unit} was started again if needed; "
-                                        f"check `journalctl -u {cfg.unit}` and service.commands/timeout")
+                                        f"check `journalctl -u {cfg.unit}` and service.commands/timeout"
+                                        + permission_hint(problem))
         record.stopped, record.stopped_at, t0 = True, _now(), time.monotonic()
         yield record
     except BaseException as exc:
@@ -235,7 +248,7 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
     if problem:
         raise ServiceStartError(f"service {cfg.unit} could not be started again after the {activity}: {problem}",
                                 hint=f"the archive was kept; start it by hand (`{shlex.join(cfg.argv('start'))}`)"
-                                     f"; {marker} makes the next run retry")
+                                     f"; {marker} makes the next run retry" + permission_hint(problem))
     for sig in dict.fromkeys(caught):
         signal.raise_signal(sig)  # now act on a signal that arrived during the restart
 

@@ -89,3 +89,18 @@ def test_info_formats_sizes_and_small_sizes_have_no_decimals(site: Site) -> None
     from allsky_tasks.backup.space import format_bytes
 
     assert (format_bytes(0), format_bytes(129), format_bytes(1536)) == ("0 B", "129 B", "1.5 KB")
+
+
+def test_service_permission_error_says_how_to_allow_it(site: Site) -> None:
+    """systemd's answer to a non-root stop, from a real command, gets the sudo hint."""
+    refuse = ("echo 'Failed to stop allsky.service: Interactive authentication required.' >&2;"
+              " exit 1")
+    site.spec("cfg", "type: config\nservice:\n  pause: always\n  timeout: 5\n  commands:\n"
+                     f"    stop: [sh, -c, \"{refuse}\"]\n    start: ['true']\n"
+                     "    status: ['true']\n")
+    proc = _cli(site, "run", "backup:cfg")
+    assert proc.returncode == 15, proc.stdout + proc.stderr
+    text = proc.stdout + proc.stderr
+    assert "Interactive authentication required" in text
+    assert "passwordless sudo" in text and "[sudo, -n, systemctl, stop" in text
+    assert site.archives() == []

@@ -161,6 +161,7 @@ def test_dry_run_lists_and_changes_nothing(site: Site) -> None:
     archive = backup(site, "full", ALL)
     (site.home / "config/overlay/myTemplates/my-night-template.json").unlink()
     (site.home / "config/overlay/myTemplates/extra.json").write_text("{}")
+    (site.home / "env.json").write_text((site.home / "env.json").read_text() + " ")
     before, backups = tree_state(site.home), sorted(os.listdir(site.env.backup_dir))
     summary = restore(archive, site.home, opts(site, dry_run=True))
     assert tree_state(site.home) == before and sorted(os.listdir(site.env.backup_dir)) == backups
@@ -168,6 +169,8 @@ def test_dry_run_lists_and_changes_nothing(site: Site) -> None:
     assert plan["config/overlay/myTemplates/my-night-template.json"] == "create"
     assert plan["config/overlay/myTemplates/extra.json"] == "keep"
     assert plan["env.json"] == "replace" and plan["config/overlay/myTemplates"] == "merge"
+    assert plan["config/uservariables.sh"] == "unchanged"  # identical bytes are not "replace"
+    assert "replace" not in {plan[p] for p in plan if p.startswith("config/overlay/config/")}
     assert summary.dry_run and not summary.log and not logs(site)
 
 

@@ -56,3 +56,35 @@ def test_allsky_made_fixtures_are_vendored() -> None:
     tracked = subprocess.run(["git", "-C", str(PROJECT_DIR), "ls-files", "tests/data/allsky-made"],
                              capture_output=True, text=True).stdout.split()
     assert len(tracked) in (0, 4)  # 0: not a git checkout (an sdist); else all four are committed
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "allsky_tasks", *args], text=True,
+                          capture_output=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_init_copies_the_examples_and_says_how_to_select_them(tmp_path: Path) -> None:
+    target = tmp_path / "my-specs"
+    first = _cli("init", str(target))
+    assert first.returncode == 0, first.stderr
+    shipped = sorted(p.name for p in (PROJECT_DIR / "backup_specs").glob("*.yaml"))
+    assert sorted(p.name for p in target.iterdir()) == shipped
+    assert f"export ALLSKY_SPECS_DIR={target}" in first.stdout
+    mine = target / "quick-config.yaml"
+    mine.write_text("description: mine\ntype: config\n")
+    again = _cli("init", str(target))
+    assert again.returncode == 0 and "kept" in again.stdout
+    assert mine.read_text() == "description: mine\ntype: config\n"  # never overwritten
+    listed = _cli("plan", "quick-config", env={"ALLSKY_SPECS_DIR": str(target),
+                                               "ALLSKY_HOME": str(tmp_path / "none")})
+    assert str(target / "quick-config.yaml") in listed.stderr or "quick-config" in listed.stderr
+
+
+def test_version_and_help_name_the_real_default_folder() -> None:
+    from allsky_tasks import __version__
+
+    version = _cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"allsky-tasks {__version__}"
+    for command in ("list", "restore", "import"):
+        text = " ".join(_cli(command, "--help").stdout.split())
+        assert "../allskybackups" not in text and "~/allskybackups" in text, command

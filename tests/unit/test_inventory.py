@@ -196,7 +196,11 @@ def test_cli_list_table_json_info_and_delete(filled: Site, monkeypatch: pytest.M
     monkeypatch.setattr("builtins.input", lambda _prompt: "n")
     assert _cli(filled, monkeypatch, "delete", name) == 1
     assert (filled.env.backup_dir / name).exists()
-    assert _cli(filled, monkeypatch, "delete", name, "--yes") == 0
+    assert _cli(filled, monkeypatch, "pin", name) == 0
+    assert _cli(filled, monkeypatch, "delete", name, "--yes") == 20  # pinned: needs --force
+    assert "is pinned as known-good; not deleted" in capsys.readouterr().err
+    assert (filled.env.backup_dir / name).exists()
+    assert _cli(filled, monkeypatch, "delete", name, "--yes", "--force") == 0
     assert not (filled.env.backup_dir / name).exists()
     assert _cli(filled, monkeypatch, "info", "../etc/passwd") == 20
 
