@@ -226,8 +226,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     from ..inventory.importer import import_archive
     from ..progress import tracked
 
+    from ..inventory.duplicates import already_stored
+
     _, dest = _env_dest(args)
     src = Path(args.file)
+    for folder in _env_dests(args)[1]:  # the same bytes stored in any backup folder
+        same = already_stored(src, folder) if src.is_file() else None
+        if same is not None:
+            print(f"{args.file} is already stored as {same.name} in {folder} (same SHA-256); "
+                  "nothing imported")
+            return 0
     total = src.stat().st_size if src.is_file() else 0
     with tracked(src.name, "import", total) as progress:
         result = import_archive(src, dest, on_bytes=lambda n: progress.update(n, src.name))

@@ -78,3 +78,16 @@ def test_dest_narrows_every_command_to_one_folder(site: Site) -> None:
                              "--no-service").stdout
     missing = _cli(site, "restore", "set:nights", "--folders", "19990101", "--dry-run", code=21)
     assert str(usb) in missing.stderr  # names every folder it looked in
+
+
+def test_import_finds_the_same_file_in_a_spec_destination(site: Site, tmp_path: Path) -> None:
+    import shutil
+
+    usb = _usb_site(site)
+    cfg = next(usb.glob("allsky-config-backup-*.tar.zst"))
+    outside = tmp_path / "download" / cfg.name
+    outside.parent.mkdir()
+    shutil.copyfile(cfg, outside)
+    proc = _cli(site, "import", str(outside))
+    assert f"is already stored as {cfg.name} in {usb}" in proc.stdout
+    assert not list(site.env.backup_dir.glob("allsky-*.tar.*"))
