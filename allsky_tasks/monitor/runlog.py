@@ -40,10 +40,13 @@ def now_iso() -> str:
 def outcomes(stages: dict[str, list[str]], errors: dict[str, tuple[str, BaseException]],
              warnings: dict[str, list[str]], skipped: type[BaseException] | None = None
              ) -> list[SpecOutcome]:
-    """Per spec that ran a stage: ok, failed (first error) or skipped (lock wait ran out)."""
+    """Per spec whose backup ran to the end (ok) or stopped: failed (first error) or skipped
+    (lock wait ran out)."""
     out = []
     when = now_iso()
     for spec in sorted(set(stages) | set(errors)):
+        if spec not in errors and "backup" not in stages.get(spec, []):
+            continue  # e.g. `run validate` or `run scan:x`: not a backup run of this spec
         result, error, message = "ok", None, None
         if spec in errors:
             _stage, exc = errors[spec]
