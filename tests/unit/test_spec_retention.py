@@ -93,3 +93,50 @@ def test_daily_weekly_monthly_like_borg_docs() -> None:
     assert sum(w.startswith("keep_weekly") for w in kept.values()) == 4
     assert sum(w.startswith("keep_monthly") for w in kept.values()) == 3
     assert len(kept) == 14
+
+
+BORG_SPLIT = r"""
+import json, sys
+from collections import namedtuple
+from datetime import datetime, timezone
+from borg.helpers.misc import prune_split
+A = namedtuple("A", "id ts")
+out = []
+for case in json.load(sys.stdin):
+    archives = [A(n, datetime.fromtimestamp(t, timezone.utc)) for n, t in case["items"]]
+    kept_because = {}
+    for rule, n in (("secondly", case["last"]), ("daily", case["daily"]),
+                    ("weekly", case["weekly"]), ("monthly", case["monthly"])):
+        prune_split(archives, rule, n, kept_because)
+    out.append(sorted(kept_because))
+print(json.dumps(out))
+"""
+
+
+def test_same_keeps_as_borgs_own_prune_split() -> None:
+    """The rules against borg's own prune_split (Debian's borgbackup), over random histories."""
+    import json
+    import random
+    import subprocess
+
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import borg.helpers.misc"],
+                           capture_output=True)
+    if probe.returncode:
+        import pytest
+
+        pytest.skip("borgbackup's Python package is not importable by /usr/bin/python3")
+    rng = random.Random(14)
+    cases = []
+    for _ in range(300):
+        # Distinct seconds: borg's keep-last is per second, ours per backup.
+        stamps = rng.sample(range(0, int(500 * DAY)), rng.randint(0, 50))
+        cases.append({"items": [[f"b{i:03d}", T0 + s] for i, s in enumerate(stamps)],
+                      "last": rng.randint(0, 4), "daily": rng.randint(0, 9),
+                      "weekly": rng.randint(0, 6), "monthly": rng.randint(0, 8)})
+    proc = subprocess.run(["/usr/bin/python3", "-c", BORG_SPLIT], input=json.dumps(cases),
+                          capture_output=True, text=True, check=True)
+    for case, borg_kept in zip(cases, json.loads(proc.stdout), strict=True):
+        items = [Candidate(n, t) for n, t in case["items"]]
+        rules = Rules(keep_last=case["last"], keep_daily=case["daily"],
+                      keep_weekly=case["weekly"], keep_monthly=case["monthly"])
+        assert sorted(keep_reasons(items, rules)) == borg_kept, case
