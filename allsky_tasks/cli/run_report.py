@@ -65,7 +65,7 @@ def reported(run: Callable[[], int]) -> int:
                 isinstance(e, LockWaitExpired) for e in actions.FAILURES):
             code = 0  # only skipped: another run is at work; not an error
         for r in skipped:
-            _warn(f"backup {r.spec} skipped: {r.message}")
+            _warn(f"backup {r.spec} {r.message}")  # "skipped: another run ..."
         failed = code != 0 or any(r.result == "failed" for r in results)
         for problem in finish_run(env, results, channels, failed):
             _warn(problem)

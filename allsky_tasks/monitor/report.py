@@ -23,7 +23,9 @@ def run_lines(results: list[SpecOutcome]) -> list[tuple[str, str]]:
                                  f"{(r.message or '').splitlines()[0] if r.message else ''} "
                                  f"- see `allsky-tasks status`"))
         elif r.result == "skipped":
-            out.append(("warning", f"allsky-tasks: backup {r.spec} skipped: {r.message}"))
+            # No pid or wait time in it: a skip that repeats stays one line with a count.
+            out.append(("warning", f"allsky-tasks: backup {r.spec} skipped: another run was "
+                                   "still writing to its backup folder"))
         for w in r.warnings:
             out.append(("warning", f"allsky-tasks: backup {r.spec}: {w}"))
     return out
