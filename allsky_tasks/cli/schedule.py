@@ -110,6 +110,15 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scheduled_specs(schedule: dict[str, Any] | None) -> set[str] | None:
+    """Specs the installed schedule backs up (None: every spec); empty without a schedule."""
+    if not schedule:
+        return set()
+    words = str(schedule.get("command") or "").split()
+    named = {w.removeprefix("backup:") for w in words if w.startswith("backup:")}
+    return named or None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Per spec health; exit 26 when one is unhealthy."""
     from ..monitor.status import spec_status
@@ -120,15 +129,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     schedule = show(_root(args))
     next_run = (schedule or {}).get("systemdNext") or (schedule or {}).get("nextRun")
     healthy = all(s.healthy for s in specs)
+    scheduled = _scheduled_specs(schedule)
+    for s in specs:  # the next run that backs this spec up, if the schedule includes it
+        s.next_run = next_run if scheduled is None or s.spec in scheduled else None
+        if schedule and s.next_run is None:
+            s.warnings.append("not in the schedule (allsky-tasks schedule install --spec ...)")
     if args.json:
         print(json.dumps({"healthy": healthy, "nextRun": next_run, "schedule": schedule,
-                          "specs": [s.to_dict() for s in specs], "warnings": overall},
-                         indent=2))
+                          "specs": [s.to_dict() for s in specs],
+                          "warnings": overall}, indent=2))
     else:
         print(f"next scheduled run: {next_run or 'none (allsky-tasks schedule install)'}")
         for s in specs:
             run = s.last_run or {}
             print(f"\n{s.spec}: {'ok' if s.healthy else 'UNHEALTHY'}")
+            print(f"  next run:        {s.next_run or 'not scheduled'}")
             print(f"  last run:        {run.get('result', 'never')} {run.get('time', '')}".rstrip())
             print("  newest verified: " + (f"{s.newest_verified} "
                                             f"({s.newest_verified_age_hours} h old)"
@@ -146,6 +161,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def register(subs: argparse._SubParsersAction) -> None:
     """Add `schedule` and `status`."""
+    from ..monitor.status import DEFAULT_MAX_AGE_HOURS
     from ..schedule.units import DEFAULT_AT, DEFAULT_LOCK_WAIT
 
     p = subs.add_parser("schedule", help="install, show or remove the daily scheduled run",
@@ -177,7 +193,8 @@ def register(subs: argparse._SubParsersAction) -> None:
                                     "next scheduled run, warnings. Exit 26 when unhealthy.")
     p.add_argument("spec", nargs="*", help="only these specs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--max-age-hours", type=float, default=36.0, metavar="H",
-                   help="unhealthy when the newest verified backup is older (default 36)")
-    p.add_argument("--root", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--max-age-hours", type=float, default=DEFAULT_MAX_AGE_HOURS, metavar="H",
+                   help="unhealthy when the newest verified backup is older "
+                        f"(default {DEFAULT_MAX_AGE_HOURS:g})")
+    p.add_argument("--root", metavar="DIR", help="where the schedule's /etc is (tests)")
     p.set_defaults(func=cmd_status)

@@ -44,6 +44,7 @@ class SpecStatus:
     newest_verified_age_hours: float | None = None
     backups: int = 0
     copies: list[dict[str, Any]] = field(default_factory=list)
+    next_run: str | None = None  # filled in by the caller from the installed schedule
     problems: list[str] = field(default_factory=list)  # make it unhealthy
     warnings: list[str] = field(default_factory=list)
 

@@ -138,3 +138,16 @@ def test_status_exits_26_after_a_failed_run(site: Site) -> None:
     assert proc.returncode == 26
     (spec,) = json.loads(proc.stdout)["specs"]
     assert spec["last_run"]["result"] == "failed" and spec["last_run"]["error"] == "SpecError"
+
+
+def test_status_shows_each_spec_s_next_scheduled_run(site: Site, tmp_path: Path) -> None:
+    site.spec("cfg", "type: config\n")
+    site.spec("other", "type: config\n")
+    root = tmp_path / "root"
+    assert _cli(site, "schedule", "install", "--root", str(root), "--backend", "systemd",
+                "--spec", "cfg", "--user", _me()).returncode == 0
+    data = json.loads(_cli(site, "status", "--json", "--root", str(root)).stdout)
+    by = {s["spec"]: s for s in data["specs"]}
+    assert by["cfg"]["next_run"] == data["nextRun"] and "T10:30" in data["nextRun"]
+    assert by["other"]["next_run"] is None
+    assert any("not in the schedule" in w for w in by["other"]["warnings"])
