@@ -25,6 +25,11 @@ def _destinations(env: Environment, specs: list[str]) -> list[Path]:
 
 def _keep_ownership(env: Environment, specs: list[str]) -> None:
     """Run as root: what we wrote goes to the Allsky user (the owner of the Allsky home)."""
+    keep_ownership(env, _destinations(env, specs))
+
+
+def keep_ownership(env: Environment, folders: list[Path]) -> None:
+    """Give root-made files in these backup folders and in our state to the home's owner."""
     from ..monitor.report import owner_fix
 
     try:
@@ -33,7 +38,7 @@ def _keep_ownership(env: Environment, specs: list[str]) -> None:
         return
     if st.st_uid == 0:
         return
-    owner_fix(_destinations(env, specs), [env.state_dir], st.st_uid, st.st_gid)
+    owner_fix(folders, [env.state_dir], st.st_uid, st.st_gid)
 
 
 def _warn(message: str) -> None:

@@ -165,3 +165,18 @@ def test_root_runs_leave_the_files_to_the_allsky_user(allsky_user: pwd.struct_pa
     assert [p for p in mine if p.lstat().st_uid != allsky_user.pw_uid] == []
     # ... so the user's own next run can rewrite its state.
     assert _run_as(allsky_user, site, "--quiet", "backup:cfg").returncode == 0
+
+
+def test_root_inventory_commands_leave_sidecars_to_the_allsky_user(
+        allsky_user: pwd.struct_passwd, shared: Path) -> None:
+    site = make_site(shared / "site")
+    _chown_tree(shared / "site", allsky_user)
+    site.spec("cfg", "type: config\n")
+    assert _run_as(allsky_user, site, "--quiet", "backup:cfg").returncode == 0
+    (archive,) = site.archives()
+    for command in (["pin", archive.name], ["verify", archive.name], ["list"]):
+        proc = subprocess.run([sys.executable, "-m", "allsky_tasks", *command], cwd=site.root,
+                              env=site.environ(), text=True, capture_output=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert sidecar_path(archive).lstat().st_uid == allsky_user.pw_uid, command
+    assert json.loads(sidecar_path(archive).read_text())["allskyTasks"]["pinned"] is True
