@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..environment import PROJECT_DIR
@@ -32,7 +32,6 @@ class Plan:
     lock_wait: int = DEFAULT_LOCK_WAIT
     random_delay: int = RANDOM_DELAY
     env_file: str = ENV_FILE
-    description: str = field(default="")
 
     def argv(self) -> list[str]:
         """The scheduled command line."""
