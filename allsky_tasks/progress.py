@@ -20,7 +20,7 @@ SLICES: dict[str, tuple[float, float]] = {
     "validate": (0.0, 1.0), "scan": (1.0, 3.0), "plan": (3.0, 4.0), "pause": (4.0, 5.0),
     "pack": (5.0, 74.0),
     "resume": (74.0, 75.0), "manifest": (75.0, 76.0), "verify": (76.0, 99.0),
-    "backup": (99.0, 100.0),
+    "prune": (99.0, 99.0), "backup": (99.0, 100.0),
     # Other flows, each a whole of its own.
     "import": (0.0, 100.0), "restore-checks": (0.0, 40.0), "restore": (40.0, 100.0),
 }
@@ -28,6 +28,9 @@ SLICES: dict[str, tuple[float, float]] = {
 
 # Warnings of this process per spec, so the final summary can repeat every one of them.
 RUN_WARNINGS: dict[str, list[str]] = {}
+# Stages this process ran per spec, and each spec's first error: the run's recorded outcome.
+RUN_STAGES: dict[str, list[str]] = {}
+RUN_ERRORS: dict[str, tuple[str, BaseException]] = {}
 
 
 def human(n: float) -> str:
@@ -103,6 +106,7 @@ class Progress:
     # -- API -------------------------------------------------------------------
     def start(self, message: str = "") -> "Progress":
         """Announce the stage (and open a live bar on a terminal)."""
+        RUN_STAGES.setdefault(self.spec, []).append(self.stage)
         self._event("start", total=self.total, message=message)
         if self.total and not self.quiet and self.stream.isatty():
             from tqdm import tqdm  # only on a terminal: cron and CI get plain lines
@@ -159,6 +163,7 @@ class Progress:
 
     def fail(self, error: BaseException) -> None:
         """The stage failed: an error event naming the cause."""
+        RUN_ERRORS.setdefault(self.spec, (self.stage, error))
         self._close_bar()
         hint = getattr(error, "hint", None)
         self._event("error", error=type(error).__name__,

@@ -24,8 +24,8 @@ from typing import Any, Callable
 from bench_report import archive_sizes, print_report, targets
 from bench_lib import (PROJECT_DIR, PYTHON, Run, Series, TreeInfo, ensure_flat_tree,
                        ensure_tree, machine_info, measure)
-from bench_nightly import (ALONE, INCREMENT, NIGHTLY_SPEC, NIGHTLY_TEXT, ONE_NIGHT_SPEC,
-                           NightlyHome, ensure_nightly_home, one_night_text)
+from bench_nightly import (ALONE, BORG, INCREMENT, NIGHTLY_SPEC, NIGHTLY_TEXT, ONE_NIGHT_SPEC,
+                           BorgRepo, NightlyHome, ensure_nightly_home, one_night_text)
 
 IMAGES_SPEC = "bench-images"
 CONFIG_SPEC = "bench-config"
@@ -232,6 +232,10 @@ def bench_nightly(b: Bench, night: NightlyHome) -> None:
     measure(f"tar -cf - -C {night.spare} {name} | cat > /dev/null")  # page cache, as warm_up
     night.pack_base(b.workdir / "runs" / "nightly",  # untimed: one archive per folder
                     lambda bdir: b.ours(None, "backup", home, bdir, NIGHTLY_SPEC))
+    borg = BorgRepo(b.workdir / "runs", night.images) if shutil.which("borg") else None
+    images = str(night.images)
+    if borg:  # the reference: borg's repository already holds the four nights
+        borg.start(lambda argv: measure(argv, borg.env, cwd=night.images))
     for _ in range(b.runs):
         night.start()
         try:
@@ -247,8 +251,14 @@ def bench_nightly(b: Bench, night: NightlyHome) -> None:
                 b.get(series).extra.update(archive_bytes=made.stat().st_size,
                                            raw_bytes=night.night_bytes)
             shutil.rmtree(odir)
+            if borg:  # the same night added by borg create, with the night moved in as ours
+                name = borg.next_name()
+                b.get(BORG).add(measure(borg.create_args(name), borg.env, cwd=images))
+                borg.drop(name, lambda argv: measure(argv, borg.env, cwd=images))
         finally:
             night.remove_night()
+    if borg:
+        borg.finish()
     night.finish()
 
 

@@ -15,6 +15,7 @@ from bench_lib import (BYTES_PER_PIXEL, NIGHT_EXTRAS, THUMB_BYTES, TreeInfo, _de
 NIGHTLY_SPEC, ONE_NIGHT_SPEC = "bench-nightly", "bench-one-night"
 INCREMENT = "per-night: ours add 5th night (incremental)"
 ALONE = "per-night: ours 5th night alone (fresh)"
+BORG = "per-night: borg create adds 5th night (reference)"
 BASE_NIGHTS = 4
 ARCHIVES = "allsky-*-backup-*.tar.*"  # as bench.archives: sidecars end in .json, not .tar.*
 SPEC_TAIL = "format: zstd\nlevel: 3\nservice: {pause: never}\n"
@@ -89,6 +90,51 @@ class NightlyHome:
         """Remove the backup folders."""
         shutil.rmtree(self.backups, ignore_errors=True)
         shutil.rmtree(self.saved, ignore_errors=True)
+
+
+class BorgRepo:
+    """A borg repository holding the four nights, to time `borg create` adding the fifth.
+
+    Unencrypted, zstd level 3 (as our archives), its cache inside the bench folder. Each timed
+    create is deleted and compacted afterwards (untimed), so every run adds the night anew.
+    """
+
+    def __init__(self, root: Path, images: Path) -> None:
+        self.repo, self.images, self.count = root / "borg-repo", images, 0
+        self.env = {**os.environ, "BORG_BASE_DIR": str(root / "borg-base"),
+                    "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+                    "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes", "BORG_PASSPHRASE": ""}
+
+    def command(self, *args: str) -> list[str]:
+        """A borg command line."""
+        return [shutil.which("borg") or "borg", *args]
+
+    def create_args(self, name: str) -> list[str]:
+        """`borg create` of the whole images folder, as a nightly borg job would run it."""
+        return self.command("create", "--compression", "zstd,3", f"{self.repo}::{name}",
+                            ".")
+
+    def start(self, run: Callable[[list[str]], object]) -> None:
+        """A fresh repository with the four nights in it (untimed)."""
+        shutil.rmtree(self.repo, ignore_errors=True)
+        shutil.rmtree(self.env["BORG_BASE_DIR"], ignore_errors=True)
+        run(self.command("init", "--encryption", "none", str(self.repo)))
+        run(self.create_args("base"))
+
+    def next_name(self) -> str:
+        """A new archive name for the timed create."""
+        self.count += 1
+        return f"night-{self.count}"
+
+    def drop(self, name: str, run: Callable[[list[str]], object]) -> None:
+        """Delete the timed archive and free its chunks (untimed)."""
+        run(self.command("delete", f"{self.repo}::{name}"))
+        run(self.command("compact", str(self.repo)))
+
+    def finish(self) -> None:
+        """Remove the repository and borg's cache."""
+        shutil.rmtree(self.repo, ignore_errors=True)
+        shutil.rmtree(self.env["BORG_BASE_DIR"], ignore_errors=True)
 
 
 def _nights(images: Path) -> list[str]:

@@ -24,8 +24,9 @@ if ! "$py" -c 'import venv, ensurepip' 2>/dev/null; then
     exit 1
 fi
 # Debian packages behind real-server tests: sshd (ssh copies), rclone (rclone copies),
-# age (cross-checks of encrypted copies), borg (the bench's nightly reference row).
-DEBIAN_TEST_PACKAGES="openssh-server openssh-client rclone age borgbackup"
+# age (cross-checks of encrypted copies), borg (the bench's nightly reference row),
+# sudo (a non-root Allsky user pausing the service through `sudo -n`).
+DEBIAN_TEST_PACKAGES="openssh-server openssh-client rclone age borgbackup sudo"
 if [ "$extras" = "test" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""
     for p in $DEBIAN_TEST_PACKAGES; do

@@ -25,6 +25,7 @@ from ..service.commands import run_command
 from ..spec.load import Spec, load_spec, spec_from_json, spec_to_json
 from .summary import backup_summary, estimate_record, render_summary
 
+LOCK_WAIT_ENV = "ALLSKY_LOCK_WAIT"
 # Errors of this run, newest last: the CLI maps the first to its exit code.
 FAILURES: list[AllskyTasksError] = []
 # Specs packed by this process (the summary says "new archive" or "up to date").
@@ -235,7 +236,7 @@ def run_pack(state: str, env: Environment) -> None:
         # SIGTERM/SIGHUP become KeyboardInterrupt so the restart below runs (doit's teardown
         # would not); a SIGKILL leaves the marker that the next run's pause task acts on.
         try:
-            with signals_as_interrupt(), destination_lock(spec.destination):
+            with signals_as_interrupt(), destination_lock(spec.destination, wait=lock_wait()):
                 for name in clean_stale_parts(spec.destination):
                     progress.warning(f"removed {name} left by an interrupted run")
                 # Before anything is stopped or written: will the archives fit?
@@ -375,6 +376,34 @@ def verify_archive(archive: Path, on_read: Callable[[int], None] | None = None
     if sidecar_path(archive).exists():
         record_verify(archive, result)
     return result
+
+
+@stage
+def run_prune(state: str, env: Environment) -> None:
+    """Apply the spec's retention rules now that the new archive is verified."""
+    from .prune_step import prune_spec, state_file
+
+    st = Path(state)
+    spec, _ = _load(st)
+    with tracked(spec.name, "prune") as progress:
+        record = prune_spec(spec, env, lock_wait())
+        for note in record.get("notes", []):
+            progress.warning(note)
+        _write_json(state_file(st), record)
+        progress.finish(**record)
+    if record["rules"] is None:
+        _say(f"prune {spec.name}: no retention rules; nothing deleted")
+    else:
+        _say(f"prune {spec.name}: kept {len(record['kept'])} ({record['rules']}), deleted "
+             f"{len(record['deleted'])} file(s), freed {human(record['bytesFreed'])}")
+
+
+def lock_wait() -> float:
+    """Seconds to wait for another run's lock (`run --lock-wait`, ALLSKY_LOCK_WAIT)."""
+    try:
+        return max(0.0, float(os.environ.get(LOCK_WAIT_ENV, "") or 0))
+    except ValueError:
+        return 0.0
 
 
 @stage

@@ -14,6 +14,7 @@ from doit.tools import config_changed
 from .. import __version__
 from ..environment import SCHEMA_PATH, Environment, spec_files
 from ..spec.docs import CACHE_NAME, spec_docs
+from .prune_step import copy_task_patterns
 
 
 def _dispatch(name: str, *args: Any) -> Any:
@@ -109,6 +110,7 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
             "resume": "confirm the service is back in the state it was in before pack",
             "manifest": "write the sidecar beside the archive",
             "verify": "re-read the archive and check every member",
+            "prune": "delete the spec's old backups its retention rules do not keep",
             "backup": "run the whole chain for every spec"}
     for basename, doc in docs.items():
         yield {"basename": basename, "name": None, "doc": doc}
@@ -136,8 +138,14 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
         yield {"basename": "verify", "name": name, "doc": doc,
                "actions": [_action("run_verify", str(st))], "file_dep": [str(st / "manifest.json")],
                "targets": [str(st / "verify.json")]}
+        # After verify and any copy tasks of the spec; only when a new archive was verified.
+        yield {"basename": "prune", "name": name, "doc": doc,
+               "actions": [_action("run_prune", str(st), env)],
+               "file_dep": [str(st / "verify.json")],
+               "task_dep": [f"verify:{name}", *copy_task_patterns(name)],
+               "targets": [str(st / "prune.json")]}
         yield {"basename": "backup", "name": name, "doc": doc,
                "uptodate": [(_summary_due, [str(st)])],
                "actions": [_action("run_summary", str(st))],
-               "task_dep": [f"resume:{name}", f"verify:{name}"]}
+               "task_dep": [f"resume:{name}", f"verify:{name}", f"prune:{name}"]}
 

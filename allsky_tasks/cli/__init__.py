@@ -15,7 +15,7 @@ from ..errors import AllskyTasksError
 
 # Command modules, in the order `--help` lists them. A missing module is skipped so a partial
 # install still runs the rest.
-COMMAND_MODULES = ("run", "plan", "inventory", "restore", "init")
+COMMAND_MODULES = ("run", "plan", "inventory", "restore", "init", "schedule")
 
 
 def _register(subs: argparse._SubParsersAction, name: str) -> None:
@@ -75,3 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         # Output piped into `head` and the like: not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if os.geteuid() == 0 and args.command not in ("run", "restore", None):
+            _give_back(args)
+
+
+def _give_back(args: argparse.Namespace) -> None:
+    """Run as root: sidecars, imports and state written now go to the Allsky user."""
+    from pathlib import Path
+
+    from ..environment import from_environ
+    from .run_report import keep_ownership
+
+    env = from_environ()
+    dest = getattr(args, "dest", None)
+    keep_ownership(env, [Path(dest).absolute() if dest else env.backup_dir])

@@ -314,9 +314,11 @@ def _prune_folder(dest: Path, env: Environment, args: argparse.Namespace) -> int
         print("nothing to prune")
         return 0
     if args.dry_run:
-        print(f"dry run: {len(plan.to_delete)} backup(s) would be deleted")
+        print(f"dry run: {len(plan.to_delete)} backup(s) would be deleted, freeing "
+              f"{human_size(plan.bytes_to_free)} ({plan.bytes_to_free} bytes)")
         return 0
-    if not _confirm(f"Delete {len(plan.to_delete)} backup(s)?", args.yes):
+    if not _confirm(f"Delete {len(plan.to_delete)} backup(s), freeing "
+                    f"{human_size(plan.bytes_to_free)}?", args.yes):
         print("nothing deleted")
         return 1
     done = prune(dest, env, args.keep_last, dry_run=False)
@@ -356,7 +358,7 @@ def register(subs: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="delete it even if it is pinned")
     add("pin", _pin(True), "mark a backup as known-good (prune never deletes it)")
     add("unpin", _pin(False), "remove the known-good mark")
-    p = add("prune", cmd_prune, "delete old backups by the specs' retention.keep_last", False)
+    p = add("prune", cmd_prune, "delete old backups by the specs' retention (keep_last/daily/weekly/monthly)", False)
     p.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
     p.add_argument("--yes", action="store_true", help="do not ask")
     p.add_argument("--keep-last", type=int, metavar="N",

@@ -53,7 +53,13 @@ def _cmd(args: argparse.Namespace) -> int:
         # reporter (DOIT_CONFIG) prints no task lines when ALLSKY_QUIET is set.
         os.environ[QUIET_ENV] = "1"
         doit_args = ["--verbosity", "0", *doit_args]
-    return run_doit(doit_args)
+    if args.lock_wait is not None:
+        from ..backup.actions import LOCK_WAIT_ENV
+
+        os.environ[LOCK_WAIT_ENV] = str(args.lock_wait)
+    from .run_report import reported
+
+    return reported(lambda: run_doit(doit_args))
 
 
 def register(subs: argparse._SubParsersAction) -> None:
@@ -65,6 +71,9 @@ def register(subs: argparse._SubParsersAction) -> None:
                    help="errors only (for cron); also ALLSKY_QUIET=1")
     p.add_argument("--events", metavar="FILE",
                    help="append JSON-lines progress events to FILE (also ALLSKY_PROGRESS_FILE)")
+    p.add_argument("--lock-wait", type=float, metavar="SECONDS",
+                   help="if another run holds the destination, wait this long, then skip "
+                        "with a warning and exit 0 (for scheduled runs)")
     p.add_argument("doit_args", nargs=argparse.REMAINDER,
                    help="doit arguments, e.g. `backup:quick-config` or `validate`")
     p.set_defaults(func=_cmd)

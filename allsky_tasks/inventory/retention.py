@@ -9,9 +9,10 @@ from typing import Mapping
 
 from ..environment import Environment, spec_files
 from ..errors import InventoryError, ManifestError, SpecError
-from .listing import Record, delete_backup, list_backups, load_record
+from .listing import Record, delete_backup, list_backups, load_record, namespace
 from ..archive.manifest import sidecar_path, update_sidecar
 from ..spec.load import load_spec
+from ..spec.retention import Candidate, Rules, keep_reasons
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Item:
     verified: bool = False
     readable: bool = True
     mtime: float = 0.0  # tie-break within one second
+    part: str = ""  # a per-night set's night folder: its archives are kept per night
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class PruneResult:
     decisions: list[Decision]
     deleted: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    bytes_to_free: int = 0  # archives and sidecars the plan deletes
 
     @property
     def to_delete(self) -> list[Decision]:
@@ -62,34 +65,49 @@ def item_of(record: Record) -> Item:
     return Item(name=record.name, group=group_of(record), type=record.type,
                 timestamp=record.timestamp, pinned=record.pinned,
                 verified=record.verified is True, readable=record.problem is None,
-                mtime=record.mtime)
+                mtime=record.mtime, part=_night_of(record))
 
 
-def plan_prune(items: list[Item], keep_last: Mapping[str, int | None],
+def _night_of(record: Record) -> str:
+    """The night folder of a per-night set's archive ("" otherwise)."""
+    if record.night_set is None:
+        return ""
+    per_night = namespace(record.metadata).get("perNight")
+    return str(per_night.get("folder", "")) if isinstance(per_night, dict) else ""
+
+
+def _rules(value: int | Rules | None) -> Rules | None:
+    """A group's policy: a bare number is keep_last."""
+    return Rules(keep_last=value) if isinstance(value, int) else value
+
+
+def plan_prune(items: list[Item], keep_last: Mapping[str, int | Rules | None],
                override: int | None = None) -> list[Decision]:
-    """Keep the newest N per group, pinned ones, each group's newest verified one and the
-    only good config backup; everything else in a group with a policy is deleted."""
+    """Keep what each group's rules keep (borg prune's meaning), pinned ones, each group's
+    newest verified one and the only good config backup; the rest of a group with rules goes."""
     decisions: dict[str, Decision] = {}
-    groups: dict[str, list[Item]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for item in items:
-        groups[item.group].append(item)
-    for group, members in groups.items():
-        members.sort(key=lambda i: (-i.timestamp, -i.mtime, i.name))
-        n = override if override is not None else keep_last.get(group)
-        newest_verified = next((i for i in members if i.verified and i.readable), None)
-        for rank, item in enumerate(members):
+        groups[item.group, item.part].append(item)
+    for (group, _part), members in groups.items():
+        rules = _rules(override if override is not None else keep_last.get(group))
+        readable = [i for i in members if i.readable]
+        reasons = keep_reasons([Candidate(i.name, i.timestamp, i.pinned, i.verified, i.mtime)
+                                for i in readable], rules)
+        for item in members:
+            why = reasons.get(item.name)
             if not item.readable:
                 why, delete = "unreadable: never pruned automatically", False
-            elif n is None:
+            elif rules is None:
                 why, delete = f"no retention policy for {group}", False
-            elif item.pinned:
-                why, delete = "pinned", False
-            elif rank < n:
-                why, delete = f"one of the newest {n} of {group}", False
-            elif item is newest_verified:
-                why, delete = f"newest verified backup of {group}", False
+            elif why is None:
+                why, delete = f"not kept by {group}'s rules ({rules.describe()})", True
             else:
-                why, delete = f"older than the newest {n} of {group}", True
+                delete = False
+                if why == "newest verified":
+                    why = f"newest verified backup of {group}"
+                elif why.startswith("keep_last #") and rules == Rules(keep_last=rules.keep_last):
+                    why = f"one of the newest {rules.keep_last} of {group}"
             decisions[item.name] = Decision(item.name, group, delete, why)
     # Whatever the groups say, the last good config backup stays.
     good = [i for i in items if i.type == "config" and i.verified and i.readable]
@@ -101,9 +119,9 @@ def plan_prune(items: list[Item], keep_last: Mapping[str, int | None],
     return [decisions[i.name] for i in order]
 
 
-def spec_retention(env: Environment) -> tuple[dict[str, int | None], list[str]]:
-    """keep_last per spec name from the spec files; broken specs are skipped (noted)."""
-    keep: dict[str, int | None] = {}
+def spec_retention(env: Environment) -> tuple[dict[str, Rules | None], list[str]]:
+    """The keep rules per spec name from the spec files; broken specs are skipped (noted)."""
+    keep: dict[str, Rules | None] = {}
     notes: list[str] = []
     for path in spec_files(env.specs_dir):
         try:
@@ -111,20 +129,39 @@ def spec_retention(env: Environment) -> tuple[dict[str, int | None], list[str]]:
         except SpecError as e:
             notes.append(f"{path.name}: skipped ({e.problems[0]}); its backups are all kept")
             continue
-        value = spec.retention.get("keep_last")
-        keep[spec.name] = value if isinstance(value, int) and value >= 0 else None
+        keep[spec.name] = Rules.from_mapping(spec.retention)
     return keep, notes
 
 
+def _size(path: Path) -> int:
+    """Bytes of a backup and its sidecar (0 for what is gone)."""
+    total = 0
+    for p in (path, sidecar_path(path)):
+        try:
+            total += p.lstat().st_size
+        except OSError:
+            pass
+    return total
+
+
 def prune(dest: Path, env: Environment, keep_last: int | None = None,
-          dry_run: bool = True) -> PruneResult:
-    """Plan (and unless dry_run, carry out) the deletions the retention policy asks for."""
+          dry_run: bool = True, only: str | None = None,
+          policy: Mapping[str, Rules | None] | None = None) -> PruneResult:
+    """Plan (and unless dry_run, carry out) the deletions the retention policy asks for.
+
+    `only` limits it to one spec's backups (the chain's prune:<spec>), `policy` overrides the
+    rules read from the spec files.
+    """
     if keep_last is not None and keep_last < 0:
         raise InventoryError(f"--keep-last must be 0 or more, not {keep_last}")
-    policy, notes = spec_retention(env)
-    records = list_backups(dest)
-    result = PruneResult(plan_prune([item_of(r) for r in records], policy, keep_last), [],
-                         notes)
+    notes: list[str] = []
+    if policy is None:
+        policy, notes = spec_retention(env)
+    items = [item_of(r) for r in list_backups(dest)]
+    if only is not None:
+        items = [i for i in items if i.group == only]
+    result = PruneResult(plan_prune(items, policy, keep_last), [], notes)
+    result.bytes_to_free = sum(_size(dest / d.name) for d in result.to_delete)
     if dry_run:
         return result
     for decision in result.to_delete:

@@ -26,6 +26,7 @@ class ServiceConfig:
     stop: tuple[str, ...] = ("systemctl", "stop", "{unit}")
     start: tuple[str, ...] = ("systemctl", "start", "{unit}")
     status: tuple[str, ...] = ("systemctl", "is-active", "--quiet", "{unit}")
+    sudo: str = "auto"  # auto: stop/start through `sudo -n` when not root; never
 
     @classmethod
     def from_spec(cls, data: dict[str, Any] | None) -> ServiceConfig:
@@ -35,7 +36,8 @@ class ServiceConfig:
         raw = {a: commands.get(a, getattr(base, a)) for a in ACTIONS}
         argvs = {a: tuple(v) if isinstance(v, (list, tuple)) else () for a, v in raw.items()}
         cfg = cls(unit=str(data.get("unit", base.unit)), pause=data.get("pause", base.pause),
-                  timeout=float(data.get("timeout", base.timeout)), **argvs)
+                  timeout=float(data.get("timeout", base.timeout)),
+                  sudo=str(data.get("sudo", base.sudo)), **argvs)
         # Second line of defence behind the schema: these would make the pause misbehave, not fail.
         problems = [f"service.pause: must be one of {', '.join(PAUSE_POLICIES)} (got {cfg.pause!r})"
                     ] if cfg.pause not in PAUSE_POLICIES else []
@@ -70,7 +72,9 @@ class CommandResult:
 
 def run_command(cfg: ServiceConfig, action: str) -> CommandResult:
     """Run one service command under the timeout; its failure is returned, not raised."""
-    argv = cfg.argv(action)
+    from .privilege import run_argv
+
+    argv = run_argv(cfg, action)
     # Output goes to a file, not a pipe: a daemon inheriting a pipe would keep us waiting for
     # EOF until the timeout. A new session keeps a terminal's Ctrl-C away from the command.
     with tempfile.TemporaryFile() as out:

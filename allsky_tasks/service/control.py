@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from ..errors import ServiceStartError, ServiceStopError
 from .commands import ACTIONS, PAUSE_POLICIES, ServiceConfig, change_state, ensure_started, run_command
+from .privilege import check_sudo
 
 __all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "pause_needed", "paused_service",
            "recover_stale_marker", "signals_as_interrupt"]
@@ -226,6 +227,7 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
         record.warnings.append(f"{cfg.unit} was not running, so the {activity} neither stopped nor started it")
         yield record
         return
+    check_sudo(cfg)  # not root: sudo must allow stop and start before anything is stopped
     t0: float | None = None
     try:
         _write_marker(cfg, marker, activity)  # before stopping, so that even a SIGKILL leaves a trace

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -13,18 +14,37 @@ from ..errors import LockError
 LOCK_NAME = ".allsky-tasks.lock"
 
 
+class LockWaitExpired(LockError):
+    """`--lock-wait` ran out while another run held the lock: this run skips, not fails."""
+
+
 @contextmanager
-def destination_lock(dest: Path) -> Iterator[None]:
-    """Hold an exclusive flock on <dest>/.allsky-tasks.lock (released even on SIGKILL)."""
+def destination_lock(dest: Path, wait: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive flock on <dest>/.allsky-tasks.lock (released even on SIGKILL).
+
+    With `wait` > 0, another run's lock is waited for that long, then LockWaitExpired.
+    """
     path = dest / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                    continue
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            if wait > 0:
+                raise LockWaitExpired(f"skipped: another backup run (pid {holder}) was still "
+                                      f"writing to {dest} after waiting {wait:g} s",
+                                      hint="this run is skipped, not failed; the next one "
+                                           "catches up") from None
             raise LockError(f"another backup run (pid {holder}) is writing to {dest}",
-                            hint="wait for it to finish, then run again") from None
+                            hint="wait for it to finish (or use `run --lock-wait SECONDS`), "
+                                 "then run again") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -12,7 +12,8 @@ from allsky_tasks.archive.manifest import sidecar_path
 
 from ..conftest import Site
 
-STAGES = ["validate", "scan", "plan", "pause", "pack", "resume", "manifest", "verify", "backup"]
+STAGES = ["validate", "scan", "plan", "pause", "pack", "resume", "manifest", "verify", "prune",
+          "backup"]
 
 
 def _run(site: Site, *args: str, env: dict[str, str] | None = None

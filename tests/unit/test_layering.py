@@ -19,11 +19,14 @@ RULES: dict[str, set[str]] = {
     "archive": {"base", "spec", "archive"},
     "service": {"base", "service"},
     "copies": {"base", "spec", "archive", "copies"},
-    "backup": {"base", "spec", "archive", "service", "copies", "backup"},
+    # backup -> inventory: the chain's prune:<spec> applies the inventory's retention plan.
+    "backup": {"base", "spec", "archive", "service", "copies", "inventory", "backup"},
     "inventory": {"base", "spec", "archive", "copies", "inventory"},
     "restore": {"base", "spec", "archive", "service", "backup", "inventory", "copies", "restore"},
+    "monitor": {"base", "spec", "archive", "copies", "inventory", "monitor"},
+    "schedule": {"base", "schedule"},
     "cli": set(RULES_ALL := {"base", "demo", "spec", "archive", "service", "copies", "backup",
-                             "inventory", "restore", "cli"}),
+                             "inventory", "restore", "monitor", "schedule", "cli"}),
     "__main__": {"cli"},
 }
 
