@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -22,9 +23,13 @@ def test_a_typo_prints_one_line_per_failed_spec(site: Site) -> None:
     assert proc.returncode == 2  # doit: a task error (the dependants' UnmetDependency)
     assert "did you mean 'sections'?" in proc.stdout
     assert "UnmetDependency" not in proc.stdout + proc.stderr and "add --verbosity 2" in proc.stdout
-    assert proc.stdout.count("FAILED typo: validate:typo [SpecError]; 8 later task(s)") == 1
+    # every later stage of the chain is named as not run, once
+    found = re.findall(r"FAILED typo: validate:typo \[SpecError\]; (\d+) later task\(s\) not run "
+                       r"\(scan:typo \.\. backup:typo\)", proc.stdout)
+    assert len(found) == 1
     detail = site.doit("--verbosity", "2", "backup:typo")
-    assert detail.stdout.count("UnmetDependency") == 8
+    # doit's own detail names each of those tasks once
+    assert detail.stdout.count("UnmetDependency") == int(found[0]) > 5
 
 
 def test_quiet_run_prints_errors_on_stderr_only(site: Site) -> None:
