@@ -223,6 +223,10 @@ def run_pack(state: str, env: Environment) -> None:
     results: list[dict[str, Any]] = []
     total = sum(job[0].raw_bytes for job in jobs)
     with tracked(spec.name, "pack", total) as progress:
+        from ..copies.mounts import require_mounted  # a missing USB disk: refuse before stopping
+
+        require_mounted(spec.destination, spec.home, f"{spec.name}: destination",
+                        spec.must_be_mounted)
         try:
             spec.destination.mkdir(parents=True, exist_ok=True, mode=0o750)
         except OSError as e:

@@ -20,6 +20,8 @@ CONFIG_AREAS = tuple(sorted({"config"} | {p.split("/")[0] for s in SECTIONS
 NIGHT_RE = re.compile(r"^2\d{7}$")
 FOLDER_RE = re.compile(r"^(2\d{7}|test\w*)$")
 LEVELS = {"zstd": (1, 19, 3), "allsky": (1, 9, 6)}
+# Keys of a `copies:` item that are not a target kind (every other key is one: path, ssh, ...).
+COPY_COMMON_KEYS = ("name", "required", "keep_last", "must_be_mounted", "encrypt")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class Spec:
     retention: dict[str, Any] = field(default_factory=dict)
     per_night: bool = False
     digest: str = ""
+    copies: tuple[dict[str, Any], ...] = ()  # `copies:` items as written (see copies/target.py)
+    must_be_mounted: bool | None = None  # None: decided by the destination's path
 
     @property
     def suffix(self) -> str:
@@ -190,8 +194,26 @@ def semantic_problems(data: dict[str, Any], path: Path, env: Environment,
             # Restore and import accept only these areas; anything else could never come back.
             out.append(f"{where}::$.include[{i}]: {pattern!r} is outside the areas a "
                        f"{kind} backup can restore ({', '.join(areas)})")
+    out += _copies_problems(data.get("copies", []), where)
     if check_tree:
         out += _tree_problems(data, where, env, folders)
+    return out
+
+
+def _copies_problems(items: list[dict[str, Any]], where: str) -> list[str]:
+    """Each copies item names one kind and a name no other item uses."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        kinds = [k for k in item if k not in COPY_COMMON_KEYS]  # the schema names the kinds
+        if len(kinds) != 1:
+            out.append(f"{where}::$.copies[{i}]: needs exactly one target kind such as path "
+                       f"or ssh (found {', '.join(kinds) or 'none'})")
+        if item.get("name") in seen:
+            out.append(f"{where}::$.copies[{i}].name: {item['name']!r} is used twice")
+        seen.add(item.get("name", ""))
+        if "must_be_mounted" in item and "path" not in item:
+            out.append(f"{where}::$.copies[{i}].must_be_mounted: only for path targets")
     return out
 
 
@@ -272,6 +294,8 @@ def load_spec(path: Path, env: Environment, *, check_tree: bool = True) -> Spec:
         service=dict(data.get("service", {})), on_file_error=data.get("on_file_error", "fail"),
         retention=dict(data.get("retention", {})), per_night=bool(data.get("per_night")),
         digest=spec_digest(data, home, images, dest),
+        copies=tuple(dict(c) for c in data.get("copies", ())),
+        must_be_mounted=data.get("must_be_mounted"),
     )
 
 
@@ -294,6 +318,7 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
         data[key] = str(data[key])
     data["sections"], data["include"], data["exclude"] = (
         list(spec.sections), list(spec.include), list(spec.exclude))
+    data["copies"] = list(spec.copies)
     return data
 
 
@@ -304,4 +329,5 @@ def spec_from_json(data: dict[str, Any]) -> Spec:
         data[key] = Path(data[key])
     for key in ("sections", "include", "exclude"):
         data[key] = tuple(data[key])
+    data["copies"] = tuple(data.get("copies", ()))
     return Spec(**data)
