@@ -361,6 +361,23 @@ def run_verify(state: str) -> None:
     _write_json(st / "verify.json", {"ok": True, "results": results})
 
 
+@stage
+def run_copy(state: str) -> None:
+    """Copy the newest verified archives to the spec's targets, verified there (copies/run.py)."""
+    from ..copies.records import pending
+    from ..copies.run import raise_failures, run_copies, total_bytes
+
+    st = Path(state)
+    spec, _ = _load(st)
+    with tracked(spec.name, "copy", total_bytes(pending(st))) as progress:
+        # ENCRYPTION HOOK (issue 13): pass encryptor_for=<item -> Encryptor | None> here.
+        report = run_copies(st, spec, progress.update, _say)
+        for warning in report.warnings:
+            progress.warning(warning)
+        raise_failures(report, spec.name)
+        progress.finish(copies=len(report.copied), pruned=report.pruned)
+
+
 def verify_archive(archive: Path, on_read: Callable[[int], None] | None = None
                    ) -> dict[str, Any]:
     """Verify an archive of ours against its sidecar and record the result there."""

@@ -35,6 +35,13 @@ def _archive_present(state: str) -> bool:
     return archive_present(state)
 
 
+def _copies_current(state: str) -> bool:
+    """uptodate check for copy: records and local stat only, no connection (copies/records.py)."""
+    from ..copies.records import copies_current
+
+    return copies_current(state)
+
+
 def spec_state(env: Environment, name: str) -> Path:
     """The folder holding one spec's task state."""
     return env.state_dir / "specs" / name
@@ -85,6 +92,7 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
             "resume": "confirm the service is back in the state it was in before pack",
             "manifest": "write the sidecar beside the archive",
             "verify": "re-read the archive and check every member",
+            "copy": "copy the newest archive to the spec's copies targets, verified there",
             "backup": "run the whole chain for every spec"}
     for basename, doc in docs.items():
         yield {"basename": basename, "name": None, "doc": doc}
@@ -112,7 +120,12 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
         yield {"basename": "verify", "name": name, "doc": doc,
                "actions": [_action("run_verify", str(st))], "file_dep": [str(st / "manifest.json")],
                "targets": [str(st / "verify.json")]}
+        # One copy task per spec, not per target: the targets are known only after the YAML
+        # is read, and task creation reads no YAML (see copies/records.pending).
+        yield {"basename": "copy", "name": name, "doc": doc,
+               "actions": [_action("run_copy", str(st))], "task_dep": [f"verify:{name}"],
+               "uptodate": [(_copies_current, [str(st)])]}
         yield {"basename": "backup", "name": name, "doc": doc, "uptodate": [False],
                "actions": [_action("run_summary", str(st))],
-               "task_dep": [f"resume:{name}", f"verify:{name}"]}
+               "task_dep": [f"resume:{name}", f"verify:{name}", f"copy:{name}"]}
 

@@ -1,0 +1,203 @@
+"""The copy stage: one archive and its sidecar to one target, verified there, recorded.
+
+Order at the target: the archive under a hidden name, made durable, read back (or hashed by
+the server) and compared with the recorded size and SHA-256, renamed; then the sidecar the
+same way. A copy that does not match is deleted and the run says so; the local archive is
+never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
+
+from ..errors import CopyError
+from . import records
+from .target import Encryptor, Progress, Target, target_from_spec
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What goes to the target for one local file: stored name, size and SHA-256."""
+
+    source: Path
+    stored: str
+    size: int
+    sha256: str
+
+
+def hash_stream(stream: BinaryIO, progress: Progress | None = None) -> tuple[str, int]:
+    """SHA-256 and size of everything a stream yields."""
+    digest, size = hashlib.sha256(), 0
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            return digest.hexdigest(), size
+        digest.update(chunk)
+        size += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of a local file."""
+    with open(path, "rb") as f:
+        return hash_stream(f)
+
+
+def make_target(item: Mapping[str, Any], home: Path, spec: str, state_dir: Path) -> Target:
+    """The Target object for one copies item."""
+    return target_from_spec(item, {"home": home, "spec": spec, "state_dir": state_dir})
+
+
+def target_hash(target: Target, name: str, progress: Progress | None = None) -> tuple[str, str]:
+    """(SHA-256 of a stored file, how it was obtained): the server's own hash, else read back."""
+    remote = target.remote_sha256(name)
+    if remote is not None:
+        return remote, "hashed at the target"
+    with target.open_read(name) as stream:
+        return hash_stream(stream, progress)[0], "read back"
+
+
+def _close(target: Target) -> None:
+    close = getattr(target, "close", None)
+    if close is not None:
+        close()
+
+
+def transfer(target: Target, payload: Payload, progress: Progress) -> str:
+    """Store one payload at the target, verified before (or right after) its final name."""
+    staged = hasattr(target, "put_hidden")
+    with open(payload.source, "rb") as local:
+        if staged:
+            name = target.put_hidden(local, payload.size, payload.stored, progress)  # type: ignore[attr-defined]
+        else:
+            target.put(local, payload.size, payload.stored, progress)
+            name = payload.stored
+    sizes = {f.name: f.size for f in target.list_files()}
+    problem = None
+    if sizes.get(name) != payload.size:
+        problem = f"size {sizes.get(name)} instead of {payload.size}"
+    else:
+        sha, method = target_hash(target, name)
+        if sha != payload.sha256:
+            problem = f"SHA-256 {sha[:16]}... instead of {payload.sha256[:16]}... ({method})"
+    if problem is not None:
+        target.delete(name)  # nothing unverified stays under any name
+        raise CopyError(f"copy target {target.describe()}: {payload.stored} arrived damaged: "
+                        f"{problem}; the copy was deleted, the local archive is untouched",
+                        hint="run the backup again; if it repeats, check the disk or network")
+    if staged:
+        target.publish(name, payload.stored)  # type: ignore[attr-defined]
+        return method
+    return method
+
+
+@contextmanager
+def encrypted(source: Path, encryptor: Encryptor | None, work: Path,
+              known: tuple[str, int] | None = None) -> Iterator[Payload]:
+    """The payload for a local file: itself, or (hook for copies/encrypt.py) its ciphertext.
+
+    ENCRYPTION HOOK: with an Encryptor the ciphertext is written to a private temp file in the
+    state folder first, hashed as it is written, and that file is what is sent, verified at
+    the target (its SHA-256 and size) and recorded as stored*. The temp file is removed after.
+    """
+    if encryptor is None:
+        # The archive's SHA-256 is known from verify: no extra local read; the target's hash
+        # of the copy is compared with it, which also catches a local change since verify.
+        sha, size = known if known is not None else hash_file(source)
+        yield Payload(source, source.name, size, sha)
+        return
+    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{source.name}.", suffix=encryptor.suffix, dir=work)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            encryptor.encrypt(src, out)  # type: ignore[arg-type]
+        sha, size = hash_file(Path(tmp))
+        yield Payload(Path(tmp), source.name + encryptor.suffix, size, sha)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar: Path | None,
+                 sha256: str, spec: str, progress: Callable[[int], None],
+                 encryptor: Encryptor | None = None) -> dict[str, Any]:
+    """Copy one verified archive (then its sidecar) to a target unless it is there; record it."""
+    backup_dir = archive.parent
+    record = records.load(backup_dir, target.name)
+    if record.get("config") != item:
+        record = {"target": target.name, "copies": record["copies"]}
+    record["config"], record["where"] = dict(item), target.describe()
+    facts = records.local_facts(archive)
+    if facts is None:
+        raise CopyError(f"copy target {target.describe()}: the local archive {archive} is gone")
+    work = backup_dir / records.STATE_DIRNAME / records.FOLDER / "work"
+    started = time.monotonic()
+    try:
+        target.check_ready()
+        with encrypted(archive, encryptor, work, (sha256, facts[0])) as payload:
+            present = {f.name: f.size for f in target.list_files()}
+            entry = record["copies"].get(archive.name) or {}
+            if (present.get(payload.stored) == payload.size and entry.get("ok")
+                    and entry.get("storedSha256") == payload.sha256):
+                method = "already there"
+            elif payload.stored in present and not entry:
+                raise CopyError(f"copy target {target.describe()}: {payload.stored} already "
+                                "exists there and was not written by this tool; left alone")
+            else:
+                method = transfer(target, payload, progress)
+        side = None
+        if sidecar is not None and sidecar.exists():
+            with encrypted(sidecar, encryptor, work) as side_payload:
+                transfer(target, side_payload, lambda n: None)
+                side = {"sidecar": side_payload.stored, "sidecarSize": side_payload.size,
+                        "sidecarSha256": side_payload.sha256}
+    finally:
+        _close(target)
+    entry = {"spec": spec, "archive": archive.name, "size": facts[0], "localMtimeNs": facts[1],
+             "sha256": sha256, "stored": payload.stored, "storedSize": payload.size,
+             "storedSha256": payload.sha256, "encrypted": encryptor is not None,
+             "ok": True, "method": method, "copiedAt": records.now(),
+             "verifiedAt": records.now(), "seconds": round(time.monotonic() - started, 3),
+             **(side or {})}
+    record["copies"][archive.name] = entry
+    records.save(backup_dir, record)
+    return entry
+
+
+def verify_copy(target: Target, backup_dir: Path, archive_name: str,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Re-read one recorded copy at the target; record and return the result."""
+    record = records.load(backup_dir, target.name)
+    entry = record["copies"].get(archive_name)
+    if entry is None:
+        raise CopyError(f"copy target {target.describe()}: no recorded copy of {archive_name}",
+                        hint=f"see `allsky-tasks list --target {target.name}`")
+    try:
+        target.check_ready()
+        sizes = {f.name: f.size for f in target.list_files()}
+        stored = entry["stored"]
+        if stored not in sizes:
+            problem: str | None = f"{stored} is missing at the target"
+            method = "listing"
+        elif sizes[stored] != entry["storedSize"]:
+            problem = f"{stored} is {sizes[stored]} bytes, recorded {entry['storedSize']}"
+            method = "listing"
+        else:
+            sha, method = target_hash(target, stored, progress)
+            problem = None if sha == entry["storedSha256"] else (
+                f"{stored} has SHA-256 {sha[:16]}..., recorded {entry['storedSha256'][:16]}...")
+    finally:
+        _close(target)
+    entry.update(ok=problem is None, verifiedAt=records.now(), method=method,
+                 problem=problem)
+    records.save(backup_dir, record)
+    return entry

@@ -1,0 +1,133 @@
+"""Copies to a mounted disk: a real tmpfs stands in for the USB disk, a plain folder for none."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from allsky_tasks.copies import records
+from allsky_tasks.copies.mounts import PREFIXES_ENV
+from tests.helpers.disks import tmpfs
+
+from ..conftest import Site
+
+SPEC = """description: Config with a USB copy
+type: config
+service: {{pause: never}}
+retention: {{keep_last: 5}}
+copies:
+  - name: usb
+    path: {path}
+    required: {required}
+{extra}"""
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _doit(site: Site, *args: str):
+    import subprocess
+    import sys
+
+    from allsky_tasks.environment import PROJECT_DIR
+
+    env = site.environ()
+    env[PREFIXES_ENV] = str(site.root / "media")
+    return subprocess.run([sys.executable, "-m", "doit", "-f", str(PROJECT_DIR / "dodo.py"),
+                           *args], cwd=site.root, env=env, text=True, capture_output=True,
+                          timeout=300)
+
+
+def test_copy_to_mounted_disk_is_verified_and_second_run_moves_nothing(site: Site) -> None:
+    with tmpfs(site.root / "media" / "usb") as usb:
+        folder = usb / "allsky-copies"
+        site.spec("cfg", SPEC.format(path=folder, required="true", extra=""))
+        first = _doit(site, "backup:cfg")
+        assert first.returncode == 0, first.stdout + first.stderr
+        [archive] = site.archives()
+        copy = folder / archive.name
+        assert copy.read_bytes() == archive.read_bytes()
+        assert (folder / archive.name.replace(".tar.zst", ".json")).exists()
+        assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+        rec = records.load(site.env.backup_dir, "usb")["copies"][archive.name]
+        assert rec["ok"] is True and rec["sha256"] == _sha(archive)
+        assert rec["storedSize"] == archive.stat().st_size and rec["method"] == "read back"
+        second = _doit(site, "backup:cfg")
+        assert second.returncode == 0
+        assert "-- copy:cfg" in second.stdout, second.stdout
+        # The copy vanished at the target: the cheap stat check notices, the copy moves again.
+        copy.unlink()
+        third = _doit(site, "backup:cfg")
+        assert ".  copy:cfg" in third.stdout and copy.read_bytes() == archive.read_bytes()
+
+
+def test_unmounted_target_fails_required_copy_and_keeps_local_archive(site: Site) -> None:
+    folder = site.root / "media" / "usb" / "allsky-copies"  # the disk is not plugged in
+    (site.root / "media" / "usb").mkdir(parents=True)
+    site.spec("cfg", SPEC.format(path=folder, required="true", extra=""))
+    run = _doit(site, "backup:cfg")
+    assert run.returncode != 0
+    assert "CopyError" in run.stdout + run.stderr and "usb" in run.stdout + run.stderr
+    assert "not on a mounted disk" in run.stdout + run.stderr
+    assert not folder.exists()  # nothing written into the empty mount point
+    [archive] = site.archives()
+    meta = json.loads(archive.with_name(archive.name.replace(".tar.zst", ".json")).read_text())
+    assert meta["allskyTasks"]["verify"]["ok"] is True
+
+
+def test_optional_copy_failure_is_a_warning(site: Site) -> None:
+    folder = site.root / "media" / "usb" / "allsky-copies"
+    site.spec("cfg", SPEC.format(path=folder, required="false", extra=""))
+    run = _doit(site, "backup:cfg")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "copy to usb failed" in run.stdout + run.stderr
+    assert len(site.archives()) == 1
+
+
+def test_unmounted_destination_is_refused_before_anything(site: Site, tmp_path: Path) -> None:
+    dest = site.root / "media" / "usb" / "allskybackups"
+    (site.root / "media" / "usb").mkdir(parents=True)
+    site.spec("cfg", f"type: config\ndestination: {dest}\nservice: {{pause: always}}\n")
+    run = _doit(site, "backup:cfg")
+    assert run.returncode != 0
+    assert "DestinationError" in run.stdout + run.stderr and "not on a mounted disk" in run.stdout
+    assert not dest.exists()
+    assert "  stopped " not in run.stdout and "ServiceStopError" not in run.stdout
+
+
+def test_full_disk_leaves_nothing_and_names_the_target(site: Site) -> None:
+    (site.home / "config" / "big.bin").write_bytes(os.urandom(1_500_000))
+    with tmpfs(site.root / "media" / "usb", "1m") as usb:
+        site.spec("cfg", SPEC.format(path=usb, required="true",
+                                     extra='include: ["config/big.bin"]\n'))
+        run = _doit(site, "backup:cfg")
+        assert run.returncode != 0
+        out = run.stdout + run.stderr
+        assert "CopyError" in out and "usb" in out and "No space left" in out, out
+        assert list(usb.iterdir()) == []  # no partial file under any name
+        [archive] = site.archives()
+        assert archive.stat().st_size > 1_000_000
+
+
+def test_verify_target_catches_a_flipped_byte(site: Site) -> None:
+    from allsky_tasks.copies.stage import make_target, verify_copy
+
+    with tmpfs(site.root / "media" / "usb") as usb:
+        site.spec("cfg", SPEC.format(path=usb, required="true", extra=""))
+        assert _doit(site, "backup:cfg").returncode == 0
+        [archive] = site.archives()
+        item = {"name": "usb", "path": str(usb), "required": True}
+        target = make_target(item, site.home, "cfg", site.env.state_dir)
+        assert verify_copy(target, site.env.backup_dir, archive.name)["ok"] is True
+        copy = usb / archive.name
+        data = bytearray(copy.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        copy.write_bytes(bytes(data))
+        entry = verify_copy(target, site.env.backup_dir, archive.name)
+        assert entry["ok"] is False and "SHA-256" in entry["problem"]
+        assert archive.read_bytes() != bytes(data)
