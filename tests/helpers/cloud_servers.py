@@ -137,13 +137,14 @@ def rclone_webdav(root: Path, config: Path, remote: str = "dav") -> Proc:
 FTP_SERVER = """
 import sys
 from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
+from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import FTPServer
 port, root, user, password, cert = sys.argv[1:6]
 auth = DummyAuthorizer()
 auth.add_user(user, password, root, perm="elradfmwMT")
 handler = FTPHandler
 if cert:
+    from pyftpdlib.handlers import TLS_FTPHandler  # needs pyOpenSSL
     handler = TLS_FTPHandler
     handler.certfile = cert
     handler.tls_control_required = True
@@ -157,6 +158,8 @@ FTPServer(("127.0.0.1", int(port)), handler).serve_forever()
 def ftp_server(root: Path, user: str, password: str, cert: Path | None = None) -> Proc:
     """A pyftpdlib server (FTPS when given a certificate) in its own process."""
     need_module("pyftpdlib")
+    if cert is not None:
+        need_module("OpenSSL")  # pyftpdlib's FTPS handler needs the pyOpenSSL package
     port = free_port()
     return Proc([sys.executable, "-c", FTP_SERVER, str(port), str(root), user, password,
                  str(cert or "")], port)
@@ -165,6 +168,7 @@ def ftp_server(root: Path, user: str, password: str, cert: Path | None = None) -
 def self_signed_cert(folder: Path) -> Path:
     """A throwaway certificate + key (PEM, one file) for 127.0.0.1."""
     import datetime as dt
+    import ipaddress
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -176,7 +180,11 @@ def self_signed_cert(folder: Path) -> Path:
     now = dt.datetime.now(dt.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=2)).sign(key, hashes.SHA256()))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
     path = folder / "ftps.pem"
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption())
