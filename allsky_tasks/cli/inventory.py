@@ -82,6 +82,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ..inventory.listing import list_backups, listing_warnings
 
     env, dest = _env_dest(args)
+    if getattr(args, "target", None):  # what a copy target holds (cli/copies.py)
+        from .copies import cmd_list_target
+
+        return cmd_list_target(args, env, dest)
     records = list_backups(dest)
     warnings = listing_warnings(records, dest, env.home, args.max_age_days,
                                 backup_cmd=_config_backup_cmd(env))
@@ -102,6 +106,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                  "DAMAGED" if r.problem else _verified(r.verified), r.spec, r.name]
                 for r in _collapse_sets(group, args.archives)]
             print("\n".join("  " + line for line in _table(rows)))
+    from .copies import copies_lines, drop_solved_advice
+
+    for line in copies_lines(dest, [r.name for r in records]):
+        print(line)
+    warnings = drop_solved_advice(warnings, dest, [r.name for r in records])
     for w in warnings:
         print(f"\nWARNING: {w.message}\n  fix: {w.command}")
     return 0
@@ -171,7 +180,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Verify one backup end to end and record the result."""
     from ..inventory.listing import resolve, verify_backup
 
-    _, dest = _env_dest(args)
+    env, dest = _env_dest(args)
+    if getattr(args, "target", None):  # re-read a copy at a target (cli/copies.py)
+        from .copies import cmd_verify_target
+
+        return cmd_verify_target(args, env, dest)
     if args.archive.startswith("set:"):  # every archive of a per-night set
         from ..inventory.listing import list_backups, set_members
 
@@ -290,9 +303,13 @@ def register(subs: argparse._SubParsersAction) -> None:
                    help="warn when the newest config backup is older (default 30)")
     p.add_argument("--archives", action="store_true",
                    help="one row per archive (a per-night set is otherwise one row)")
+    p.add_argument("--target", metavar="NAME",
+                   help="list what a copy target holds (a spec's copies name, "
+                        "ssh://user@host/folder or a folder)")
     add("info", cmd_info, "show what is inside a backup").add_argument(
         "--json", action="store_true", help="machine-readable output")
-    add("verify", cmd_verify, "re-read a backup end to end and record the result")
+    add("verify", cmd_verify, "re-read a backup end to end and record the result").add_argument(
+        "--target", metavar="NAME", help="re-read the copy at this copy target instead")
     p = add("import", cmd_import, "check an outside .tar.gz/.tar.zst and store it", False)
     p.add_argument("file", metavar="FILE", help="the archive to import")
     add("delete", cmd_delete, "delete a backup and its sidecar").add_argument(

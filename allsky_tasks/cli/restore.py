@@ -89,6 +89,10 @@ def _cmd(args: argparse.Namespace) -> int:
         images=env.images if home == env.home else None, backup_dir=backup_dir,
         service=None if args.no_service else ServiceConfig(unit=args.service_unit))
     confirmed = args.yes
+    if args.from_target:  # fetch the copy, check it as an import, then restore it as usual
+        from .copies import fetch_for_restore
+
+        args.archive = str(fetch_for_restore(env, args.from_target, args.archive, backup_dir))
     for archive, folders in _targets(args.archive, backup_dir, args.folders):
         one = replace(options, folders=folders)
         with signals_as_interrupt():
@@ -157,6 +161,10 @@ def register(subs: argparse._SubParsersAction) -> None:
                    help="restore camera settings made for another camera")
     p.add_argument("--no-undo", action="store_true",
                    help="do not take a config backup of the current state first")
+    p.add_argument("--from", dest="from_target", metavar="TARGET",
+                   help="fetch ARCHIVE (a name, or latest, latest-config, latest-images) from a "
+                        "copy target first: a spec's copies name, ssh://user@host[:port]/folder "
+                        "or a folder")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--home", metavar="DIR", help="the Allsky home (default: $ALLSKY_HOME)")
     p.add_argument("--no-service", action="store_true",
