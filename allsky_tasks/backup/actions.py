@@ -370,8 +370,10 @@ def run_copy(state: str) -> None:
     st = Path(state)
     spec, _ = _load(st)
     with tracked(spec.name, "copy", total_bytes(pending(st))) as progress:
-        # ENCRYPTION HOOK (issue 13): pass encryptor_for=<item -> Encryptor | None> here.
-        report = run_copies(st, spec, progress.update, _say)
+        # ENCRYPTION HOOK (issue 13): items with `encrypt:` are sent as age ciphertext.
+        from ..copies.encrypt import encryptor_for
+
+        report = run_copies(st, spec, progress.update, _say, encryptor_for=encryptor_for)
         for warning in report.warnings:
             progress.warning(warning)
         raise_failures(report, spec.name)

@@ -146,14 +146,35 @@ def cmd_verify_target(args: argparse.Namespace, env: Environment, dest: Path) ->
     return 0
 
 
-def fetch_for_restore(env: Environment, source: str, name: str, backup_dir: Path) -> Path:
+def fetch_for_restore(env: Environment, source: str, name: str, backup_dir: Path,
+                      identity: str | None = None) -> Path:
     """`restore NAME --from TARGET`: the fetched, checked, imported local archive."""
     from ..progress import tracked
     from ..restore.fetch import fetch
 
-    target = target_for(env, source)
+    item = find_item(env, source)
+    # issue 13: an encrypted target needs --identity; it decrypts while the copy streams in.
+    decryptor = None
+    if identity is not None:
+        from ..copies.encrypt import decryptor as make_decryptor
+
+        decryptor = make_decryptor(Path(identity).expanduser())
+    elif item.get("encrypt"):
+        from ..errors import EncryptionError
+
+        raise EncryptionError(f"copy target {source!r} holds age-encrypted copies; nothing was fetched",
+                              hint="pass --identity FILE (the identity `allsky-tasks keygen` wrote)")
+    from ..copies.stage import make_target
+
+    target = make_target(item, env.home, "cli", env.state_dir)
+    from ..errors import EncryptionError
+
     with tracked(name, "import") as progress:
-        path = fetch(target, name, backup_dir, on_bytes=lambda n: progress.update(n, name))
+        try:
+            path = fetch(target, name, backup_dir, on_bytes=lambda n: progress.update(n, name),
+                         decryptor=decryptor)
+        except EncryptionError as e:  # name the target: which copy is damaged or locked
+            raise EncryptionError(f"copy target {target.describe()}: {e.message}", hint=e.hint) from None
         progress.finish(archive=str(path))
     print(f"fetched {path.name} from {target.describe()}: checked and stored as {path}")
     return path

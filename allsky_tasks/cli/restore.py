@@ -92,7 +92,8 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.from_target:  # fetch the copy, check it as an import, then restore it as usual
         from .copies import fetch_for_restore
 
-        args.archive = str(fetch_for_restore(env, args.from_target, args.archive, backup_dir))
+        args.archive = str(fetch_for_restore(env, args.from_target, args.archive, backup_dir,
+                                             identity=args.identity))  # issue 13: --identity
     for archive, folders in _targets(args.archive, backup_dir, args.folders):
         one = replace(options, folders=folders)
         with signals_as_interrupt():
@@ -165,6 +166,9 @@ def register(subs: argparse._SubParsersAction) -> None:
                    help="fetch ARCHIVE (a name, or latest, latest-config, latest-images) from a "
                         "copy target first: a spec's copies name, ssh://user@host[:port]/folder "
                         "or a folder")
+    p.add_argument("--identity", metavar="FILE",  # issue 13: encrypted copies
+                   help="with --from: the age identity (from `allsky-tasks keygen`) or SSH private "
+                        "key that decrypts an encrypted copy while it streams in")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--home", metavar="DIR", help="the Allsky home (default: $ALLSKY_HOME)")
     p.add_argument("--no-service", action="store_true",

@@ -32,7 +32,8 @@ def _load(path: Path, what: str, name: str) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CopyError(f"copy target {name}: {path} is missing; the {what} cannot be read",
-                        hint="set the Remote Server up in Allsky's WebUI first") from None
+                        hint="set the Remote Server up in Allsky's WebUI first (after a fresh "
+                             "install, enter it again), or restore with --from ssh://user@host/folder") from None
     except (OSError, ValueError) as exc:
         raise CopyError(f"copy target {name}: {path} cannot be read: {exc}") from None
     if not isinstance(data, dict):
