@@ -65,8 +65,11 @@ copies:
         assert recs["nas"]["copies"][archive.name]["method"] == "hashed at the target"
         assert recs["usb"]["copies"][archive.name]["method"] == "read back"
 
+        sshd.kill()  # a no-op run opens no connection: the record and a stat of the USB copy
         second = _doit(site, "backup:cfg")
+        assert second.returncode == 0, second.stdout + second.stderr
         assert "-- copy:cfg" in second.stdout and "-- pack:cfg" in second.stdout
+        sshd.start()
 
         out = _cli(site, "list").stdout
         line = next(x for x in out.splitlines() if x.strip().startswith(f"{archive.name}: "))
@@ -101,3 +104,27 @@ copies:
         assert comparable(after, *drop) == comparable(before, *drop)
         assert (site.env.backup_dir / archive.name).read_bytes() == good
         assert not list((site.env.backup_dir / ".allsky-tasks").glob("fetch/*/*"))
+
+
+def test_disaster_drill_new_card_one_command_from_the_server(
+        site: Site, sshd: Sshd, tmp_path: Path) -> None:
+    import shutil
+
+    remote = tmp_path / "server" / "backups"
+    site.spec("cfg", f"type: config\nservice: {{pause: never}}\ncopies:\n  - name: nas\n"
+                     f"    required: true\n    ssh: {json.dumps(sshd.item(remote)['ssh'])}\n")
+    assert _doit(site, "backup:cfg").returncode == 0
+    before = tree_state(site.home)
+    # New card: no backups, no records, no specs; the config files are the installer's.
+    shutil.rmtree(site.env.backup_dir)
+    for spec in site.env.specs_dir.iterdir():
+        spec.unlink()
+    (site.home / "env.json").write_text("{}")
+    (site.home / "config" / "overlay" / "config" / "overlay.json").unlink(missing_ok=True)
+    url = (f"ssh://root@127.0.0.1:{sshd.port}{remote}?key_file={sshd.client_key}"
+           f"&known_hosts={sshd.known_hosts}")
+    run = _cli(site, "restore", "latest-config", "--from", url, "--yes", "--no-service",
+               "--no-undo")
+    assert run.returncode == 0, run.stdout + run.stderr
+    drop = (DB, "config", "config/overlay", "config/logs", "config/myFiles")
+    assert comparable(tree_state(site.home), *drop) == comparable(before, *drop)

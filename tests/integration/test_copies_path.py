@@ -47,9 +47,18 @@ def test_copy_to_mounted_disk_is_verified_and_second_run_moves_nothing(site: Sit
     with tmpfs(site.root / "media" / "usb") as usb:
         folder = usb / "allsky-copies"
         site.spec("cfg", SPEC.format(path=folder, required="true", extra=""))
-        first = _doit(site, "backup:cfg")
+        events = site.root / "events.jsonl"
+        first = _cli(site, "run", "--events", str(events), "backup:cfg")
         assert first.returncode == 0, first.stdout + first.stderr
         [archive] = site.archives()
+        copy_events = [e for e in map(json.loads, events.read_text().splitlines())
+                       if e["stage"] == "copy"]
+        assert copy_events[0]["event"] == "start"
+        assert copy_events[0]["total"] == archive.stat().st_size
+        moved = [e for e in copy_events if e["event"] == "progress"]
+        assert moved and moved[-1]["bytes"] == archive.stat().st_size and "rate" in moved[-1]
+        assert moved[-1]["current"] == f"usb: {archive.name}"
+        assert copy_events[-1]["event"] == "end"
         copy = folder / archive.name
         assert copy.read_bytes() == archive.read_bytes()
         assert (folder / archive.name.replace(".tar.zst", ".json")).exists()
@@ -66,12 +75,25 @@ def test_copy_to_mounted_disk_is_verified_and_second_run_moves_nothing(site: Sit
         assert ".  copy:cfg" in third.stdout and copy.read_bytes() == archive.read_bytes()
 
 
+def _cli(site: Site, *args: str):
+    import subprocess
+    import sys
+
+    env = site.environ()
+    env[PREFIXES_ENV] = str(site.root / "media")
+    return subprocess.run([sys.executable, "-m", "allsky_tasks", *args], cwd=site.root,
+                          env=env, text=True, capture_output=True, timeout=300)
+
+
 def test_unmounted_target_fails_required_copy_and_keeps_local_archive(site: Site) -> None:
     folder = site.root / "media" / "usb" / "allsky-copies"  # the disk is not plugged in
     (site.root / "media" / "usb").mkdir(parents=True)
     site.spec("cfg", SPEC.format(path=folder, required="true", extra=""))
-    run = _doit(site, "backup:cfg")
-    assert run.returncode != 0
+    events = site.root / "events.jsonl"
+    run = _cli(site, "run", "--events", str(events), "backup:cfg")
+    assert run.returncode == 22, run.stdout + run.stderr
+    errors = [json.loads(line) for line in events.read_text().splitlines()]
+    assert any(e["stage"] == "copy" and e["event"] == "error" for e in errors)
     assert "CopyError" in run.stdout + run.stderr and "usb" in run.stdout + run.stderr
     assert "not on a mounted disk" in run.stdout + run.stderr
     assert not folder.exists()  # nothing written into the empty mount point
@@ -93,6 +115,7 @@ def test_unmounted_destination_is_refused_before_anything(site: Site, tmp_path: 
     dest = site.root / "media" / "usb" / "allskybackups"
     (site.root / "media" / "usb").mkdir(parents=True)
     site.spec("cfg", f"type: config\ndestination: {dest}\nservice: {{pause: always}}\n")
+    assert _cli(site, "run", "backup:cfg").returncode == 24
     run = _doit(site, "backup:cfg")
     assert run.returncode != 0
     assert "DestinationError" in run.stdout + run.stderr and "not on a mounted disk" in run.stdout
@@ -131,3 +154,23 @@ def test_verify_target_catches_a_flipped_byte(site: Site) -> None:
         entry = verify_copy(target, site.env.backup_dir, archive.name)
         assert entry["ok"] is False and "SHA-256" in entry["problem"]
         assert archive.read_bytes() != bytes(data)
+
+
+def test_noop_rerun_with_copies_loads_no_copy_code(site: Site) -> None:
+    import subprocess
+    import sys
+
+    from .test_noop import HEAVY
+
+    folder = site.root / "copies"
+    site.spec("cfg", SPEC.format(path=folder, required="true", extra="")
+              .replace("required: true", "required: true\n    must_be_mounted: false"))
+    assert _doit(site, "backup:cfg").returncode == 0
+    heavy = HEAVY + ("allsky_tasks.copies.stage", "allsky_tasks.copies.path",
+                     "allsky_tasks.copies.ssh", "allsky_tasks.copies.run")
+    probe = ("import sys\nfrom allsky_tasks.cli import main\n"
+             "code = main(['run', '--quiet', 'backup:cfg'])\n"
+             f"print(code, *sorted(m for m in {heavy!r} if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=site.root, env=site.environ(),
+                          text=True, capture_output=True, timeout=120)
+    assert proc.stdout.split() == ["0"], proc.stdout + proc.stderr
