@@ -172,7 +172,7 @@ def main() -> int:
     print(f"| copy over SSH to localhost | {ssh['ours']:.2f} s | scp + ssh sha256sum "
           f"{ssh['ref']:.2f} s | {ssh['ours'] / ssh['ref']:.2f}x (target 1.2x) |")
     print(f"| no-op re-run with a path and an SSH target | {noop['with']:.3f} s | without "
-          f"copies {noop['without']:.3f} s | +{noop['with'] - noop['without']:.3f} s "
+          f"copies {noop['without']:.3f} s | {noop['with'] - noop['without']:+.3f} s "
           "(target +0.05 s) |")
     return 0
 
