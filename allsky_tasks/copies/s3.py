@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO, Iterator, Mapping
 
 from ..errors import CopyError
@@ -20,6 +22,7 @@ from .target import Progress, RemoteFile
 MULTIPART_THRESHOLD = 16 << 20  # single PUT (full-object SHA-256 at the store) below this
 MIN_PART = 8 << 20
 MAX_PARTS = 10_000
+UPLOAD_THREADS = 4  # parts in flight at once (hides per-request latency; 32 MiB of memory)
 STALE_UPLOAD_DAYS = 7  # multipart uploads of ours older than this are given up and aborted
 
 
@@ -171,33 +174,58 @@ class S3Target:
             upload_id = self._call(f"starting the upload of {name}", self.client.create_multipart_upload,
                                    Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256",
                                    **extra)["UploadId"]
-        parts: list[dict[str, Any]] = []
         self.last_resumed_bytes = sum(min(psize, size - (n - 1) * psize) for n in done)
-        for number in range(1, count + 1):
+        parts: dict[int, dict[str, Any]] = dict(done)
+        for number in sorted(done):
+            progress(min(psize, size - (number - 1) * psize))
+        todo = [n for n in range(1, count + 1) if n not in done]
+
+        def send(number: int) -> tuple[dict[str, Any], int]:
             offset = (number - 1) * psize
             length = min(psize, size - offset)
-            if number in done:
-                parts.append(done[number])
-                progress(length)
-                continue
-            local.seek(offset)
-            data = local.read(length)
+            data = os.pread(local.fileno(), length, offset)  # positional: safe across threads
             if len(data) != length:
                 raise CopyError(f"copy target {self.describe()}: {name} is shorter than {size} bytes")
-            checksum = _b64(hashlib.sha256(data).digest())
+            # botocore hashes the part as it sends it (SHA-256 in the trailer, one pass, no
+            # second hash for signing) and the store checks it before it keeps the part.
             reply = self._call(f"uploading part {number}/{count} of {name}", self.client.upload_part,
                                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                               Body=data, ChecksumSHA256=checksum)
-            parts.append({"PartNumber": number, "ETag": reply["ETag"], "ChecksumSHA256": checksum})
-            progress(length)
+                               Body=io.BytesIO(data), ChecksumAlgorithm="SHA256")
+            checksum = reply.get("ChecksumSHA256") or _b64(hashlib.sha256(data).digest())
+            return {"PartNumber": number, "ETag": reply["ETag"], "ChecksumSHA256": checksum}, length
+
+        # A few parts in flight overlap hashing, reading and the network; memory stays at
+        # UPLOAD_THREADS parts (32 MiB by default). Progress is reported from this thread only.
+        with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="s3-part") as pool:
+            flying: set[Future] = set()
+            try:
+                for number in todo:
+                    if len(flying) >= UPLOAD_THREADS:
+                        finished, flying = wait(flying, return_when=FIRST_COMPLETED)
+                        self._collect(finished, parts, progress)
+                    flying.add(pool.submit(send, number))
+                self._collect(flying, parts, progress)
+                flying = set()
+            finally:
+                for future in flying:
+                    future.cancel()
+        ordered = [parts[n] for n in range(1, count + 1)]
         try:
             self._call(f"completing the upload of {name}", self.client.complete_multipart_upload,
                        Bucket=self.bucket, Key=key, UploadId=upload_id,
-                       MultipartUpload={"Parts": parts})
+                       MultipartUpload={"Parts": ordered})
         except CopyError:
             # A refused completion cannot be resumed: give the upload up so no parts linger.
             self._abort(key, upload_id)
             raise
+
+    @staticmethod
+    def _collect(futures: Any, parts: dict[int, dict[str, Any]], progress: Progress) -> None:
+        """Record finished parts (in part order) and report their bytes; the first failure is raised."""
+        for future in sorted(futures, key=lambda f: f.result()[0]["PartNumber"] if not f.exception() else 0):
+            part, length = future.result()
+            parts[part["PartNumber"]] = part
+            progress(length)
 
     def _uploads(self, key: str) -> Iterator[dict[str, Any]]:
         page = self._call("listing unfinished uploads", self.client.list_multipart_uploads,
