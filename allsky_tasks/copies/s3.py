@@ -151,6 +151,7 @@ class S3Target:
         """Upload `size` bytes from `local` (seekable, at 0) under `name`; resume a matching multipart upload."""
         key = self.key(name)
         extra = {"StorageClass": self.storage_class} if self.storage_class else {}
+        self.abort_stale_uploads(keep=key)  # e.g. of an archive pruned before its upload finished
         if size <= MULTIPART_THRESHOLD:
             self._abort_uploads(key)
             data = local.read(size)
@@ -309,8 +310,8 @@ class S3Target:
         self._abort_uploads(key)
         self._call(f"deleting {name}", self.client.delete_object, Bucket=self.bucket, Key=key)
 
-    def abort_stale_uploads(self, days: int = STALE_UPLOAD_DAYS) -> list[str]:
-        """Give up unfinished uploads under the prefix older than `days`; return their keys."""
+    def abort_stale_uploads(self, days: int = STALE_UPLOAD_DAYS, keep: str = "") -> list[str]:
+        """Give up unfinished uploads under the prefix older than `days` (but `keep`'s); return their keys."""
         import datetime as dt
 
         cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)
@@ -318,7 +319,8 @@ class S3Target:
                           Bucket=self.bucket, Prefix=self.prefix)
         gone = []
         for upload in page.get("Uploads", []):
-            if upload["Initiated"] < cutoff and "/" not in upload["Key"][len(self.prefix):]:
+            if (upload["Initiated"] < cutoff and upload["Key"] != keep
+                    and "/" not in upload["Key"][len(self.prefix):]):
                 self._abort(upload["Key"], upload["UploadId"])
                 gone.append(upload["Key"])
         return gone

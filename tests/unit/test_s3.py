@@ -245,3 +245,16 @@ def test_tampered_object_is_seen_by_its_hash(s3_server, tmp_path: Path) -> None:
     remote = t.remote_sha256("a.bin")
     assert remote != hashlib.sha256(src.read_bytes()).hexdigest()
     assert hashlib.sha256(read_back(t, "a.bin")).hexdigest() != hashlib.sha256(src.read_bytes()).hexdigest()
+
+
+def test_stale_unfinished_uploads_under_the_prefix_are_given_up(s3_server) -> None:
+    import boto3
+
+    make_bucket(s3_server.port, "allsky")
+    c = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_server.port}")
+    c.create_multipart_upload(Bucket="allsky", Key="pi/backups/old.tar.zst")
+    c.create_multipart_upload(Bucket="allsky", Key="elsewhere/keep.tar.zst")
+    t = target(s3_server.port)
+    assert t.abort_stale_uploads(days=0) == ["pi/backups/old.tar.zst"]
+    left = [u["Key"] for u in c.list_multipart_uploads(Bucket="allsky").get("Uploads", [])]
+    assert left == ["elsewhere/keep.tar.zst"]  # not ours: left alone
