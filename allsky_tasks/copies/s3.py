@@ -107,7 +107,10 @@ class S3Target:
                     config=Config(retries={"max_attempts": 3, "mode": "standard"},
                                   connect_timeout=10, read_timeout=120,
                                   request_checksum_calculation="when_required",
-                                  response_checksum_validation="when_required"))
+                                  response_checksum_validation="when_required",
+                                  # MinIO, NAS and other self-hosted stores answer on one host
+                                  # name: path-style works on every S3-compatible store.
+                                  s3={"addressing_style": "path"} if self.endpoint_url else None))
             except (bx.BotoCoreError, ValueError) as exc:
                 raise self._fail("connecting", exc) from None
         return self._client
