@@ -10,10 +10,12 @@ a standard age file: `age -d -i identity.txt x.age` decrypts it too.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping, Sequence
+from typing import Any, BinaryIO, Iterator, Mapping, Sequence
 
 from ..errors import EncryptionError
 
@@ -231,3 +233,78 @@ def decryptor(identity: Path) -> AgeEncryptor:
     dec.recipients, dec._parsed, dec.identity = [], [], Path(identity)
     load_identities(dec.identity)  # a missing or unreadable identity fails before anything is fetched
     return dec
+
+
+def _cache_paths(source: Path, work: Path, encryptor: Any) -> tuple[Path, Path, list[str]]:
+    recipients = sorted(str(r) for r in getattr(encryptor, "recipients", []) or [])
+    tag = hashlib.sha256("\n".join(recipients).encode()).hexdigest()[:12]
+    path = work / f".{source.name}.{tag}{encryptor.suffix}"
+    return path, path.with_name(path.name + ".json"), recipients
+
+
+def _drop_orphans(work: Path, folder: Path) -> None:
+    """Remove kept ciphertexts whose source file is gone (pruned) and half-written ones."""
+    for entry in os.scandir(work):
+        name = entry.name
+        if not name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            continue
+        if name.endswith(".part"):
+            os.unlink(entry.path)
+            continue
+        stem = name[1:].removesuffix(".json").removesuffix(SUFFIX)
+        source = stem.rsplit(".", 1)[0] if "." in stem else stem
+        if stem != name[1:] and not (folder / source).exists():
+            os.unlink(entry.path)
+
+
+@contextmanager
+def sealed(source: Path, encryptor: Any, work: Path) -> Iterator[tuple[Path, int, str]]:
+    """The ciphertext of `source` in `work` (path, size, SHA-256) for the copy stage.
+
+    It is kept when the copy fails, and used again by the next run while the source and the
+    recipients are unchanged, so an interrupted upload resumes with the very same bytes (age
+    picks a new key on every encryption). It is removed once the copy succeeded.
+    """
+    from ..safefs import read_bytes
+
+    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _drop_orphans(work, source.parent)
+    path, meta, recipients = _cache_paths(source, work, encryptor)
+    st = os.stat(source)
+    want = {"source": source.name, "size": st.st_size, "mtimeNs": st.st_mtime_ns, "recipients": recipients}
+    facts: dict[str, Any] | None = None
+    try:
+        facts = json.loads(read_bytes(meta, 1 << 20))
+        kept = os.lstat(path)
+        if ({k: facts.get(k) for k in want} != want or not recipients
+                or kept.st_size != facts.get("cipherSize") or not os.path.isfile(path)
+                or os.path.islink(path)):
+            facts = None
+    except (OSError, ValueError):  # none kept (or unusable): encrypt afresh
+        facts = None
+    if facts is None:
+        meta.unlink(missing_ok=True)
+        temp = path.with_name(path.name + ".part")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as raw, open(source, "rb") as src:
+                out = _HashingWriter(raw)  # type: ignore[arg-type]
+                encryptor.encrypt(src, out)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        facts = {**want, "cipherSize": out.size, "cipherSha256": out.sha.hexdigest()}
+        mfd = os.open(meta, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(mfd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(facts))
+    done = False
+    try:
+        yield path, int(facts["cipherSize"]), str(facts["cipherSha256"])
+        done = True
+    finally:
+        if done or not recipients:
+            path.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)

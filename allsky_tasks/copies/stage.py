@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,15 +115,12 @@ def encrypted(source: Path, encryptor: Encryptor | None, work: Path,
         sha, size = known if known is not None else hash_file(source)
         yield Payload(source, source.name, size, sha)
         return
-    work.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{source.name}.", suffix=encryptor.suffix, dir=work)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            encryptor.encrypt(src, out)  # type: ignore[arg-type]
-        sha, size = hash_file(Path(tmp))
-        yield Payload(Path(tmp), source.name + encryptor.suffix, size, sha)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    # ISSUE 13 (copies/encrypt.py): the ciphertext is hashed as it is written, and kept after a
+    # failed copy so the next run sends the same bytes (an S3/SSH upload resumes); removed after.
+    from .encrypt import sealed
+
+    with sealed(source, encryptor, work) as (path, size, sha):
+        yield Payload(path, source.name + encryptor.suffix, size, sha)
 
 
 def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar: Path | None,

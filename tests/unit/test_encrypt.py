@@ -135,3 +135,35 @@ def test_bad_recipients_are_named_and_items_choose_encryption(tmp_path: Path) ->
     assert encryptor_for({"name": "usb", "encrypt": False}, spec_level) is None
     enc = encryptor_for({"name": "nas"}, spec_level)
     assert enc is not None and enc.suffix == ".age" and enc.recipients == [recipient]
+
+
+def test_sealed_ciphertext_is_kept_after_a_failure_and_reused_then_removed(tmp_path: Path) -> None:
+    from allsky_tasks.copies.encrypt import sealed
+
+    backups, work = tmp_path / "backups", tmp_path / "backups" / ".allsky-tasks" / "work"
+    backups.mkdir()
+    archive = backups / "allsky-config-backup-20260301-120000.tar.zst"
+    archive.write_bytes(os.urandom(100_000))
+    enc = AgeEncryptor([keygen(tmp_path / "id.txt")])
+    with pytest.raises(RuntimeError):
+        with sealed(archive, enc, work) as (path, size, sha):
+            first = path.read_bytes()
+            assert (size, sha) == (len(first), hashlib.sha256(first).hexdigest())
+            raise RuntimeError("network gone")
+    assert path.read_bytes() == first  # kept for the next run
+    with sealed(archive, enc, work) as (again, size2, sha2):
+        assert again == path and again.read_bytes() == first and sha2 == sha
+    assert not path.exists() and list(work.iterdir()) == []  # removed after success
+    # Another recipient list or a changed archive: encrypted afresh.
+    with pytest.raises(RuntimeError):
+        with sealed(archive, enc, work) as (path, _, sha):
+            raise RuntimeError("again")
+    other = AgeEncryptor([keygen(tmp_path / "id2.txt")])
+    with sealed(archive, other, work) as (path2, _, sha_other):
+        assert path2 != path and sha_other != sha
+    # The archive is pruned: its kept ciphertext goes at the next run's start.
+    archive2 = backups / "allsky-config-backup-20260302-120000.tar.zst"
+    archive2.write_bytes(b"x" * 10)
+    archive.unlink()
+    with sealed(archive2, enc, work):
+        assert not path.exists()

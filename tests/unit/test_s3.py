@@ -268,3 +268,40 @@ def test_a_self_hosted_endpoint_by_host_name_uses_path_style(s3_server, tmp_path
     src = blob(tmp_path, 1000)
     upload(t, src)
     assert read_back(t, "a.bin") == src.read_bytes()
+
+
+def test_an_interrupted_encrypted_copy_resumes_with_the_same_ciphertext(s3_server, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    from allsky_tasks.copies.encrypt import AgeEncryptor, keygen
+    from allsky_tasks.copies.stage import copy_archive, hash_file
+
+    monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
+    monkeypatch.setattr(s3mod, "MIN_PART", 5 << 20)
+    make_bucket(s3_server.port, "allsky")
+    backups = tmp_path / "allskybackups"
+    backups.mkdir()
+    archive = blob(backups, 40 << 20, "allsky-images-backup-20260301-120000.tar.zst")
+    sha = hash_file(archive)[0]
+    enc = AgeEncryptor([keygen(tmp_path / "id.txt")])
+    item = {"name": "cloud", "s3": {"bucket": "allsky", "endpoint_url": f"http://127.0.0.1:{s3_server.port}"},
+            "encrypt": {"recipients": enc.recipients}}
+
+    class Gone(Exception):
+        pass
+
+    calls: list[int] = []
+
+    def cut_after_two_parts(n: int) -> None:
+        calls.append(n)
+        if len(calls) == 2:
+            raise Gone("the run was stopped")
+
+    with pytest.raises(Gone):
+        copy_archive(S3Target(item, {}), item, archive, None, sha, "x", cut_after_two_parts, enc)
+    t = S3Target(item, {})
+    assert t.list_files() == []  # nothing under the final name
+    entry = copy_archive(t, item, archive, None, sha, "x", lambda n: None, enc)
+    assert entry["ok"] and entry["stored"] == archive.name + ".age"
+    assert t.last_resumed_bytes >= 10 << 20  # the parts sent before the stop were kept
+    assert hashlib.sha256(read_back(t, archive.name + ".age")).hexdigest() == entry["storedSha256"]
+    assert not any((backups / ".allsky-tasks").rglob("*.age"))  # the kept ciphertext is gone
