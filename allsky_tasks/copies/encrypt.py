@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping, Sequence
@@ -20,7 +19,6 @@ from typing import Any, BinaryIO, Iterator, Mapping, Sequence
 from ..errors import EncryptionError
 
 SUFFIX = ".age"
-CHUNK = 1 << 20
 
 
 def parse_recipients(values: Sequence[str], *, where: str = "encrypt.recipients") -> list[Any]:
@@ -144,54 +142,6 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, identities: Sequence[Any], *, w
         pyrage.decrypt_io(src, dst, list(identities))
     except (pyrage.DecryptError, OSError) as exc:
         raise _decrypt_error(exc, what) from None
-
-
-class DecryptingReader:
-    """Read the plaintext of an age stream as it is decrypted (a thread feeds a pipe).
-
-    A failure (wrong identity, altered or truncated ciphertext) is raised from `read` as
-    EncryptionError, at the latest where the plaintext would end, so a consumer that writes
-    to a temporary name and renames only after a clean end never keeps bad bytes.
-    """
-
-    def __init__(self, src: BinaryIO, identities: Sequence[Any], *, what: str = "decrypting") -> None:
-        self._rfd, wfd = os.pipe()
-        self._error: BaseException | None = None
-        self._what = what
-        self._reader = os.fdopen(self._rfd, "rb", buffering=CHUNK)
-        self._thread = threading.Thread(target=self._run, args=(src, wfd, list(identities)),
-                                        daemon=True, name="age-decrypt")
-        self._thread.start()
-
-    def _run(self, src: BinaryIO, wfd: int, identities: list[Any]) -> None:
-        try:
-            with os.fdopen(wfd, "wb", buffering=CHUNK) as sink:
-                decrypt_stream(src, sink, identities, what=self._what)
-        except BrokenPipeError:
-            pass  # the consumer stopped reading
-        except BaseException as exc:  # handed to the reading side
-            self._error = exc
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._reader.read(n if n is not None and n >= 0 else -1)
-        if not data or (n is not None and n >= 0 and len(data) < n):
-            self._thread.join()
-            if self._error is not None:
-                raise self._error
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._reader.close()
-        self._thread.join(timeout=30)
-
-    def __enter__(self) -> "DecryptingReader":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class AgeEncryptor:

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("pyrage", reason="the Python package pyrage is not installed")
 
 from allsky_tasks.copies.encrypt import (  # noqa: E402
-    AgeEncryptor, DecryptingReader, decryptor, encrypt_stream, encryptor_for, keygen, load_identities,
+    AgeEncryptor, decryptor, encrypt_stream, encryptor_for, keygen, load_identities,
     parse_recipients)
 from allsky_tasks.errors import EncryptionError  # noqa: E402
 
@@ -107,21 +107,6 @@ def test_tampered_or_truncated_ciphertext_is_refused(tmp_path: Path) -> None:
     sealed[200_000] ^= 0x01
     with pytest.raises(EncryptionError, match="damaged or was altered"):
         decryptor(ident).decrypt(io.BytesIO(bytes(sealed[:-50])), io.BytesIO())
-
-
-def test_decrypting_reader_streams_and_raises_at_the_end_when_altered(tmp_path: Path) -> None:
-    ident = tmp_path / "id.txt"
-    data = os.urandom(1 << 20)
-    sealed = seal(data, [keygen(ident)])
-    with DecryptingReader(io.BytesIO(sealed), load_identities(ident)) as reader:
-        got = b"".join(iter(lambda: reader.read(65536), b""))
-    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
-    bad = bytearray(sealed)
-    bad[len(bad) // 2] ^= 0x80
-    with DecryptingReader(io.BytesIO(bytes(bad)), load_identities(ident)) as reader:
-        with pytest.raises(EncryptionError, match="altered"):
-            while reader.read(65536):
-                pass
 
 
 def test_bad_recipients_are_named_and_items_choose_encryption(tmp_path: Path) -> None:
