@@ -214,14 +214,22 @@ class S3Target:
                 for future in flying:
                     future.cancel()
         ordered = [parts[n] for n in range(1, count + 1)]
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        what = f"completing the upload of {name}"
         try:
-            self._call(f"completing the upload of {name}", self.client.complete_multipart_upload,
-                       Bucket=self.bucket, Key=key, UploadId=upload_id,
-                       MultipartUpload={"Parts": ordered})
-        except CopyError:
-            # A refused completion cannot be resumed: give the upload up so no parts linger.
-            self._abort(key, upload_id)
-            raise
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                  MultipartUpload={"Parts": ordered})
+        except ClientError as exc:
+            # The store refused the parts: that upload cannot be resumed, so give it up and no
+            # hidden parts linger. (A lost connection keeps it: the next run completes it.)
+            try:
+                self._abort(key, upload_id)
+            except CopyError:
+                pass
+            raise self._fail(what, exc) from None
+        except BotoCoreError as exc:
+            raise self._fail(what, exc) from None
 
     @staticmethod
     def _collect(futures: Any, parts: dict[int, dict[str, Any]], progress: Progress) -> None:
