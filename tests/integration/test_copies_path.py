@@ -174,3 +174,26 @@ def test_noop_rerun_with_copies_loads_no_copy_code(site: Site) -> None:
     proc = subprocess.run([sys.executable, "-c", probe], cwd=site.root, env=site.environ(),
                           text=True, capture_output=True, timeout=120)
     assert proc.stdout.split() == ["0"], proc.stdout + proc.stderr
+
+
+def test_prune_at_the_target_after_a_copy_keeps_newest_and_pinned(site: Site) -> None:
+    import time
+
+    folder = site.root / "copies"
+    site.spec("cfg", SPEC.format(path=folder, required="true", extra="")
+              .replace("required: true", "required: true\n    must_be_mounted: false\n"
+                                         "    keep_last: 1"))
+    names = []
+    for i in range(3):
+        (site.home / "config" / "uservariables.sh").write_text(f"# run {i}\n")
+        (site.home / "env.json").write_text(f'{{"run": {i}}}')
+        run = _doit(site, "backup:cfg")
+        assert run.returncode == 0, run.stdout + run.stderr
+        names.append(sorted(set(p.name for p in site.archives()) - set(names))[0])
+        if i == 0:
+            assert _cli(site, "pin", names[0]).returncode == 0
+        time.sleep(1.1)  # archive names carry the second
+    held = sorted(p.name for p in folder.iterdir() if ".tar." in p.name)
+    assert held == sorted([names[0], names[2]])  # pinned and newest; the middle one pruned
+    assert set(records.load(site.env.backup_dir, "usb")["copies"]) == {names[0], names[2]}
+    assert len(site.archives()) == 3  # the local archives are not the target's business
