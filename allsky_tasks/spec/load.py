@@ -22,6 +22,8 @@ FOLDER_RE = re.compile(r"^(2\d{7}|test\w*)$")
 LEVELS = {"zstd": (1, 19, 3), "allsky": (1, 9, 6)}
 # Keys of a `copies:` item that are not a target kind (every other key is one: path, ssh, ...).
 COPY_COMMON_KEYS = ("name", "required", "keep_last", "must_be_mounted", "encrypt")
+# Kinds that put copies on someone else's server (issue 13): config copies need `encrypt:`.
+CLOUD_KINDS = ("s3", "rclone", "allsky_remote")
 
 
 @dataclass(frozen=True)
@@ -194,13 +196,13 @@ def semantic_problems(data: dict[str, Any], path: Path, env: Environment,
             # Restore and import accept only these areas; anything else could never come back.
             out.append(f"{where}::$.include[{i}]: {pattern!r} is outside the areas a "
                        f"{kind} backup can restore ({', '.join(areas)})")
-    out += _copies_problems(data.get("copies", []), where)
+    out += _copies_problems(data.get("copies", []), where, data.get("type"))
     if check_tree:
         out += _tree_problems(data, where, env, folders)
     return out
 
 
-def _copies_problems(items: list[dict[str, Any]], where: str) -> list[str]:
+def _copies_problems(items: list[dict[str, Any]], where: str, kind: Any = None) -> list[str]:
     """Each copies item names one kind and a name no other item uses."""
     out: list[str] = []
     seen: set[str] = set()
@@ -214,6 +216,11 @@ def _copies_problems(items: list[dict[str, Any]], where: str) -> list[str]:
         seen.add(item.get("name", ""))
         if "must_be_mounted" in item and "path" not in item:
             out.append(f"{where}::$.copies[{i}].must_be_mounted: only for path targets")
+        # issue 13: env.json secrets leave the device in clear only when the operator says so.
+        if kind == "config" and "encrypt" not in item and any(k in item for k in CLOUD_KINDS):
+            out.append(f"{where}::$.copies[{i}].encrypt: a config backup holds env.json's "
+                       "passwords and keys; add encrypt: {recipients: [age1...]} (from "
+                       "`allsky-tasks keygen`), or encrypt: false to send it unencrypted")
     return out
 
 

@@ -48,6 +48,7 @@ service: {{pause: never}}
 copies:
   - name: b2
     s3: {{bucket: not-there, endpoint_url: "http://127.0.0.1:{s3_server.port}"}}
+    encrypt: false
 """)
     run = _run(site, "-m", "doit", "-f", str(PROJECT_DIR / "dodo.py"), "backup:cfg")
     out = run.stdout + run.stderr

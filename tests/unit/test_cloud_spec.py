@@ -24,12 +24,14 @@ copies:
     encrypt: {{recipients: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbCdEf me@laptop"]}}
   - name: dropbox
     rclone: {{remote: "dropbox:allsky", flags: [--bwlimit, 1M]}}
+    encrypt: false
   - name: remote
     allsky_remote: server
     encrypt: {{recipients: ["{RECIPIENT}"]}}
     required: true
   - name: website
     allsky_remote: {{use: website, folder: allskybackups}}
+    encrypt: false
 """)
     spec = load_spec(path, site.env)
     assert [c["name"] for c in spec.copies] == ["b2", "gdrive", "dropbox", "remote", "website"]
@@ -48,3 +50,11 @@ def test_bad_cloud_items_are_refused_naming_the_field(site: Site, item: str, whe
     with pytest.raises(SpecError, match=r"copies\[0\]") as err:
         load_spec(path, site.env)
     assert where in str(err.value)
+
+
+def test_a_config_backup_to_a_cloud_target_needs_encrypt_or_an_explicit_false(site: Site) -> None:
+    path = site.spec("clear", "type: config\ncopies:\n  - {name: gdrive, rclone: 'gdrive:x'}\n")
+    with pytest.raises(SpecError, match=r"copies\[0\].encrypt: a config backup holds env.json"):
+        load_spec(path, site.env)
+    path = site.spec("images", "type: images\ncopies:\n  - {name: gdrive, rclone: 'gdrive:x'}\n")
+    assert load_spec(path, site.env).copies[0]["name"] == "gdrive"  # images hold no secrets
