@@ -366,10 +366,13 @@ def run_copy(state: str) -> None:
     """Copy the newest verified archives to the spec's targets, verified there (copies/run.py)."""
     from ..copies.records import pending
     from ..copies.run import raise_failures, run_copies, total_bytes
+    from ..service.lock import destination_lock
 
     st = Path(state)
     spec, _ = _load(st)
-    with tracked(spec.name, "copy", total_bytes(pending(st))) as progress:
+    # Under the destination's lock: two runs never copy (or prune at a target) at once.
+    with tracked(spec.name, "copy", total_bytes(pending(st))) as progress, \
+            destination_lock(spec.destination):
         # ENCRYPTION HOOK (issue 13): items with `encrypt:` are sent as age ciphertext.
         from ..copies.encrypt import encryptor_for
 

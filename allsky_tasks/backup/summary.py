@@ -46,7 +46,15 @@ def backup_summary(st: Path, new: bool, run_warnings: list[str]) -> dict[str, An
         "throughput": round(raw / seconds) if seconds else None,
         "pausedSeconds": service.get("paused_seconds"), "verified": bool(verified.get("ok")),
         "estimate": _estimate([r.get("estimate") for r in results]), "warnings": warnings,
+        "copies": _copies(st),
     }
+
+
+def _copies(st: Path) -> list[dict[str, Any]]:
+    """Where the newest archives' copies are (copies/records.py reads json only)."""
+    from ..copies.records import summary_for
+
+    return summary_for(st)
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -65,5 +73,8 @@ def render_summary(s: dict[str, Any]) -> str:
     if s.get("estimate"):
         est = s["estimate"]
         lines.append(f"  estimate {human(est['estimatedBytes'])}, error {est['errorPercent']}%")
+    lines += [f"  copy at {c['target']}: " + ("verified " + str(c["verifiedAt"]) if c["ok"]
+              else "MISSING" + (" (required)" if c["required"] else " (optional)"))
+              for c in s.get("copies", [])]
     lines += [f"  warning: {w}" for w in s["warnings"]]
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from ..environment import STATE_DIRNAME, expand
 from ..errors import UnsafePathError
-from ..safefs import atomic_write_bytes, read_bytes
+from ..safefs import atomic_write_bytes, check_dir, read_bytes
 
 FOLDER = "copies"
 
@@ -50,6 +50,7 @@ def save(backup_dir: Path, record: dict[str, Any]) -> None:
     """Write a target's record atomically (never through a link)."""
     folder = records_dir(backup_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+    check_dir(folder)  # a planted link there is refused, never written through
     atomic_write_bytes(record_path(backup_dir, record["target"]),
                        (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(), 0o640)
 
@@ -134,3 +135,22 @@ def entries_for(records: Iterable[dict[str, Any]], archive_name: str
     """(target, entry) of every recorded copy of one archive."""
     return [(r["target"], r["copies"][archive_name]) for r in records
             if archive_name in r.get("copies", {})]
+
+
+def summary_for(state: Path) -> list[dict[str, Any]]:
+    """For the backup summary: each target's copy of each newest archive, verified or not."""
+    try:
+        spec = _read_json(state / "spec.json")
+        verified = _read_json(state / "verify.json")
+    except (OSError, ValueError):
+        return []
+    out = []
+    for item in spec.get("copies") or []:
+        copies = load(Path(spec["destination"]), item["name"])["copies"]
+        for result in verified.get("results", []):
+            entry = copies.get(Path(result["archive"]).name) or {}
+            ok = entry.get("ok") is True and entry.get("sha256") == result.get("sha256")
+            out.append({"target": item["name"], "archive": Path(result["archive"]).name,
+                        "ok": ok, "verifiedAt": entry.get("verifiedAt"),
+                        "required": bool(item.get("required"))})
+    return out

@@ -51,6 +51,7 @@ def test_copy_to_mounted_disk_is_verified_and_second_run_moves_nothing(site: Sit
         first = _cli(site, "run", "--events", str(events), "backup:cfg")
         assert first.returncode == 0, first.stdout + first.stderr
         [archive] = site.archives()
+        assert "copy at usb: verified" in first.stdout  # the backup summary says where
         copy_events = [e for e in map(json.loads, events.read_text().splitlines())
                        if e["stage"] == "copy"]
         assert copy_events[0]["event"] == "start"
@@ -92,6 +93,7 @@ def test_unmounted_target_fails_required_copy_and_keeps_local_archive(site: Site
     events = site.root / "events.jsonl"
     run = _cli(site, "run", "--events", str(events), "backup:cfg")
     assert run.returncode == 22, run.stdout + run.stderr
+    assert "copy to usb failed" in run.stdout + run.stderr
     errors = [json.loads(line) for line in events.read_text().splitlines()]
     assert any(e["stage"] == "copy" and e["event"] == "error" for e in errors)
     assert "CopyError" in run.stdout + run.stderr and "usb" in run.stdout + run.stderr
@@ -108,6 +110,7 @@ def test_optional_copy_failure_is_a_warning(site: Site) -> None:
     run = _doit(site, "backup:cfg")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "copy to usb failed" in run.stdout + run.stderr
+    assert "copy at usb: MISSING (optional)" in run.stdout
     assert len(site.archives()) == 1
 
 

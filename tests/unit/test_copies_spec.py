@@ -45,6 +45,8 @@ def test_copies_load_and_survive_the_json_round_trip(site: Site) -> None:
     ("copies:\n  - name: x\n    ssh: {host: -oProxyCommand=evil, folder: f}\n",
      "$.copies[0].ssh.host: '-oProxyCommand=evil' does not match"),
     ("copies:\n  - name: Bad Name\n    path: /a\n", "$.copies[0].name: 'Bad Name' does not match"),
+    ("copies:\n  - name: x\n    ssh: {host: h, folder: 'b*'}\n",
+     "$.copies[0].ssh.folder: 'b*' does not match"),
 ])
 def test_bad_copies_are_named(site: Site, text: str, problem: str) -> None:
     with pytest.raises(SpecError) as err:
