@@ -50,6 +50,8 @@ class SshTarget:
         self.limit_kbps: int | None = None  # sftp -l (tests slow a transfer down with it)
         self._control: str | None = None
         self._has_sha256sum: bool | None = None
+        self._shell = True  # False on an sftp-only account: no mkdir -p, sha256sum or cat
+        self._temp_dir = Path(context["state_dir"]) if context.get("state_dir") else None
 
     # -- plumbing -------------------------------------------------------------------------
     def describe(self) -> str:
@@ -154,14 +156,20 @@ class SshTarget:
         proc = self._ssh(f"mkdir -p -- {folder} && test -w {folder} && "
                          "{ command -v sha256sum >/dev/null 2>&1 && echo sha256sum=yes || "
                          "echo sha256sum=no; }", "cannot create the folder", check=False)
-        if proc.returncode == 0:
+        if proc.returncode == 0 and "sha256sum=" in proc.stdout:
             self._has_sha256sum = "sha256sum=yes" in proc.stdout
             return
         if proc.returncode == 255:
             raise self._fail("cannot connect", proc.stderr)
-        # No shell (an sftp-only account): the folder must exist; hashes are read back.
-        self._has_sha256sum = False
-        self._sftp([f"ls -la {_sftp_quote(self.folder)}"], "the folder is not there")
+        # No usable shell (an sftp-only account: ForceCommand internal-sftp, a storage box):
+        # make the folder with sftp, one component at a time ("-": an existing one is fine),
+        # and read copies back to hash them.
+        self._shell, self._has_sha256sum = False, False
+        lead = "/" if self.folder.startswith("/") else ""
+        parts = [p for p in self.folder.split("/") if p]
+        steps = [lead + "/".join(parts[: i + 1]) for i in range(len(parts))]
+        self._sftp([f"-mkdir {_sftp_quote(step)}" for step in steps]
+                   + [f"ls -la {_sftp_quote(self.folder)}"], "cannot create the folder")
 
     def close(self) -> None:
         """End the master connection and remove its socket folder."""
@@ -263,10 +271,26 @@ class SshTarget:
         return match.group(1)
 
     def open_read(self, name: str) -> BinaryIO:
-        """Stream a stored file back (`cat` over the connection)."""
+        """Stream a stored file back (`cat` over the connection; sftp `get` without a shell)."""
+        if not self._shell:
+            return self._get_to_temp(name)
         argv = ["ssh", *self._options(), self.host, f"cat -- {shlex.quote(self._remote(name))}"]
         return _Stream(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE), self, name)
+
+    def _get_to_temp(self, name: str) -> BinaryIO:
+        """sftp `get` into a private temp file (already unlinked), opened for reading."""
+        folder = self._temp_dir or Path(tempfile.gettempdir())
+        folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+        fd, tmp = tempfile.mkstemp(prefix=".sftp-get-", dir=folder)
+        try:
+            os.close(fd)
+            self._sftp([f"get {_sftp_quote(self._remote(name))} {_sftp_quote(tmp)}"],
+                       f"cannot read {name}", timeout=None)
+            stream = open(tmp, "rb")
+        finally:
+            os.unlink(tmp)  # the open stream keeps the bytes until it is closed
+        return stream
 
     def delete(self, name: str) -> None:
         """sftp `rm`."""

@@ -106,3 +106,27 @@ def test_sshd_killed_mid_transfer_then_the_next_run_resumes(sshd: Sshd, tmp_path
     assert entry["ok"] and (remote / archive.name).read_bytes() == archive.read_bytes()
     assert not partial.exists()
     assert records.load(tmp_path / "backups", "nas")["copies"][archive.name]["ok"] is True
+
+
+def test_sftp_only_account_reads_copies_back(tmp_path: Path) -> None:
+    from tests.helpers.sshd import require_openssh
+
+    require_openssh()
+    server = Sshd(tmp_path / "sftp-only").setup()
+    config = server.root / "sshd_config"
+    config.write_text(config.read_text() + "ForceCommand internal-sftp\n")
+    server.start()
+    try:
+        archive, sha = _archive(tmp_path / "backups", 1_500_000)
+        remote = tmp_path / "remote" / "deep" / "folder"  # created with sftp mkdir, step by step
+        item = server.item(remote)
+        context = {"state_dir": tmp_path / "backups" / ".allsky-tasks"}
+        entry = copy_archive(SshTarget(item, context), item, archive, None, sha, "imgs",
+                             lambda n: None)
+        assert entry["method"] == "read back"
+        assert (remote / archive.name).read_bytes() == archive.read_bytes()
+        assert verify_copy(SshTarget(item, context), tmp_path / "backups",
+                           archive.name)["ok"] is True
+        assert not list((tmp_path / "backups" / ".allsky-tasks").glob(".sftp-get-*"))
+    finally:
+        server.kill()
