@@ -305,3 +305,30 @@ def test_an_interrupted_encrypted_copy_resumes_with_the_same_ciphertext(s3_serve
     assert t.last_resumed_bytes >= 10 << 20  # the parts sent before the stop were kept
     assert hashlib.sha256(read_back(t, archive.name + ".age")).hexdigest() == entry["storedSha256"]
     assert not any((backups / ".allsky-tasks").rglob("*.age"))  # the kept ciphertext is gone
+
+
+def test_prune_at_the_bucket_removes_older_encrypted_copies_and_keeps_foreign_objects(
+        s3_server, tmp_path: Path) -> None:
+    import boto3
+
+    from allsky_tasks.copies.encrypt import AgeEncryptor, keygen
+    from allsky_tasks.copies.prune import prune_target
+    from allsky_tasks.copies.stage import copy_archive, hash_file
+
+    make_bucket(s3_server.port, "allsky")
+    c = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_server.port}")
+    c.put_object(Bucket="allsky", Key="pi/backups/notes.txt", Body=b"the operator's own file")
+    backups = tmp_path / "allskybackups"
+    backups.mkdir()
+    enc = AgeEncryptor([keygen(tmp_path / "id.txt")])
+    item = {"name": "cloud", "s3": {"bucket": "allsky", "prefix": "pi/backups",
+                                    "endpoint_url": f"http://127.0.0.1:{s3_server.port}"},
+            "encrypt": {"recipients": enc.recipients}}
+    for day in ("01", "02", "03"):
+        archive = blob(backups, 5000, f"allsky-config-backup-202603{day}-120000.tar.zst")
+        copy_archive(S3Target(item, {}), item, archive, None, hash_file(archive)[0], "cfg", lambda n: None, enc)
+    t = S3Target(item, {})
+    assert prune_target(t, backups, "cfg", 2) == ["allsky-config-backup-20260301-120000.tar.zst"]
+    assert sorted(f.name for f in t.list_files()) == [
+        "allsky-config-backup-20260302-120000.tar.zst.age", "allsky-config-backup-20260303-120000.tar.zst.age",
+        "notes.txt"]
