@@ -126,7 +126,11 @@ def encrypted(source: Path, encryptor: Encryptor | None, work: Path,
 def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar: Path | None,
                  sha256: str, spec: str, progress: Callable[[int], None],
                  encryptor: Encryptor | None = None) -> dict[str, Any]:
-    """Copy one verified archive (then its sidecar) to a target unless it is there; record it."""
+    """Copy one verified archive (then its sidecar) to a target unless it is there; record it.
+
+    The record is saved as soon as the archive verified at the target, so a failure with the
+    sidecar does not send the archive again next time (and never mistakes it for a stranger's).
+    """
     backup_dir = archive.parent
     record = records.load(backup_dir, target.name)
     if record.get("config") != item:
@@ -136,35 +140,39 @@ def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar
     if facts is None:
         raise CopyError(f"copy target {target.describe()}: the local archive {archive} is gone")
     work = backup_dir / records.STATE_DIRNAME / records.FOLDER / "work"
+    stored = archive.name + (encryptor.suffix if encryptor is not None else "")
     started = time.monotonic()
     try:
         target.check_ready()
-        with encrypted(archive, encryptor, work, (sha256, facts[0])) as payload:
-            present = {f.name: f.size for f in target.list_files()}
-            entry = record["copies"].get(archive.name) or {}
-            if (present.get(payload.stored) == payload.size and entry.get("ok")
-                    and entry.get("storedSha256") == payload.sha256):
-                method = "already there"
-            elif payload.stored in present and not entry:
-                raise CopyError(f"copy target {target.describe()}: {payload.stored} already "
-                                "exists there and was not written by this tool; left alone")
-            else:
+        present = {f.name: f.size for f in target.list_files()}
+        entry = dict(record["copies"].get(archive.name) or {})
+        if (entry.get("archiveVerifiedAt") and entry.get("sha256") == sha256
+                and entry.get("stored") == stored
+                and present.get(stored) == entry.get("storedSize")):
+            entry["method"] = "already there"  # checked when it landed; not re-hashed
+        elif stored in present and not entry:
+            raise CopyError(f"copy target {target.describe()}: {stored} already exists there "
+                            "and was not written by this tool; left alone",
+                            hint="move it away at the target if it is not needed")
+        else:
+            with encrypted(archive, encryptor, work, (sha256, facts[0])) as payload:
                 method = transfer(target, payload, progress)
-        side = None
+            entry = {"spec": spec, "archive": archive.name, "sha256": sha256,
+                     "stored": payload.stored, "storedSize": payload.size,
+                     "storedSha256": payload.sha256, "encrypted": encryptor is not None,
+                     "method": method, "copiedAt": records.now(),
+                     "archiveVerifiedAt": records.now(), "ok": sidecar is None}
+        entry.update(size=facts[0], localMtimeNs=facts[1], verifiedAt=entry["archiveVerifiedAt"])
+        record["copies"][archive.name] = entry
+        records.save(backup_dir, record)
         if sidecar is not None and sidecar.exists():
             with encrypted(sidecar, encryptor, work) as side_payload:
                 transfer(target, side_payload, lambda n: None)
-                side = {"sidecar": side_payload.stored, "sidecarSize": side_payload.size,
-                        "sidecarSha256": side_payload.sha256}
+                entry.update(sidecar=side_payload.stored, sidecarSize=side_payload.size,
+                             sidecarSha256=side_payload.sha256)
     finally:
         _close(target)
-    entry = {"spec": spec, "archive": archive.name, "size": facts[0], "localMtimeNs": facts[1],
-             "sha256": sha256, "stored": payload.stored, "storedSize": payload.size,
-             "storedSha256": payload.sha256, "encrypted": encryptor is not None,
-             "ok": True, "method": method, "copiedAt": records.now(),
-             "verifiedAt": records.now(), "seconds": round(time.monotonic() - started, 3),
-             **(side or {})}
-    record["copies"][archive.name] = entry
+    entry.update(ok=True, problem=None, seconds=round(time.monotonic() - started, 3))
     records.save(backup_dir, record)
     return entry
 

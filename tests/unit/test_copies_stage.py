@@ -123,3 +123,24 @@ def test_prune_never_deletes_the_newest_verified_copy(setup) -> None:
     plan = {d.archive: d for d in plan_target_prune(backups, "disk", "cfg", 1)}
     assert plan[made[0][0].name].reason == "newest verified copy"
     assert not plan[made[0][0].name].delete
+
+
+def test_sidecar_failure_keeps_the_verified_archive_and_the_next_run_sends_only_the_sidecar(
+        setup) -> None:
+    backups, item, target = setup
+    archive, sha = _archive(backups, 1)
+    side = archive.with_name(archive.name.replace(".tar.zst", ".json"))
+    target.folder.mkdir(parents=True)
+    blocker = target.folder / hidden_name(side.name)
+    blocker.mkdir()  # the sidecar cannot be written
+    with pytest.raises(CopyError) as err:
+        copy_archive(target, item, archive, side, sha, "cfg", lambda n: None)
+    assert "disk" in str(err.value)
+    entry = records.load(backups, "disk")["copies"][archive.name]
+    assert entry["ok"] is False and entry["archiveVerifiedAt"]
+    assert not records.copy_is_current(entry, archive, sha)  # the copy task runs again
+    blocker.rmdir()
+    moved: list[int] = []
+    again = copy_archive(target, item, archive, side, sha, "cfg", moved.append)
+    assert again["method"] == "already there" and again["ok"] is True and moved == []
+    assert (target.folder / side.name).read_bytes() == side.read_bytes()
