@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -18,6 +19,8 @@ from typing import Any, BinaryIO, Mapping
 from ..errors import CopyError
 from .target import Progress, RemoteFile
 
+# rclone's log prefix: "2026/03/01 12:00:00 ERROR : object : "
+_STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+ : )?")
 # Fail rather than hang when the remote is gone; rclone's own retries stay short.
 NET_FLAGS = ["--contimeout", "15s", "--timeout", "60s", "--retries", "1", "--low-level-retries", "3"]
 
@@ -59,11 +62,14 @@ class RcloneTarget:
         return [exe, *conf, *NET_FLAGS, *self.flags, *args]
 
     def _fail(self, what: str, stderr: str, code: int) -> CopyError:
-        lines = [ln.split(" : ", 1)[-1].strip() for ln in stderr.strip().splitlines() if ln.strip()]
+        lines = [_STAMP.sub("", ln).strip() for ln in stderr.strip().splitlines() if ln.strip()]
         detail = lines[-1] if lines else f"rclone exited with {code}"
         hint = None
         if "didn't find section in config file" in stderr:
             hint = "set the remote up with `rclone config` as this user (or name the config file with `config:`)"
+        elif any(s in stderr for s in ("401", "403", "Unauthorized", "Forbidden", "authentication")):
+            hint = ("the remote refused the login: renew it with `rclone config reconnect "
+                    f"{self.remote.split(':')[0]}:` or fix it with `rclone config`")
         elif "directory not found" in stderr or "object not found" in stderr:
             hint = "check the path after the remote name"
         elif any(s in stderr for s in ("connection refused", "no such host", "i/o timeout", "timeout")):

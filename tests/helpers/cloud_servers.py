@@ -118,20 +118,31 @@ def need_binary(name: str, package: str) -> str:
     return found
 
 
-def rclone_webdav(root: Path, config: Path, remote: str = "dav") -> Proc:
-    """`rclone serve webdav` of `root`, plus a client config file naming it `remote`."""
+def rclone_webdav(root: Path, config: Path, remote: str = "dav",
+                  login: tuple[str, str, str] | None = None) -> Proc:
+    """`rclone serve webdav` of `root`, plus a client config file naming it `remote`.
+
+    With `login` (user, server password, client password) the server wants a login and the
+    client config offers the client password (the tests make it wrong on purpose).
+    """
     rclone = need_binary("rclone", "rclone")
     port = free_port()
+    auth = ""
+    if login is not None:
+        obscured = subprocess.run([rclone, "obscure", login[2]], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        auth = f"user = {login[0]}\npass = {obscured}\n"
     config.write_text(textwrap.dedent(f"""\
         [{remote}]
         type = webdav
         url = http://127.0.0.1:{port}/
         vendor = other
-        """), encoding="utf-8")
+        """) + auth, encoding="utf-8")
     empty = config.with_name(config.name + ".server")
     empty.write_text("", encoding="utf-8")
+    server_auth = ["--user", login[0], "--pass", login[1]] if login is not None else []
     return Proc([rclone, "--config", str(empty), "serve", "webdav", "--addr", f"127.0.0.1:{port}",
-                 str(root)], port)
+                 *server_auth, str(root)], port)
 
 
 FTP_SERVER = """

@@ -113,3 +113,16 @@ def test_server_stopped_mid_copy_leaves_no_final_name_and_the_next_run_copies(da
     with open(src, "rb") as fh:
         t.put(fh, src.stat().st_size, src.name, lambda n: None)
     assert (served / "allsky/backups" / src.name).read_bytes() == before
+
+
+def test_a_refused_login_is_named_with_the_fix(tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    config = tmp_path / "rclone.conf"
+    server = rclone_webdav(served, config, login=("allsky", "right", "wrong")).start()
+    try:
+        with pytest.raises(CopyError, match=r"(?s)gdrive \(dav:allsky/backups\).*rclone config"):
+            target(config).check_ready()
+        assert list(served.iterdir()) == []
+    finally:
+        server.stop()
