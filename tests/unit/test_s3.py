@@ -332,3 +332,17 @@ def test_prune_at_the_bucket_removes_older_encrypted_copies_and_keeps_foreign_ob
     assert sorted(f.name for f in t.list_files()) == [
         "allsky-config-backup-20260302-120000.tar.zst.age", "allsky-config-backup-20260303-120000.tar.zst.age",
         "notes.txt"]
+
+
+def test_storage_class_from_the_spec_is_applied(s3_server, tmp_path: Path, monkeypatch) -> None:
+    import boto3
+
+    make_bucket(s3_server.port, "allsky")
+    c = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_server.port}")
+    t = target(s3_server.port, prefix="", storage_class="STANDARD_IA")
+    upload(t, blob(tmp_path, 1000, "small"))
+    monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
+    monkeypatch.setattr(s3mod, "MIN_PART", 5 << 20)
+    upload(t, blob(tmp_path, 6 << 20, "large"))
+    for key in ("small", "large"):
+        assert c.head_object(Bucket="allsky", Key=key).get("StorageClass") == "STANDARD_IA", key
