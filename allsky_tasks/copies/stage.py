@@ -182,9 +182,8 @@ def verify_copy(target: Target, backup_dir: Path, archive_name: str,
     """Re-read one recorded copy at the target; record and return the result."""
     record = records.load(backup_dir, target.name)
     entry = record["copies"].get(archive_name)
-    if entry is None:
-        raise CopyError(f"copy target {target.describe()}: no recorded copy of {archive_name}",
-                        hint=f"see `allsky-tasks list --target {target.name}`")
+    if entry is None:  # a new card: no record, but the copied sidecar knows the SHA-256
+        return _verify_by_sidecar(target, archive_name, progress)
     try:
         target.check_ready()
         sizes = {f.name: f.size for f in target.list_files()}
@@ -205,3 +204,41 @@ def verify_copy(target: Target, backup_dir: Path, archive_name: str,
                  problem=problem)
     records.save(backup_dir, record)
     return entry
+
+
+def sidecar_sha256(target: Target, stored: str) -> str | None:
+    """The archive SHA-256 in the sidecar copied beside `stored`, if there is one."""
+    import json
+
+    side = stored.split(".tar.")[0] + ".json"
+    if stored.endswith(".age") or side not in {f.name for f in target.list_files()}:
+        return None
+    with target.open_read(side) as stream:
+        raw = stream.read(64 << 20)
+    try:
+        return str(json.loads(raw)["allskyTasks"]["archive"]["sha256"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _verify_by_sidecar(target: Target, archive_name: str, progress: Progress | None
+                       ) -> dict[str, Any]:
+    """Verify an unrecorded copy against its copied sidecar (nothing is recorded)."""
+    try:
+        target.check_ready()
+        if archive_name not in {f.name for f in target.list_files()}:
+            raise CopyError(f"copy target {target.describe()} holds no {archive_name}",
+                            hint=f"see `allsky-tasks list --target {target.name}`")
+        expected = sidecar_sha256(target, archive_name)
+        if expected is None:
+            raise CopyError(f"copy target {target.describe()}: no record and no sidecar to "
+                            f"check {archive_name} against",
+                            hint=f"`allsky-tasks restore {archive_name} --from {target.name} "
+                                 "--dry-run` checks it completely")
+        sha, method = target_hash(target, archive_name, progress)
+    finally:
+        _close(target)
+    problem = None if sha == expected else (
+        f"{archive_name} has SHA-256 {sha[:16]}..., its sidecar says {expected[:16]}...")
+    return {"archive": archive_name, "stored": archive_name, "storedSha256": sha,
+            "ok": problem is None, "problem": problem, "method": f"{method} (vs the sidecar)"}

@@ -9,7 +9,6 @@ passed all of that is handed to the normal restore.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..copies import records
+from ..copies.stage import sidecar_sha256
 from ..copies.target import Encryptor, Target
 from ..errors import CopyError, UnsafeArchiveError
 from ..inventory.importer import import_archive
@@ -49,18 +49,7 @@ def _expected_sha(target: Target, backup_dir: Path, stored: str) -> str | None:
     for entry in records.load(backup_dir, target.name)["copies"].values():
         if entry.get("stored") == stored:
             return entry.get("storedSha256")
-    if stored.endswith(".age"):
-        return None  # an encrypted sidecar is no help before decryption; import checks all
-    side = stored.split(".tar.")[0] + ".json"
-    if side not in {f.name for f in target.list_files()}:
-        return None
-    with target.open_read(side) as stream:
-        raw = stream.read(64 << 20)
-    try:
-        facts = json.loads(raw)["allskyTasks"]["archive"]
-        return str(facts["sha256"])
-    except (ValueError, KeyError, TypeError):
-        return None
+    return sidecar_sha256(target, stored)
 
 
 def fetch(target: Target, name: str, backup_dir: Path,

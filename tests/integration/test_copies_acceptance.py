@@ -123,6 +123,9 @@ def test_disaster_drill_new_card_one_command_from_the_server(
     (site.home / "config" / "overlay" / "config" / "overlay.json").unlink(missing_ok=True)
     url = (f"ssh://root@127.0.0.1:{sshd.port}{remote}?key_file={sshd.client_key}"
            f"&known_hosts={sshd.known_hosts}")
+    [name] = [p.name for p in remote.iterdir() if p.name.endswith(".tar.zst")]
+    check = _cli(site, "verify", "--target", url, name)  # no record: against the sidecar
+    assert check.returncode == 0 and "vs the sidecar" in check.stdout, check.stdout + check.stderr
     run = _cli(site, "restore", "latest-config", "--from", url, "--yes", "--no-service",
                "--no-undo")
     assert run.returncode == 0, run.stdout + run.stderr
