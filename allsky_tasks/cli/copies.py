@@ -13,8 +13,30 @@ from ..environment import Environment, spec_files
 from ..errors import CopyError
 
 
+def _cloud_url(text: str) -> dict[str, Any] | None:
+    """issue 13: `s3://bucket[/prefix][?endpoint_url=..&region=..&profile=..]` or `rclone:REMOTE:path`,
+    so a fresh install without specs can restore from the cloud (credentials from the AWS chain
+    or the rclone config, never the URL)."""
+    if text.startswith("s3://"):
+        url = urlsplit(text)
+        if not url.hostname:
+            raise CopyError(f"{text}: expected s3://bucket[/prefix][?endpoint_url=URL&region=R]")
+        s3: dict[str, Any] = {"bucket": url.netloc, "prefix": unquote(url.path).strip("/")}
+        for key, values in parse_qs(url.query).items():
+            if key in ("endpoint_url", "region", "profile"):
+                s3[key] = values[-1]
+        return {"name": url.netloc, "s3": s3}
+    if text.startswith("rclone:") and ":" in text[len("rclone:"):]:
+        remote = text[len("rclone:"):]
+        return {"name": remote.split(":", 1)[0], "rclone": remote}
+    return None
+
+
 def _from_url(text: str) -> dict[str, Any] | None:
     """`ssh://[user@]host[:port]/folder[?key_file=..&known_hosts=..]` or a folder path."""
+    cloud = _cloud_url(text)  # issue 13
+    if cloud is not None:
+        return cloud
     if text.startswith("ssh://"):
         url = urlsplit(text)
         if not url.hostname or not url.path:

@@ -164,8 +164,8 @@ def register(subs: argparse._SubParsersAction) -> None:
                    help="do not take a config backup of the current state first")
     p.add_argument("--from", dest="from_target", metavar="TARGET",
                    help="fetch ARCHIVE (a name, or latest, latest-config, latest-images) from a "
-                        "copy target first: a spec's copies name, ssh://user@host[:port]/folder "
-                        "or a folder")
+                        "copy target first: a spec's copies name, ssh://user@host[:port]/folder, "
+                        "s3://bucket/prefix[?endpoint_url=URL], rclone:REMOTE:path or a folder")
     p.add_argument("--identity", metavar="FILE",  # issue 13: encrypted copies
                    help="with --from: the age identity (from `allsky-tasks keygen`) or SSH private "
                         "key that decrypts an encrypted copy while it streams in")

@@ -51,7 +51,7 @@ def _remote_server_settings(site: Site, sshd: Sshd) -> None:
 
 
 def test_three_encrypted_copies_restore_from_each_tamper_and_wrong_identity(
-        site: Site, sshd: Sshd, s3_server, tmp_path: Path) -> None:  # noqa: F811
+        site: Site, sshd: Sshd, s3_server, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
     make_bucket(s3_server.port, "allsky")
     served = tmp_path / "webdav"
     served.mkdir()
@@ -137,7 +137,9 @@ copies:
         assert missing.returncode == 23 and "--identity" in missing.stderr
         assert tree_state(site.home) == before  # nothing was written by the refused restores
 
-        for target in ("b2", "gdrive", "remote"):
+        # rclone's own config variable, so `rclone:dav:allsky` (no spec needed) finds the remote
+        monkeypatch.setenv("RCLONE_CONFIG", str(tmp_path / "rclone.conf"))
+        for target in ("b2", "gdrive", "remote", "rclone:dav:allsky"):
             settings = site.home / "config" / "settings_RPi_HQ.json"
             settings.write_text(json.dumps({**json.loads(settings.read_text()), "angle": 99}))
             if target != "remote":

@@ -56,3 +56,39 @@ copies:
     assert "b2" in out and "not-there" in out and "does not exist" in out, out
     [archive] = site.archives()
     assert _run(site, "-m", "allsky_tasks", "verify", archive.name).returncode == 0
+
+
+def test_a_new_card_restores_from_s3_by_url_with_the_identity(site: Site, s3_server, tmp_path) -> None:
+    import shutil
+
+    from tests.helpers.cloud_servers import make_bucket
+
+    from ..conftest import tree_state
+    from .test_restore import comparable
+
+    make_bucket(s3_server.port, "allsky")
+    identity = tmp_path / "kept-on-the-laptop.txt"
+    recipient = _run(site, "-m", "allsky_tasks", "keygen", "-o", str(identity)).stdout.strip()
+    endpoint = f"http://127.0.0.1:{s3_server.port}"
+    site.spec("cfg", f"""type: config
+service: {{pause: never}}
+copies:
+  - name: b2
+    required: true
+    s3: {{bucket: allsky, prefix: pi-north, endpoint_url: "{endpoint}"}}
+    encrypt: {{recipients: ["{recipient}"]}}
+""")
+    run = _run(site, "-m", "doit", "-f", str(PROJECT_DIR / "dodo.py"), "backup:cfg")
+    assert run.returncode == 0, run.stdout + run.stderr
+    before = tree_state(site.home)
+    # The card dies: no specs, no backups, no records; the config is damaged.
+    shutil.rmtree(site.env.backup_dir)
+    for spec in site.env.specs_dir.iterdir():
+        spec.unlink()
+    (site.home / "env.json").unlink()
+    done = _run(site, "-m", "allsky_tasks", "restore", "latest-config", "--from",
+                f"s3://allsky/pi-north?endpoint_url={endpoint}", "--identity", str(identity),
+                "--yes", "--no-service", "--no-undo")
+    assert done.returncode == 0, done.stdout + done.stderr
+    drop = ("config/myFiles/allsky.db", "config", "config/overlay", "config/logs", "config/myFiles")
+    assert comparable(tree_state(site.home), *drop) == comparable(before, *drop)
