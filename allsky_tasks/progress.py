@@ -19,8 +19,8 @@ INTERVAL_ENV = "ALLSKY_PROGRESS_INTERVAL"
 SLICES: dict[str, tuple[float, float]] = {
     "validate": (0.0, 1.0), "scan": (1.0, 3.0), "plan": (3.0, 4.0), "pause": (4.0, 5.0),
     "pack": (5.0, 74.0),
-    "resume": (74.0, 75.0), "manifest": (75.0, 76.0), "verify": (76.0, 99.0),
-    "prune": (99.0, 99.0), "backup": (99.0, 100.0),
+    "resume": (74.0, 75.0), "manifest": (75.0, 76.0), "verify": (76.0, 90.0),
+    "copy": (90.0, 99.0), "prune": (99.0, 99.0), "backup": (99.0, 100.0),
     # Other flows, each a whole of its own.
     "import": (0.0, 100.0), "restore-checks": (0.0, 40.0), "restore": (40.0, 100.0),
 }

@@ -229,6 +229,10 @@ def run_pack(state: str, env: Environment) -> None:
     results: list[dict[str, Any]] = []
     total = sum(job[0].raw_bytes for job in jobs)
     with tracked(spec.name, "pack", total) as progress:
+        from ..copies.mounts import require_mounted  # a missing USB disk: refuse before stopping
+
+        require_mounted(spec.destination, spec.home, f"{spec.name}: destination",
+                        spec.must_be_mounted)
         try:
             spec.destination.mkdir(parents=True, exist_ok=True, mode=0o750)
         except OSError as e:
@@ -362,6 +366,28 @@ def run_verify(state: str) -> None:
                  f"sha256 {result['sha256'][:16]}...")
         progress.finish(ok=True, archives=len(results))
     _write_json(st / "verify.json", {"ok": True, "results": results})
+
+
+@stage
+def run_copy(state: str) -> None:
+    """Copy the newest verified archives to the spec's targets, verified there (copies/run.py)."""
+    from ..copies.records import pending
+    from ..copies.run import raise_failures, run_copies, total_bytes
+    from ..service.lock import destination_lock
+
+    st = Path(state)
+    spec, _ = _load(st)
+    # Under the destination's lock: two runs never copy (or prune at a target) at once.
+    with tracked(spec.name, "copy", total_bytes(pending(st))) as progress, \
+            destination_lock(spec.destination):
+        # ENCRYPTION HOOK (issue 13): items with `encrypt:` are sent as age ciphertext.
+        from ..copies.encrypt import encryptor_for
+
+        report = run_copies(st, spec, progress.update, _say, encryptor_for=encryptor_for)
+        for warning in report.warnings:
+            progress.warning(warning)
+        raise_failures(report, spec.name)
+        progress.finish(copies=len(report.copied), pruned=report.pruned)
 
 
 def verify_archive(archive: Path, on_read: Callable[[int], None] | None = None

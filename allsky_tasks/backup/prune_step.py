@@ -11,18 +11,6 @@ if TYPE_CHECKING:
     from ..spec.load import Spec
 
 
-def copy_task_patterns(name: str) -> list[str]:
-    """doit task_dep patterns matching a spec's copy tasks, if there are any.
-
-    `copy:<spec>` itself and `copy:<spec>:<target>`; never `copy:<spec>-other`. doit only
-    treats a dep with "*" as a pattern (and a pattern matching nothing is fine), so the exact
-    name is written as a one-character class holding its last letter and "*".
-    """
-    head, last = name[:-1], name[-1]
-    exact = f"copy:{head}[{last}*]" if last not in "[]!*?" else f"copy:{name}*"
-    return [exact, f"copy:{name}:*"]
-
-
 def prune_spec(spec: Spec, env: Environment, lock_wait: float = 0.0) -> dict[str, Any]:
     """Delete the spec's backups its rules do not keep; a record of what happened."""
     from ..inventory.retention import prune

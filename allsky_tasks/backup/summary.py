@@ -46,7 +46,7 @@ def backup_summary(st: Path, new: bool, run_warnings: list[str]) -> dict[str, An
         "throughput": round(raw / seconds) if seconds else None,
         "pausedSeconds": service.get("paused_seconds"), "verified": bool(verified.get("ok")),
         "estimate": _estimate([r.get("estimate") for r in results]), "warnings": warnings,
-        "runSeconds": _run_seconds(),
+        "runSeconds": _run_seconds(), "copies": _copies(st),
     }
 
 
@@ -58,6 +58,13 @@ def _run_seconds() -> float | None:
 
     return None if reporter.RUN_STARTED is None else round(
         time.monotonic() - reporter.RUN_STARTED, 3)
+
+
+def _copies(st: Path) -> list[dict[str, Any]]:
+    """Where the newest archives' copies are (copies/records.py reads json only)."""
+    from ..copies.records import summary_for
+
+    return summary_for(st)
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -78,6 +85,9 @@ def render_summary(s: dict[str, Any]) -> str:
     if s.get("estimate"):
         est = s["estimate"]
         lines.append(f"  estimate {human(est['estimatedBytes'])}, error {est['errorPercent']}%")
+    lines += [f"  copy at {c['target']}: " + ("verified " + str(c["verifiedAt"]) if c["ok"]
+              else "MISSING" + (" (required)" if c["required"] else " (optional)"))
+              for c in s.get("copies", [])]
     lines += [f"  warning: {w}" for w in s["warnings"]]
     if s.get("runSeconds") is not None:
         lines.append(f"  run time {s['runSeconds']}s (this doit run, up to this summary)")

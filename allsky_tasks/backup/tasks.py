@@ -14,7 +14,6 @@ from doit.tools import config_changed
 from .. import __version__
 from ..environment import SCHEMA_PATH, Environment, spec_files
 from ..spec.docs import CACHE_NAME, spec_docs
-from .prune_step import copy_task_patterns
 
 
 def _dispatch(name: str, *args: Any) -> Any:
@@ -53,6 +52,13 @@ def _summary_due(state: str) -> bool:
     from .actions import archive_present
 
     return archive_present(state) and (Path(state) / "verify.json").exists()
+
+
+def _copies_current(state: str) -> bool:
+    """uptodate check for copy: records and local stat only, no connection (copies/records.py)."""
+    from ..copies.records import copies_current
+
+    return copies_current(state)
 
 
 def spec_state(env: Environment, name: str) -> Path:
@@ -110,6 +116,7 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
             "resume": "confirm the service is back in the state it was in before pack",
             "manifest": "write the sidecar beside the archive",
             "verify": "re-read the archive and check every member",
+            "copy": "copy the newest archive to the spec's copies targets, verified there",
             "prune": "delete the spec's old backups its retention rules do not keep",
             "backup": "run the whole chain for every spec"}
     for basename, doc in docs.items():
@@ -138,14 +145,20 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
         yield {"basename": "verify", "name": name, "doc": doc,
                "actions": [_action("run_verify", str(st))], "file_dep": [str(st / "manifest.json")],
                "targets": [str(st / "verify.json")]}
-        # After verify and any copy tasks of the spec; only when a new archive was verified.
+        # One copy task per spec, not per target: the targets are known only after the YAML
+        # is read, and task creation reads no YAML (see copies/records.pending).
+        yield {"basename": "copy", "name": name, "doc": doc,
+               "actions": [_action("run_copy", str(st))], "task_dep": [f"verify:{name}"],
+               "uptodate": [(_copies_current, [str(st)])]}
+        # After verify and the spec's copies (never delete what a target still lacks); only when
+        # a new archive was verified.
         yield {"basename": "prune", "name": name, "doc": doc,
                "actions": [_action("run_prune", str(st), env)],
                "file_dep": [str(st / "verify.json")],
-               "task_dep": [f"verify:{name}", *copy_task_patterns(name)],
+               "task_dep": [f"verify:{name}", f"copy:{name}"],
                "targets": [str(st / "prune.json")]}
         yield {"basename": "backup", "name": name, "doc": doc,
                "uptodate": [(_summary_due, [str(st)])],
                "actions": [_action("run_summary", str(st))],
-               "task_dep": [f"resume:{name}", f"verify:{name}", f"prune:{name}"]}
+               "task_dep": [f"resume:{name}", f"verify:{name}", f"copy:{name}", f"prune:{name}"]}
 

@@ -108,8 +108,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ..inventory.listing import listing_warnings
 
     env, folders = _env_dests(args)
-    records = list_everywhere(folders)
     dest = folders[0]
+    if getattr(args, "target", None):  # what a copy target holds (cli/copies.py)
+        from .copies import cmd_list_target
+
+        return cmd_list_target(args, env, dest)
+    records = list_everywhere(folders)
     warnings = listing_warnings(records, dest, env.home, args.max_age_days,
                                 backup_cmd=_config_backup_cmd(env))
     if args.json:
@@ -133,6 +137,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                  str(r.path) if several and not r.path.name.startswith("set:") else r.name]
                 for r in _collapse_sets(group, args.archives)]
             print("\n".join("  " + line for line in _table(rows)))
+    from .copies import copies_lines, drop_solved_advice
+
+    for line in copies_lines(dest, [r.name for r in records]):
+        print(line)
+    warnings = drop_solved_advice(warnings, dest, [r.name for r in records])
     for w in warnings:
         print(f"\nWARNING: {w.message}\n  fix: {w.command}")
     return 0
@@ -202,7 +211,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Verify one backup end to end and record the result."""
     from ..inventory.listing import verify_backup
 
-    _, folders = _env_dests(args)
+    env, folders = _env_dests(args)
+    if getattr(args, "target", None):  # re-read a copy at a target (cli/copies.py)
+        from .copies import cmd_verify_target
+
+        return cmd_verify_target(args, env, folders[0])
     if args.archive.startswith("set:"):  # every archive of a per-night set
         from ..inventory.destinations import list_everywhere
         from ..inventory.listing import set_members
@@ -348,9 +361,13 @@ def register(subs: argparse._SubParsersAction) -> None:
                    help="warn when the newest config backup is older (default 30)")
     p.add_argument("--archives", action="store_true",
                    help="one row per archive (a per-night set is otherwise one row)")
+    p.add_argument("--target", metavar="NAME",
+                   help="list what a copy target holds (a spec's copies name, "
+                        "ssh://user@host/folder or a folder)")
     add("info", cmd_info, "show what is inside a backup").add_argument(
         "--json", action="store_true", help="machine-readable output")
-    add("verify", cmd_verify, "re-read a backup end to end and record the result")
+    add("verify", cmd_verify, "re-read a backup end to end and record the result").add_argument(
+        "--target", metavar="NAME", help="re-read the copy at this copy target instead")
     p = add("import", cmd_import, "check an outside .tar.gz/.tar.zst and store it", False)
     p.add_argument("file", metavar="FILE", help="the archive to import")
     p = add("delete", cmd_delete, "delete a backup and its sidecar")

@@ -94,6 +94,11 @@ def _cmd(args: argparse.Namespace) -> int:
 
     confirmed = args.yes
     looked_in = destinations(replace(env, backup_dir=backup_dir), args.dest)
+    if args.from_target:  # fetch the copy, check it as an import, then restore it as usual
+        from .copies import fetch_for_restore
+
+        args.archive = str(fetch_for_restore(env, args.from_target, args.archive, backup_dir,
+                                             identity=args.identity))  # issue 13: --identity
     for archive, folders in _targets(args.archive, looked_in, args.folders):
         one = replace(options, folders=folders)
         with signals_as_interrupt():
@@ -168,6 +173,13 @@ def register(subs: argparse._SubParsersAction) -> None:
                    help="restore camera settings made for another camera")
     p.add_argument("--no-undo", action="store_true",
                    help="do not take a config backup of the current state first")
+    p.add_argument("--from", dest="from_target", metavar="TARGET",
+                   help="fetch ARCHIVE (a name, or latest, latest-config, latest-images) from a "
+                        "copy target first: a spec's copies name, ssh://user@host[:port]/folder, "
+                        "s3://bucket/prefix[?endpoint_url=URL], rclone:REMOTE:path or a folder")
+    p.add_argument("--identity", metavar="FILE",  # issue 13: encrypted copies
+                   help="with --from: the age identity (from `allsky-tasks keygen`) or SSH private "
+                        "key that decrypts an encrypted copy while it streams in")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--home", metavar="DIR", help="the Allsky home (default: $ALLSKY_HOME)")
     p.add_argument("--dest", metavar="DIR",

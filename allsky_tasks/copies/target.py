@@ -59,8 +59,42 @@ class Target(Protocol):
         """Remove a file this tool wrote there (retention)."""
 
 
+class StagedTarget(Target, Protocol):
+    """Optional extension (issue 12): targets that let the stage verify a copy BEFORE it gets
+    its final name, so nothing unverified is ever visible under a final name.
+
+    The copy stage (copies/stage.py) uses these when a target has them (checked with
+    `hasattr(target, "put_hidden")`), else plain `put` followed by a verify, deleting the copy
+    again when it does not match. Other optional methods the stage calls when present:
+    `close()` (end connections) and `hidden_name(name)`.
+    """
+
+    def put_hidden(self, local: BinaryIO, size: int, name: str, progress: Progress) -> str:
+        """Store under a hidden temp name, durable, resuming a matching partial; return that name."""
+
+    def publish(self, hidden: str, name: str) -> None:
+        """Atomically rename a verified hidden file to its final name."""
+
+
+class Encryptor(Protocol):
+    """Hook for encrypted copies (copies/encrypt.py, issue 13): the stage stores the ciphertext
+    under `name + suffix` and records and verifies the ciphertext's size and SHA-256."""
+
+    suffix: str  # ".age"
+
+    def encrypt(self, src: BinaryIO, dst: BinaryIO) -> None:
+        """Write the ciphertext of all of `src` to `dst`."""
+
+    def decrypt(self, src: BinaryIO, dst: BinaryIO) -> None:
+        """Write the plaintext of all of `src` to `dst`; EncryptionError when it cannot."""
+
+
 def target_from_spec(item: Mapping[str, Any], context: Mapping[str, Any]) -> Target:
-    """Build the Target for one `copies:` item (exactly one kind key) of a spec."""
+    """Build the Target for one `copies:` item (exactly one kind key) of a spec.
+
+    `context` holds `home` (Path: the Allsky home, for mount checks), `spec` (the spec name)
+    and `state_dir` (Path: `<backup dir>/.allsky-tasks`, for private temp files).
+    """
     kinds = [k for k in KINDS if k in item]
     if len(kinds) != 1:
         raise ValueError(f"copies item {item.get('name')!r} needs exactly one of {', '.join(KINDS)}")

@@ -20,6 +20,10 @@ CONFIG_AREAS = tuple(sorted({"config"} | {p.split("/")[0] for s in SECTIONS
 NIGHT_RE = re.compile(r"^2\d{7}$")
 FOLDER_RE = re.compile(r"^(2\d{7}|test\w*)$")
 LEVELS = {"zstd": (1, 19, 3), "allsky": (1, 9, 6)}
+# Keys of a `copies:` item that are not a target kind (every other key is one: path, ssh, ...).
+COPY_COMMON_KEYS = ("name", "required", "keep_last", "must_be_mounted", "encrypt")
+# Kinds that put copies on someone else's server (issue 13): config copies need `encrypt:`.
+CLOUD_KINDS = ("s3", "rclone", "allsky_remote")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class Spec:
     per_night: bool = False
     digest: str = ""
     free_space: dict[str, Any] = field(default_factory=dict)
+    copies: tuple[dict[str, Any], ...] = ()  # `copies:` items as written (see copies/target.py)
+    must_be_mounted: bool | None = None  # None: decided by the destination's path
 
     @property
     def suffix(self) -> str:
@@ -199,8 +205,31 @@ def semantic_problems(data: dict[str, Any], path: Path, env: Environment,
             # Restore and import accept only these areas; anything else could never come back.
             out.append(f"{where}::$.include[{i}]: {pattern!r} is outside the areas a "
                        f"{kind} backup can restore ({', '.join(areas)})")
+    out += _copies_problems(data.get("copies", []), where, data.get("type"))
     if check_tree:
         out += _tree_problems(data, where, env, folders)
+    return out
+
+
+def _copies_problems(items: list[dict[str, Any]], where: str, kind: Any = None) -> list[str]:
+    """Each copies item names one kind and a name no other item uses."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        kinds = [k for k in item if k not in COPY_COMMON_KEYS]  # the schema names the kinds
+        if len(kinds) != 1:
+            out.append(f"{where}::$.copies[{i}]: needs exactly one target kind such as path "
+                       f"or ssh (found {', '.join(kinds) or 'none'})")
+        if item.get("name") in seen:
+            out.append(f"{where}::$.copies[{i}].name: {item['name']!r} is used twice")
+        seen.add(item.get("name", ""))
+        if "must_be_mounted" in item and "path" not in item:
+            out.append(f"{where}::$.copies[{i}].must_be_mounted: only for path targets")
+        # issue 13: env.json secrets leave the device in clear only when the operator says so.
+        if kind == "config" and "encrypt" not in item and any(k in item for k in CLOUD_KINDS):
+            out.append(f"{where}::$.copies[{i}].encrypt: a config backup holds env.json's "
+                       "passwords and keys; add encrypt: {recipients: [age1...]} (from "
+                       "`allsky-tasks keygen`), or encrypt: false to send it unencrypted")
     return out
 
 
@@ -282,6 +311,8 @@ def load_spec(path: Path, env: Environment, *, check_tree: bool = True) -> Spec:
         retention=dict(data.get("retention", {})), per_night=bool(data.get("per_night")),
         digest=spec_digest(data, home, images, dest),
         free_space=dict(data.get("free_space", {})),
+        copies=tuple(dict(c) for c in data.get("copies", ())),
+        must_be_mounted=data.get("must_be_mounted"),
     )
 
 
@@ -304,6 +335,7 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
         data[key] = str(data[key])
     data["sections"], data["include"], data["exclude"] = (
         list(spec.sections), list(spec.include), list(spec.exclude))
+    data["copies"] = list(spec.copies)
     return data
 
 
@@ -314,4 +346,5 @@ def spec_from_json(data: dict[str, Any]) -> Spec:
         data[key] = Path(data[key])
     for key in ("sections", "include", "exclude"):
         data[key] = tuple(data[key])
+    data["copies"] = tuple(data.get("copies", ()))
     return Spec(**data)

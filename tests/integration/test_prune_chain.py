@@ -6,12 +6,7 @@ import json
 import subprocess
 import sys
 
-from doit.cmd_base import TaskLoader2
-from doit.control import TaskControl
-from doit.task import Task
-
 from allsky_tasks.archive.manifest import sidecar_path
-from allsky_tasks.backup.prune_step import copy_task_patterns
 
 from ..conftest import Site
 
@@ -65,17 +60,10 @@ def test_prune_dry_run_shows_the_bytes_it_would_free(site: Site) -> None:
     assert old.exists()
 
 
-def _deps(names: list[str], spec: str) -> list[str]:
-    tasks = [Task(n, None) for n in names]
-    tasks.append(Task(f"prune:{spec}", None, task_dep=copy_task_patterns(spec)))
-    control = TaskControl(tasks)
-    return sorted(control.tasks[f"prune:{spec}"].task_dep)
+def test_prune_waits_for_the_spec_s_verify_and_copies(site: Site) -> None:
+    from allsky_tasks.backup.tasks import gen_stages
 
-
-def test_prune_waits_for_the_spec_s_copy_tasks_only() -> None:
-    names = ["copy:nightly", "copy:nightly:usb", "copy:nightly:s3", "copy:nightly-config",
-             "copy:nightly-config:usb", "copy:other"]
-    assert _deps(names, "nightly") == ["copy:nightly", "copy:nightly:s3", "copy:nightly:usb"]
-    assert _deps(names, "nightly-config") == ["copy:nightly-config", "copy:nightly-config:usb"]
-    assert _deps([], "nightly") == []  # no copies yet: nothing to wait for
-    assert TaskLoader2  # doit's loader API is what dodo.py uses
+    site.spec("cfg", "type: config\n")
+    tasks = {f"{t['basename']}:{t['name']}": t for t in gen_stages(site.env) if t.get("name")}
+    assert set(tasks["prune:cfg"]["task_dep"]) == {"verify:cfg", "copy:cfg"}
+    assert "prune:cfg" in tasks["backup:cfg"]["task_dep"]

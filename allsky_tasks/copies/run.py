@@ -1,0 +1,90 @@
+"""copy:<spec>: every pending copy of the newest verified archives, target by target.
+
+A required target that fails raises CopyError after the other targets had their turn; an
+optional one becomes a warning. The local archive is never touched either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..archive.manifest import sidecar_path
+from ..errors import AllskyTasksError, CopyError
+from . import records
+from .prune import prune_target
+from .stage import copy_archive, make_target
+
+
+@dataclass
+class CopyReport:
+    """What the copy stage did: copies made, copies pruned, problems per target."""
+
+    copied: list[dict[str, Any]] = field(default_factory=list)
+    pruned: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def total_bytes(pending: list[tuple[dict[str, Any], str]]) -> int:
+    """Bytes the pending copies will move."""
+    return sum((records.local_facts(Path(a)) or (0, 0))[0] for _, a in pending)
+
+
+def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
+               say: Callable[[str], None], encryptor_for: Callable[[dict], Any] | None = None
+               ) -> CopyReport:
+    """Copy what `records.pending` lists, then prune each target that got a copy."""
+    report = CopyReport()
+    verified = {r["archive"]: r for r in records._read_json(state / "verify.json")["results"]}
+    pending = records.pending(state)
+    state_dir = spec.destination / records.STATE_DIRNAME
+    done_targets: dict[str, dict[str, Any]] = {}
+    for item, archive_str in pending:
+        archive = Path(archive_str)
+        label = f"{item['name']}"
+        try:
+            target = make_target(item, spec.home, spec.name, state_dir)
+            # ENCRYPTION HOOK: issue 13 returns an Encryptor for items with `encrypt:`.
+            encryptor = encryptor_for(item) if encryptor_for is not None else None
+            side = sidecar_path(archive)
+            entry = copy_archive(target, item, archive, side if side.exists() else None,
+                                 verified[archive_str]["sha256"], spec.name,
+                                 lambda n, a=archive.name, t=label: on_bytes(n, f"{t}: {a}"),
+                                 encryptor)
+            report.copied.append({"target": item["name"], **entry})
+            done_targets[item["name"]] = item
+            say(f"copy {spec.name}: {archive.name} -> {target.describe()} verified "
+                f"({entry['method']})")
+        except AllskyTasksError as e:
+            text = f"copy to {label} failed: {e.message}" + (f" ({e.hint})" if e.hint else "")
+            (report.failures if item.get("required") else report.warnings).append(text)
+        except Exception as e:  # noqa: BLE001 - a target's library error must name the target
+            text = f"copy to {label} failed: {type(e).__name__}: {e}"
+            (report.failures if item.get("required") else report.warnings).append(text)
+    for name, item in done_targets.items():
+        keep = item.get("keep_last") or spec.retention.get("keep_last")
+        try:
+            target = make_target(item, spec.home, spec.name, state_dir)
+            try:
+                deleted = prune_target(target, spec.destination, spec.name, keep)
+            finally:
+                close = getattr(target, "close", None)
+                if close is not None:
+                    close()
+        except AllskyTasksError as e:
+            report.warnings.append(f"prune at {name} failed: {e.message}")
+            continue
+        if deleted:
+            report.pruned[name] = deleted
+            say(f"copy {spec.name}: pruned at {name}: {', '.join(deleted)}")
+    return report
+
+
+def raise_failures(report: CopyReport, spec_name: str) -> None:
+    """Required copies that failed fail the run; the local archive stays, verified."""
+    if report.failures:
+        raise CopyError(f"{spec_name}: required copy failed:\n  " + "\n  ".join(report.failures),
+                        hint="the local archive is kept and verified; fix the target and run "
+                             "again (only the missing copies move)")

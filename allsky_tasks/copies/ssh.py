@@ -1,0 +1,346 @@
+"""A copy target on a server over SSH, through the system's OpenSSH client (ssh and sftp).
+
+OpenSSH honours the operator's ~/.ssh/config, agent, keys and ProxyJump, and its sftp uses
+fsync@openssh.com (`put -f`), posix-rename@openssh.com (`rename`) and resumes (`put -a`).
+One master connection per target and run (ControlMaster) carries every command, so a copy
+costs one key exchange. Host keys are always checked; nothing is ever added to known_hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, Mapping
+
+from ..environment import expand
+from ..errors import CopyError
+from .target import Progress, RemoteFile
+
+TIMEOUT = 30  # seconds for one short command (listing, hashing a partial takes longer: none)
+
+
+def hidden_name(name: str) -> str:
+    """The temporary name a copy is uploaded under."""
+    return f".{name}.part"
+
+
+def _sftp_quote(text: str) -> str:
+    """A path as one sftp batch-file argument."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class SshTarget:
+    """`ssh: {host, port, user, folder, key_file, known_hosts}`."""
+
+    def __init__(self, item: Mapping[str, Any], context: Mapping[str, Any]) -> None:
+        cfg = item["ssh"]
+        self.name = str(item["name"])
+        self.host = str(cfg["host"])
+        self.port = cfg.get("port")
+        self.user = cfg.get("user")
+        self.folder = str(cfg["folder"]).rstrip("/") or "/"
+        self.key_file = str(expand(cfg["key_file"])) if cfg.get("key_file") else None
+        self.known_hosts = str(expand(cfg["known_hosts"])) if cfg.get("known_hosts") else None
+        self.limit_kbps: int | None = None  # sftp -l (tests slow a transfer down with it)
+        self._control: str | None = None
+        self._has_sha256sum: bool | None = None
+        self._shell = True  # False on an sftp-only account: no mkdir -p, sha256sum or cat
+        self._temp_dir = Path(context["state_dir"]) if context.get("state_dir") else None
+
+    # -- plumbing -------------------------------------------------------------------------
+    def describe(self) -> str:
+        """`nas (pi@nas.local:22:backups/allsky)`."""
+        who = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{self.name} ({who}{self.host}{port}:{self.folder})"
+
+    def _options(self) -> list[str]:
+        opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", "UpdateHostKeys=no", "-o", "ConnectTimeout=15",
+                "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]
+        if self.port:
+            opts += ["-o", f"Port={int(self.port)}"]
+        if self.user:
+            opts += ["-o", f"User={self.user}"]
+        if self.key_file:
+            opts += ["-o", f"IdentityFile={self.key_file}", "-o", "IdentitiesOnly=yes"]
+        if self.known_hosts:
+            opts += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        if self._control:
+            opts += ["-o", f"ControlPath={self._control}/%C", "-o", "ControlMaster=no"]
+        return opts
+
+    def _remote(self, name: str) -> str:
+        return f"{self.folder}/{name}"
+
+    def _fail(self, what: str, stderr: str) -> CopyError:
+        """A CopyError naming the target, with the fix for the usual SSH problems."""
+        text = stderr.strip()
+        hostport = f"[{self.host}]:{self.port}" if self.port and self.port != 22 else self.host
+        scan = f"ssh-keyscan {'-p ' + str(self.port) + ' ' if self.port else ''}{self.host}"
+        known = self.known_hosts or "~/.ssh/known_hosts"
+        if "IDENTIFICATION HAS CHANGED" in text or "key for" in text and "has changed" in text:
+            return CopyError(
+                f"copy target {self.describe()}: the host key of {hostport} CHANGED since it "
+                f"was recorded in {known}; nothing was sent",
+                hint=f"if the server was reinstalled, remove the old key with `ssh-keygen -R "
+                     f"'{hostport}'`, check the new fingerprint and add it (`{scan} >> {known}`);"
+                     " otherwise someone may be intercepting the connection")
+        if "Host key verification failed" in text or "No ED25519 host key" in text or \
+                "host key is known" in text:
+            return CopyError(
+                f"copy target {self.describe()}: the host key of {hostport} is not known "
+                f"(not in {known}); nothing was sent",
+                hint=f"connect once by hand (`ssh {'-p ' + str(self.port) + ' ' if self.port else ''}"
+                     f"{self.host}`) and compare the fingerprint, or add it with "
+                     f"`{scan} >> {known}`")
+        if "Permission denied" in text:
+            return CopyError(
+                f"copy target {self.describe()}: the server refused the login "
+                f"({self.user or 'default user'}, key {self.key_file or 'agent/default keys'})",
+                hint="install the public key on the server (`ssh-copy-id`) or set key_file; "
+                     "passwords are never used in batch mode")
+        last = text.splitlines()[-1] if text else "no message"
+        return CopyError(f"copy target {self.describe()}: {what}: {last}")
+
+    def _run(self, argv: list[str], what: str, stdin: str | None = None,
+             timeout: float | None = TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
+        try:
+            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                                  timeout=timeout, stdin=None if stdin is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise CopyError(f"copy target {self.describe()}: {what}: no answer in {timeout}s") \
+                from None
+        except FileNotFoundError as e:
+            raise CopyError(f"copy target {self.describe()}: {e.filename} is not installed",
+                            hint="install the OpenSSH client (apt install openssh-client)") \
+                from None
+        if check and proc.returncode != 0:
+            raise self._fail(what, proc.stderr)
+        return proc
+
+    def _ssh(self, command: str, what: str, check: bool = True,
+             timeout: float | None = TIMEOUT) -> subprocess.CompletedProcess:
+        return self._run(["ssh", *self._options(), self.host, command], what,
+                         check=check, timeout=timeout)
+
+    def _sftp(self, commands: list[str], what: str, timeout: float | None = TIMEOUT
+              ) -> subprocess.CompletedProcess:
+        return self._run(["sftp", "-q", *self._options(), "-b", "-", self.host], what,
+                         stdin="\n".join(commands) + "\n", timeout=timeout)
+
+    # -- the protocol ---------------------------------------------------------------------
+    def check_ready(self) -> None:
+        """Connect once (host key, login), create the folder, learn whether sha256sum exists."""
+        if self._control is None:
+            self._control = tempfile.mkdtemp(prefix="allsky-ssh-")
+            err = Path(self._control) / "master.err"
+            opts = [o.replace("ControlMaster=no", "ControlMaster=yes") for o in self._options()]
+            with open(err, "w+") as errf:
+                # stderr to a file: the backgrounded master must not hold one of our pipes.
+                proc = subprocess.run(["ssh", *opts, "-o", "ControlPersist=120", "-f", "-N",
+                                       self.host], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=errf, timeout=60)
+                errf.seek(0)
+                message = errf.read()
+            if proc.returncode != 0:
+                self.close()
+                raise self._fail("cannot connect", message)
+        folder = shlex.quote(self.folder)
+        proc = self._ssh(f"mkdir -p -- {folder} && test -w {folder} && "
+                         "{ command -v sha256sum >/dev/null 2>&1 && echo sha256sum=yes || "
+                         "echo sha256sum=no; }", "cannot create the folder", check=False)
+        if proc.returncode == 0 and "sha256sum=" in proc.stdout:
+            self._has_sha256sum = "sha256sum=yes" in proc.stdout
+            return
+        if proc.returncode == 255:
+            raise self._fail("cannot connect", proc.stderr)
+        # No usable shell (an sftp-only account: ForceCommand internal-sftp, a storage box):
+        # make the folder with sftp, one component at a time ("-": an existing one is fine),
+        # and read copies back to hash them.
+        self._shell, self._has_sha256sum = False, False
+        lead = "/" if self.folder.startswith("/") else ""
+        parts = [p for p in self.folder.split("/") if p]
+        steps = [lead + "/".join(parts[: i + 1]) for i in range(len(parts))]
+        self._sftp([f"-mkdir {_sftp_quote(step)}" for step in steps]
+                   + [f"ls -la {_sftp_quote(self.folder)}"], "cannot create the folder")
+
+    def close(self) -> None:
+        """End the master connection and remove its socket folder."""
+        if self._control is None:
+            return
+        control, self._control = self._control, None
+        subprocess.run(["ssh", "-o", f"ControlPath={control}/%C", "-O", "exit",
+                        *self._options(), self.host], capture_output=True, timeout=TIMEOUT,
+                       stdin=subprocess.DEVNULL)
+        shutil.rmtree(control, ignore_errors=True)
+
+    def list_files(self) -> list[RemoteFile]:
+        """Regular files in the folder, from `sftp ls -lan` (works on sftp-only accounts too)."""
+        proc = self._sftp([f"ls -lan {_sftp_quote(self.folder)}"], "cannot list the folder")
+        out = []
+        for line in proc.stdout.splitlines():
+            parts = line.split(None, 8)
+            if len(parts) == 9 and parts[0].startswith("-") and parts[4].isdigit():
+                out.append(RemoteFile(parts[8].rsplit("/", 1)[-1], int(parts[4])))
+        return out
+
+    def _partial_matches(self, local: BinaryIO, hidden: str, have: int, size: int) -> bool:
+        """A partial upload may be resumed only if its bytes are the local archive's first ones."""
+        if have == 0 or have > size or not self._has_sha256sum:
+            return False  # without a server-side hash, re-sending is cheaper than reading back
+        import hashlib
+
+        digest, left = hashlib.sha256(), have
+        local.seek(0)
+        while left:
+            chunk = local.read(min(left, 1 << 20))
+            if not chunk:
+                return False
+            digest.update(chunk)
+            left -= len(chunk)
+        return self.remote_sha256(hidden) == digest.hexdigest()
+
+    def put_hidden(self, local: BinaryIO, size: int, name: str, progress: Progress) -> str:
+        """sftp `put -f` (fsync) to `.name.part`, or `put -a -f` to resume a matching partial."""
+        hidden = hidden_name(name)
+        have = {f.name: f.size for f in self.list_files()}.get(hidden, 0)
+        resume = self._partial_matches(local, hidden, have, size)
+        if have and not resume:
+            self.delete(hidden)
+        if resume:
+            progress(have)
+        flags = "-a -f" if resume else "-f"
+        fd = local.fileno()
+        limit = ["-l", str(self.limit_kbps)] if self.limit_kbps else []
+        argv = ["sftp", "-q", *limit, *self._options(), "-b", "-", self.host]
+        batch = f"put {flags} /dev/fd/{fd} {_sftp_quote(self._remote(hidden))}\n"
+        err = tempfile.TemporaryFile("w+")
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=err, text=True, pass_fds=(fd,))
+        assert proc.stdin is not None
+        proc.stdin.write(batch)
+        proc.stdin.close()
+        reported = have if resume else 0
+        ident = os.fstat(fd)
+        while True:
+            try:
+                proc.wait(timeout=0.25)
+                break
+            except subprocess.TimeoutExpired:
+                pos = _read_position(proc.pid, (ident.st_dev, ident.st_ino))
+                if pos is not None and pos > reported:
+                    progress(pos - reported)
+                    reported = pos
+        err.seek(0)
+        message = err.read()
+        err.close()
+        if proc.returncode != 0:
+            raise self._fail(f"upload of {name} stopped (the partial copy stays hidden "
+                             "and is resumed next time)", message)
+        if size > reported:
+            progress(size - reported)
+        return hidden
+
+    def publish(self, hidden: str, name: str) -> None:
+        """sftp `rename` (posix-rename@openssh.com where the server has it)."""
+        self._sftp([f"rename {_sftp_quote(self._remote(hidden))} "
+                    f"{_sftp_quote(self._remote(name))}"], f"cannot rename {hidden}")
+
+    def put(self, local: BinaryIO, size: int, name: str, progress: Progress) -> None:
+        """The plain protocol: hidden name, durable, renamed."""
+        self.publish(self.put_hidden(local, size, name, progress), name)
+
+    def remote_sha256(self, name: str) -> str | None:
+        """`sha256sum` on the server, so the bytes do not cross the network twice."""
+        if self._has_sha256sum is None:
+            self.check_ready()
+        if not self._has_sha256sum:
+            return None
+        proc = self._ssh(f"sha256sum -- {shlex.quote(self._remote(name))}",
+                         f"cannot hash {name}", timeout=None)
+        match = re.match(r"\\?([0-9a-f]{64})\s", proc.stdout)
+        if match is None:
+            raise CopyError(f"copy target {self.describe()}: sha256sum said {proc.stdout!r}")
+        return match.group(1)
+
+    def open_read(self, name: str) -> BinaryIO:
+        """Stream a stored file back (`cat` over the connection; sftp `get` without a shell)."""
+        if not self._shell:
+            return self._get_to_temp(name)
+        argv = ["ssh", *self._options(), self.host, f"cat -- {shlex.quote(self._remote(name))}"]
+        return _Stream(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE), self, name)
+
+    def _get_to_temp(self, name: str) -> BinaryIO:
+        """sftp `get` into a private temp file (already unlinked), opened for reading."""
+        folder = self._temp_dir or Path(tempfile.gettempdir())
+        folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+        fd, tmp = tempfile.mkstemp(prefix=".sftp-get-", dir=folder)
+        try:
+            os.close(fd)
+            self._sftp([f"get {_sftp_quote(self._remote(name))} {_sftp_quote(tmp)}"],
+                       f"cannot read {name}", timeout=None)
+            stream = open(tmp, "rb")
+        finally:
+            os.unlink(tmp)  # the open stream keeps the bytes until it is closed
+        return stream
+
+    def delete(self, name: str) -> None:
+        """sftp `rm`."""
+        self._sftp([f"rm {_sftp_quote(self._remote(name))}"], f"cannot delete {name}")
+
+
+class _Stream:
+    """A remote file read through `ssh cat`; a failed read raises CopyError at the end."""
+
+    def __init__(self, proc: subprocess.Popen, target: SshTarget, name: str) -> None:
+        self.proc, self.target, self.name = proc, target, name
+
+    def read(self, n: int = -1) -> bytes:
+        assert self.proc.stdout is not None
+        data = self.proc.stdout.read(n)
+        if not data:
+            self._finish()
+        return data
+
+    def _finish(self) -> None:
+        if self.proc.wait() != 0:
+            assert self.proc.stderr is not None
+            raise self.target._fail(f"cannot read {self.name}", self.proc.stderr.read().decode(
+                errors="replace"))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self) -> "_Stream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_position(pid: int, ident: tuple[int, int]) -> int | None:
+    """Where sftp's read of the local file is (Linux /proc), for the progress bar."""
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == ident:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                    for line in info:
+                        if line.startswith("pos:"):
+                            return int(line.split()[1])
+    except OSError:
+        return None
+    return None

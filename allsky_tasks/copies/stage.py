@@ -1,0 +1,244 @@
+"""The copy stage: one archive and its sidecar to one target, verified there, recorded.
+
+Order at the target: the archive under a hidden name, made durable, read back (or hashed by
+the server) and compared with the recorded size and SHA-256, renamed; then the sidecar the
+same way. A copy that does not match is deleted and the run says so; the local archive is
+never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
+
+from ..errors import CopyError
+from . import records
+from .target import Encryptor, Progress, Target, target_from_spec
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What goes to the target for one local file: stored name, size and SHA-256."""
+
+    source: Path
+    stored: str
+    size: int
+    sha256: str
+
+
+def hash_stream(stream: BinaryIO, progress: Progress | None = None) -> tuple[str, int]:
+    """SHA-256 and size of everything a stream yields."""
+    digest, size = hashlib.sha256(), 0
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            return digest.hexdigest(), size
+        digest.update(chunk)
+        size += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of a local file."""
+    with open(path, "rb") as f:
+        return hash_stream(f)
+
+
+def make_target(item: Mapping[str, Any], home: Path, spec: str, state_dir: Path) -> Target:
+    """The Target object for one copies item."""
+    return target_from_spec(item, {"home": home, "spec": spec, "state_dir": state_dir})
+
+
+def target_hash(target: Target, name: str, progress: Progress | None = None) -> tuple[str, str]:
+    """(SHA-256 of a stored file, how it was obtained): the server's own hash, else read back."""
+    remote = target.remote_sha256(name)
+    if remote is not None:
+        return remote, "hashed at the target"
+    with target.open_read(name) as stream:
+        return hash_stream(stream, progress)[0], "read back"
+
+
+def _close(target: Target) -> None:
+    close = getattr(target, "close", None)
+    if close is not None:
+        close()
+
+
+def transfer(target: Target, payload: Payload, progress: Progress) -> str:
+    """Store one payload at the target, verified before (or right after) its final name."""
+    staged = hasattr(target, "put_hidden")
+    with open(payload.source, "rb") as local:
+        if staged:
+            name = target.put_hidden(local, payload.size, payload.stored, progress)  # type: ignore[attr-defined]
+        else:
+            target.put(local, payload.size, payload.stored, progress)
+            name = payload.stored
+    sizes = {f.name: f.size for f in target.list_files()}
+    problem = None
+    if sizes.get(name) != payload.size:
+        problem = f"size {sizes.get(name)} instead of {payload.size}"
+    else:
+        sha, method = target_hash(target, name)
+        if sha != payload.sha256:
+            problem = f"SHA-256 {sha[:16]}... instead of {payload.sha256[:16]}... ({method})"
+    if problem is not None:
+        target.delete(name)  # nothing unverified stays under any name
+        raise CopyError(f"copy target {target.describe()}: {payload.stored} arrived damaged: "
+                        f"{problem}; the copy was deleted, the local archive is untouched",
+                        hint="run the backup again; if it repeats, check the disk or network")
+    if staged:
+        target.publish(name, payload.stored)  # type: ignore[attr-defined]
+        return method
+    return method
+
+
+@contextmanager
+def encrypted(source: Path, encryptor: Encryptor | None, work: Path,
+              known: tuple[str, int] | None = None) -> Iterator[Payload]:
+    """The payload for a local file: itself, or (hook for copies/encrypt.py) its ciphertext.
+
+    ENCRYPTION HOOK: with an Encryptor the ciphertext is written to a private temp file in the
+    state folder first, hashed as it is written, and that file is what is sent, verified at
+    the target (its SHA-256 and size) and recorded as stored*. The temp file is removed after.
+    """
+    if encryptor is None:
+        # The archive's SHA-256 is known from verify: no extra local read; the target's hash
+        # of the copy is compared with it, which also catches a local change since verify.
+        sha, size = known if known is not None else hash_file(source)
+        yield Payload(source, source.name, size, sha)
+        return
+    # ISSUE 13 (copies/encrypt.py): the ciphertext is hashed as it is written, and kept after a
+    # failed copy so the next run sends the same bytes (an S3/SSH upload resumes); removed after.
+    from .encrypt import sealed
+
+    with sealed(source, encryptor, work) as (path, size, sha):
+        yield Payload(path, source.name + encryptor.suffix, size, sha)
+
+
+def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar: Path | None,
+                 sha256: str, spec: str, progress: Callable[[int], None],
+                 encryptor: Encryptor | None = None) -> dict[str, Any]:
+    """Copy one verified archive (then its sidecar) to a target unless it is there; record it.
+
+    The record is saved as soon as the archive verified at the target, so a failure with the
+    sidecar does not send the archive again next time (and never mistakes it for a stranger's).
+    """
+    backup_dir = archive.parent
+    record = records.load(backup_dir, target.name)
+    if record.get("config") != item:
+        record = {"target": target.name, "copies": record["copies"]}
+    record["config"], record["where"] = dict(item), target.describe()
+    facts = records.local_facts(archive)
+    if facts is None:
+        raise CopyError(f"copy target {target.describe()}: the local archive {archive} is gone")
+    work = backup_dir / records.STATE_DIRNAME / records.FOLDER / "work"
+    stored = archive.name + (encryptor.suffix if encryptor is not None else "")
+    started = time.monotonic()
+    try:
+        target.check_ready()
+        present = {f.name: f.size for f in target.list_files()}
+        entry = dict(record["copies"].get(archive.name) or {})
+        if (entry.get("archiveVerifiedAt") and entry.get("sha256") == sha256
+                and entry.get("stored") == stored
+                and present.get(stored) == entry.get("storedSize")):
+            entry["method"] = "already there"  # checked when it landed; not re-hashed
+        elif stored in present and not entry:
+            raise CopyError(f"copy target {target.describe()}: {stored} already exists there "
+                            "and was not written by this tool; left alone",
+                            hint="move it away at the target if it is not needed")
+        else:
+            with encrypted(archive, encryptor, work, (sha256, facts[0])) as payload:
+                method = transfer(target, payload, progress)
+            entry = {"spec": spec, "archive": archive.name, "sha256": sha256,
+                     "stored": payload.stored, "storedSize": payload.size,
+                     "storedSha256": payload.sha256, "encrypted": encryptor is not None,
+                     "method": method, "copiedAt": records.now(),
+                     "archiveVerifiedAt": records.now(), "ok": sidecar is None}
+        entry.update(size=facts[0], localMtimeNs=facts[1], verifiedAt=entry["archiveVerifiedAt"])
+        record["copies"][archive.name] = entry
+        records.save(backup_dir, record)
+        if sidecar is not None and sidecar.exists():
+            with encrypted(sidecar, encryptor, work) as side_payload:
+                transfer(target, side_payload, lambda n: None)
+                entry.update(sidecar=side_payload.stored, sidecarSize=side_payload.size,
+                             sidecarSha256=side_payload.sha256)
+    finally:
+        _close(target)
+    entry.update(ok=True, problem=None, seconds=round(time.monotonic() - started, 3))
+    records.save(backup_dir, record)
+    return entry
+
+
+def verify_copy(target: Target, backup_dir: Path, archive_name: str,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Re-read one recorded copy at the target; record and return the result."""
+    record = records.load(backup_dir, target.name)
+    entry = record["copies"].get(archive_name)
+    if entry is None:  # a new card: no record, but the copied sidecar knows the SHA-256
+        return _verify_by_sidecar(target, archive_name, progress)
+    try:
+        target.check_ready()
+        sizes = {f.name: f.size for f in target.list_files()}
+        stored = entry["stored"]
+        if stored not in sizes:
+            problem: str | None = f"{stored} is missing at the target"
+            method = "listing"
+        elif sizes[stored] != entry["storedSize"]:
+            problem = f"{stored} is {sizes[stored]} bytes, recorded {entry['storedSize']}"
+            method = "listing"
+        else:
+            sha, method = target_hash(target, stored, progress)
+            problem = None if sha == entry["storedSha256"] else (
+                f"{stored} has SHA-256 {sha[:16]}..., recorded {entry['storedSha256'][:16]}...")
+    finally:
+        _close(target)
+    entry.update(ok=problem is None, verifiedAt=records.now(), method=method,
+                 problem=problem)
+    records.save(backup_dir, record)
+    return entry
+
+
+def sidecar_sha256(target: Target, stored: str) -> str | None:
+    """The archive SHA-256 in the sidecar copied beside `stored`, if there is one."""
+    import json
+
+    side = stored.split(".tar.")[0] + ".json"
+    if stored.endswith(".age") or side not in {f.name for f in target.list_files()}:
+        return None
+    with target.open_read(side) as stream:
+        raw = stream.read(64 << 20)
+    try:
+        return str(json.loads(raw)["allskyTasks"]["archive"]["sha256"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _verify_by_sidecar(target: Target, archive_name: str, progress: Progress | None
+                       ) -> dict[str, Any]:
+    """Verify an unrecorded copy against its copied sidecar (nothing is recorded)."""
+    try:
+        target.check_ready()
+        if archive_name not in {f.name for f in target.list_files()}:
+            raise CopyError(f"copy target {target.describe()} holds no {archive_name}",
+                            hint=f"see `allsky-tasks list --target {target.name}`")
+        expected = sidecar_sha256(target, archive_name)
+        if expected is None:
+            raise CopyError(f"copy target {target.describe()}: no record and no sidecar to "
+                            f"check {archive_name} against",
+                            hint=f"`allsky-tasks restore {archive_name} --from {target.name} "
+                                 "--dry-run` checks it completely")
+        sha, method = target_hash(target, archive_name, progress)
+    finally:
+        _close(target)
+    problem = None if sha == expected else (
+        f"{archive_name} has SHA-256 {sha[:16]}..., its sidecar says {expected[:16]}...")
+    return {"archive": archive_name, "stored": archive_name, "storedSha256": sha,
+            "ok": problem is None, "problem": problem, "method": f"{method} (vs the sidecar)"}
