@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from allsky_tasks.archive.manifest import sidecar_path
@@ -72,11 +73,16 @@ def test_failing_backup_ends_with_an_error_event_naming_the_cause(site: Site,
 def test_plain_output_of_a_long_backup_stays_short(site: Site) -> None:
     (site.home / "darks" / "big.raw").write_bytes(os.urandom(40 << 20))
     site.spec("slow", "type: config\nsections: {darks: true}\nlevel: 19\n")
+    started = time.monotonic()
     proc = _run(site, "backup:slow", env={"ALLSKY_PROGRESS_INTERVAL": "1"})
+    elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = (proc.stdout + proc.stderr).splitlines()
-    # At most one progress line per interval: a few seconds of packing stay a few lines.
-    assert len(lines) < 40, lines
+    # At most one progress line per interval per stage (a loaded machine packs longer, so the
+    # bound follows the run's own length); everything else is a fixed handful of lines.
+    progress = [ln for ln in lines if "%" in ln and "/s" in ln]
+    assert len(progress) <= elapsed / 1.0 + 4, (elapsed, progress)
+    assert len(lines) - len(progress) < 40, lines
     for line in (ln for ln in lines if ln.startswith("pack slow:") and "%" in ln):
         assert "/s, ETA " in line
 
