@@ -15,7 +15,8 @@ from doit.exceptions import TaskFailed
 # Only what a no-op re-run uses (scan, pause, pack's up-to-date check, summary) is imported
 # here; each stage that writes or reads archives imports its modules itself.
 from ..environment import Environment
-from ..errors import AllskyTasksError, PackError, ServiceStartError, VerifyError
+from ..errors import AllskyTasksError, DestinationError, ServiceStartError, VerifyError
+from ..safefs import make_dir
 from ..progress import QUIET_ENV, RUN_WARNINGS, human, tracked
 from . import nightly
 from .scan import Entry, ScanSummary, read_rows, scan
@@ -23,6 +24,7 @@ from ..service.control import (PauseRecord, ServiceConfig, pause_needed, paused_
                       recover_stale_marker, signals_as_interrupt)
 from ..service.commands import run_command
 from ..spec.load import Spec, load_spec, spec_from_json, spec_to_json
+from .recovery import recover, spec_lookup
 from .summary import backup_summary, estimate_record, render_summary
 
 # Errors of this run, newest last: the CLI maps the first to its exit code.
@@ -75,6 +77,13 @@ def _load(st: Path) -> tuple[Spec, ScanSummary | None]:
     scan_file = st / "scan.json"
     summary = ScanSummary.from_dict(_read_json(scan_file)) if scan_file.exists() else None
     return spec, summary
+
+
+@stage
+def run_recover(env: Environment) -> None:
+    """Before any spec's own checks: restart a service that a killed run left stopped."""
+    for message in recover(env):
+        print(f"recover: {message}", file=sys.stderr, flush=True)
 
 
 @stage
@@ -146,7 +155,7 @@ def run_pause(state: str, env: Environment) -> None:
     spec, summary = _load(Path(state))
     with tracked(spec.name, "pause") as progress:
         cfg, needed, reason = _service(spec, summary)
-        recovered = recover_stale_marker(cfg, env.state_dir)
+        recovered = recover_stale_marker(cfg, env.state_dir, spec_lookup(env.specs_dir))
         if recovered:
             progress.warning(recovered)
         progress.finish(pause=needed, reason=reason)
@@ -218,24 +227,27 @@ def run_pack(state: str, env: Environment) -> None:
     cfg, needed, reason = _service(spec, summary)
     jobs = _jobs(st, spec, summary)
     work = st / "work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     results: list[dict[str, Any]] = []
     total = sum(job[0].raw_bytes for job in jobs)
     with tracked(spec.name, "pack", total) as progress:
         try:
             spec.destination.mkdir(parents=True, exist_ok=True, mode=0o750)
         except OSError as e:
-            raise PackError(f"cannot create destination {spec.destination}: {e.strerror}") from e
+            raise DestinationError(f"cannot create destination {spec.destination}: {e.strerror}",
+                                   hint="check that it is mounted and writable") from e
         # SIGTERM/SIGHUP become KeyboardInterrupt so the restart below runs (doit's teardown
         # would not); a SIGKILL leaves the marker that the next run's pause task acts on.
         try:
             with signals_as_interrupt(), destination_lock(spec.destination):
+                # Only under the lock: a second run must not wipe the first run's work folder.
+                shutil.rmtree(work, ignore_errors=True)
+                make_dir(work)
                 for name in clean_stale_parts(spec.destination):
                     progress.warning(f"removed {name} left by an interrupted run")
                 # Before anything is stopped or written: will the archives fit?
                 check_space(spec.destination, _needed_bytes(st, spec, summary, jobs))
-                with paused_service(cfg, needed and bool(jobs), reason, env.state_dir) as record:
+                with paused_service(cfg, needed and bool(jobs), reason, env.state_dir, spec=spec.name,
+                                    lookup=spec_lookup(env.specs_dir)) as record:
                     if record.stopped:
                         _say(f"  stopped {cfg.unit} ({reason})")
                     for i, (job_summary, rows, extra) in enumerate(jobs):

@@ -66,11 +66,17 @@ def _tasks(env: Environment) -> Iterator[tuple[str, Path, str, Path]]:
         yield path.stem, path, doc, spec_state(env, path.stem)
 
 
+def gen_recover(env: Environment) -> dict[str, Any]:
+    """recover: runs first in every run, before any spec's checks (a killed run's leftovers)."""
+    return {"basename": "recover", "doc": "restart a service a killed run left stopped",
+            "actions": [_action("run_recover", env)], "uptodate": [False], "verbosity": 2}
+
+
 def gen_validate(env: Environment) -> Iterator[dict[str, Any]]:
     """validate:<spec>: schema and semantic checks (also `doit validate` for CI)."""
     yield {"basename": "validate", "name": None, "doc": "check every backup spec"}
     for name, path, doc, st in _tasks(env):
-        yield {"basename": "validate", "name": name, "doc": doc,
+        yield {"basename": "validate", "name": name, "doc": doc, "task_dep": ["recover"],
                "actions": [_action("run_validate", str(path), env, str(st))],
                "file_dep": [str(path), str(SCHEMA_PATH)], "targets": [str(st / "spec.json")],
                "uptodate": [config_changed(_env_key(env))], "verbosity": 2}

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
-import tempfile
 import threading
 import time
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional
 
-from ..errors import ServiceStartError, ServiceStopError
-from .commands import ACTIONS, PAUSE_POLICIES, ServiceConfig, change_state, ensure_started, run_command
+from ..errors import ServiceStartError, ServiceStopError, UnsafePathError
+from ..safefs import atomic_write_bytes, make_dir, read_bytes
+from .commands import PAUSE_POLICIES, ServiceConfig, change_state, ensure_started, run_command
 
-__all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "pause_needed", "paused_service",
-           "recover_stale_marker", "signals_as_interrupt"]
+__all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "default_lookup", "pause_needed",
+           "paused_service", "read_marker", "recover_stale_marker", "signals_as_interrupt"]
 
 MARKER_NAME = "service-paused.json"
 # Signals that must not cut a restart short (a second Ctrl-C, systemd's stop, a closed terminal).
@@ -110,27 +111,36 @@ def _sync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _write_marker(cfg: ServiceConfig, marker: Path, activity: str = "backup") -> None:
-    """Atomically record that this process is about to stop the service."""
+# What a marker may name as its unit: a systemd unit name, never an option or a path.
+UNIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9@._:-]{0,127}$")
+MARKER_LIMIT = 64 << 10
+# Given the spec named in a marker (or None) and its unit: the commands to start it with.
+Lookup = Callable[[Optional[str], str], ServiceConfig]
+
+
+def default_lookup(cfg: ServiceConfig | None = None) -> Lookup:
+    """Commands for a marker's unit: `cfg`'s when it names that unit, else the fixed default."""
+    def lookup(_spec: str | None, unit: str) -> ServiceConfig:
+        return cfg if cfg is not None and cfg.unit == unit else ServiceConfig(unit=unit)
+    return lookup
+
+
+def _write_marker(cfg: ServiceConfig, marker: Path, activity: str = "backup",
+                  spec: str | None = None) -> None:
+    """Atomically record that this process is about to stop the service.
+
+    The marker names the spec, the unit and the run, never a command: whoever recovers it
+    looks the commands up in the spec (or uses the default), so a forged marker runs nothing.
+    """
     own = _proc_stat(os.getpid())
-    data = {"unit": cfg.unit, "activity": activity, "pid": os.getpid(), "pid_start": own[1] if own else None, "time": _now(),
-            "commands": {a: cfg.argv(a) for a in ACTIONS}}
+    data = {"unit": cfg.unit, "spec": spec, "activity": activity, "pid": os.getpid(),
+            "pid_start": own[1] if own else None, "time": _now()}
     try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".service-paused.", dir=marker.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, marker)
-        finally:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)  # only still there if something failed before the rename
+        make_dir(marker.parent)
+        atomic_write_bytes(marker, json.dumps(data, indent=2).encode(), 0o600)
     except OSError as e:
         raise ServiceStopError(f"cannot write the service marker {marker}: {e}",
                                hint="make the state directory writable; nothing was written") from e
-    _sync_dir(marker.parent)
 
 
 def _remove_marker(marker: Path) -> None:
@@ -139,26 +149,47 @@ def _remove_marker(marker: Path) -> None:
     _sync_dir(marker.parent)
 
 
-def recover_stale_marker(cfg: ServiceConfig, state_dir: Path) -> str | None:
-    """Start a service left stopped by a killed run; a message if there was one to recover."""
-    marker = state_dir / MARKER_NAME
+def read_marker(marker: Path) -> dict[str, Any] | None:
+    """The marker's fields, None if there is none; UnsafePathError for a link, FIFO or foreign file."""
     try:
-        data = json.loads(marker.read_text())
+        raw = read_bytes(marker, MARKER_LIMIT, owned=True)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
-        data = {}  # unreadable: treat as stale, since starting a running service is harmless
-    data = data if isinstance(data, dict) else {}
+    except UnsafePathError as e:
+        raise UnsafePathError(f"service marker refused: {e.message}",
+                              hint=f"a marker must be a regular file of the running user, writable "
+                                   f"by nobody else; check who wrote it, then delete {marker}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = {}  # torn or garbled: treat as stale, since starting a running service is harmless
+    return data if isinstance(data, dict) else {}
+
+
+def recover_stale_marker(cfg: ServiceConfig | None, state_dir: Path,
+                         lookup: Lookup | None = None) -> str | None:
+    """Start a service left stopped by a killed run; a message if there was one to recover.
+
+    The commands come from `lookup` (the spec named in the marker), never from the marker.
+    """
+    marker = state_dir / MARKER_NAME
+    data = read_marker(marker)
+    if data is None:
+        return None
     pid, start = data.get("pid"), data.get("pid_start")
     if isinstance(pid, int) and pid > 0 and pid_alive(pid, start if isinstance(start, int) else None):
         return None  # another run is in progress and will restart it itself
-    # Use the marker's own commands: they are what stopped the service, even if the spec changed.
-    commands = data.get("commands") if isinstance(data.get("commands"), dict) else {}
-    mcfg = replace(cfg, unit=str(data.get("unit") or cfg.unit), **{
-        a: tuple(v) for a, v in commands.items()
-        if a in ACTIONS and isinstance(v, list) and v and all(isinstance(x, str) for x in v)})
+    unit = data.get("unit") if isinstance(data.get("unit"), str) else None
+    if unit is None or not UNIT_RE.match(unit):
+        if cfg is None:
+            raise UnsafePathError(f"service marker {marker} names no valid unit ({unit!r})",
+                                  hint=f"check the service by hand, then delete {marker}")
+        unit = cfg.unit
+    spec = data.get("spec") if isinstance(data.get("spec"), str) else None
+    mcfg = (lookup or default_lookup(cfg))(spec, unit)
     what = (f"{mcfg.unit} was left stopped by an interrupted {data.get('activity', 'backup')} "
-            f"(pid {pid}, {data.get('time', '?')})")
+            f"(pid {pid}, {data.get('time', '?')}"
+            + (f", spec {spec})" if spec else ")"))
     with _signals_deferred():
         started, problem = ensure_started(mcfg)
         if problem is None:
@@ -190,18 +221,19 @@ def _restart(cfg: ServiceConfig, marker: Path, record: PauseRecord,
 
 @contextmanager
 def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Path,
-                   activity: str = "backup") -> Iterator[PauseRecord]:
+                   activity: str = "backup", spec: str | None = None,
+                   lookup: Lookup | None = None) -> Iterator[PauseRecord]:
     """Stop a running service for the body and start it again whatever happens in it."""
     record = PauseRecord(needed=needed, reason=reason)
     if not needed:
         yield record
         return
     marker = state_dir / MARKER_NAME
-    recovered = recover_stale_marker(cfg, state_dir)
+    recovered = recover_stale_marker(cfg, state_dir, lookup)
     if recovered:
         record.recovered_marker = True
         record.warnings.append(recovered)
-    elif marker.exists():
+    elif os.path.lexists(marker):
         raise ServiceStopError(f"another backup or restore has paused service {cfg.unit} (marker {marker})",
                                hint=f"wait for it to finish; if none is running, delete {marker}")
     status = run_command(cfg, "status")
@@ -216,7 +248,7 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
         return
     t0: float | None = None
     try:
-        _write_marker(cfg, marker, activity)  # before stopping, so that even a SIGKILL leaves a trace
+        _write_marker(cfg, marker, activity, spec)  # before stopping, so that even a SIGKILL leaves a trace
         problem = change_state(cfg, "stop", False)
         if problem:
             raise ServiceStopError(f"could not stop service {cfg.unit}: {problem}",

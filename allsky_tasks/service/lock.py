@@ -8,16 +8,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import LockError
+from ..errors import DestinationError, LockError
+from ..safefs import open_regular
 
 LOCK_NAME = ".allsky-tasks.lock"
 
 
 @contextmanager
 def destination_lock(dest: Path) -> Iterator[None]:
-    """Hold an exclusive flock on <dest>/.allsky-tasks.lock (released even on SIGKILL)."""
+    """Hold an exclusive flock on <dest>/.allsky-tasks.lock (released even on SIGKILL).
+
+    The lock file is opened without following a link and must be a regular file of the running
+    user or not: a planted symlink or FIFO is refused (UnsafePathError), never written through.
+    """
     path = dest / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o640)
+    except PermissionError as e:
+        raise DestinationError(f"cannot open the lock file {path}: {e.strerror} "
+                               f"(is {dest} read-only?)",
+                               hint=f"make {dest} writable by the user running the backup") from None
+    except OSError as e:
+        raise DestinationError(f"cannot open the lock file {path}: {e.strerror}",
+                               hint=f"check that {dest} is mounted and writable") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
