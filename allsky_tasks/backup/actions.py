@@ -83,7 +83,7 @@ def _load(st: Path) -> tuple[Spec, ScanSummary | None]:
 def run_recover(env: Environment) -> None:
     """Before any spec's own checks: restart a service that a killed run left stopped."""
     for message in recover(env):
-        print(f"recover: {message}", file=sys.stderr, flush=True)
+        print(f"recover: {message}", flush=True)  # even when quiet: the operator must know
 
 
 @stage
