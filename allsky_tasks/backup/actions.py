@@ -20,7 +20,7 @@ from ..safefs import make_dir
 from ..progress import QUIET_ENV, RUN_WARNINGS, human, tracked
 from . import nightly
 from .scan import Entry, ScanSummary, read_rows, scan
-from ..service.control import (PauseRecord, ServiceConfig, pause_needed, paused_service,
+from ..service.control import (PauseRecord, ServiceConfig, pause_deadline, pause_needed, paused_service,
                       recover_stale_marker, signals_as_interrupt)
 from ..service.commands import run_command
 from ..spec.load import Spec, load_spec, spec_from_json, spec_to_json
@@ -250,14 +250,15 @@ def run_pack(state: str, env: Environment) -> None:
                                     lookup=spec_lookup(env.specs_dir)) as record:
                     if record.stopped:
                         _say(f"  stopped {cfg.unit} ({reason})")
-                    for i, (job_summary, rows, extra) in enumerate(jobs):
-                        job_work = work / str(i)
-                        job_work.mkdir()
-                        result = pack(spec, job_summary, rows(), job_work,
-                                      extra={"servicePause": record.to_dict(), **extra},
-                                      on_bytes=progress.update, on_warning=progress.warning)
-                        results.append({**result.__dict__, **extra,
-                                        "fingerprint": job_summary.fingerprint})
+                    with pause_deadline(cfg.max_pause if record.stopped else 0, cfg.unit):
+                        for i, (job_summary, rows, extra) in enumerate(jobs):
+                            job_work = work / str(i)
+                            job_work.mkdir()
+                            result = pack(spec, job_summary, rows(), job_work,
+                                          extra={"servicePause": record.to_dict(), **extra},
+                                          on_bytes=progress.update, on_warning=progress.warning)
+                            results.append({**result.__dict__, **extra,
+                                            "fingerprint": job_summary.fingerprint})
         except ServiceStartError:
             if results:  # the archives are good: keep them complete, with their sidecars
                 _record_pack(st, spec, results, record)

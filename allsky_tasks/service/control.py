@@ -15,12 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from ..errors import ServiceStartError, ServiceStopError, UnsafePathError
+from ..errors import PackError, ServiceStartError, ServiceStopError, UnsafePathError
 from ..safefs import atomic_write_bytes, make_dir, read_bytes
 from .commands import PAUSE_POLICIES, ServiceConfig, change_state, ensure_started, run_command
 
 __all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "default_lookup", "pause_needed",
-           "paused_service", "read_marker", "recover_stale_marker", "signals_as_interrupt"]
+           "pause_deadline", "paused_service", "read_marker", "recover_stale_marker", "signals_as_interrupt"]
 
 MARKER_NAME = "service-paused.json"
 # Signals that must not cut a restart short (a second Ctrl-C, systemd's stop, a closed terminal).
@@ -270,6 +270,31 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
                                      f"; {marker} makes the next run retry")
     for sig in dict.fromkeys(caught):
         signal.raise_signal(sig)  # now act on a signal that arrived during the restart
+
+
+@contextmanager
+def pause_deadline(seconds: float, unit: str) -> Iterator[None]:
+    """Fail the body with PackError once the service has been stopped for `seconds`.
+
+    A real-time alarm interrupts even a blocked read, so a pack that never finishes cannot
+    keep the service stopped; the caller's paused_service then starts it again.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise PackError(f"service {unit} was stopped for {seconds:g} s, the spec's service.max_pause; "
+                        "pack gave up and no archive was kept",
+                        hint="raise service.max_pause, or select less while the service is paused")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @contextmanager

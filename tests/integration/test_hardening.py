@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from allsky_tasks.archive.manifest import sidecar_path
 
@@ -97,3 +100,66 @@ def test_second_run_does_not_wipe_the_first_runs_work(site: Site, svc: Path) -> 
     assert first.returncode == 0, out
     (archive,) = site.archives()
     assert sidecar_path(archive).exists() and standin_running(svc)
+
+
+# --- sources that turn into FIFOs: nothing blocks, the service comes back ---
+
+def _fifo_swap_spec(site: Site, svc: Path, victim: Path, on_file_error: str = "fail") -> None:
+    """A spec whose stop command swaps a selected file for a FIFO (between scan and pack)."""
+    service = service_spec(svc, pause="always")
+    service["commands"]["stop"] = ["sh", "-c", f"{shlex.join(service['commands']['stop'])}"
+                                   f" && rm {victim} && mkfifo {victim}"]
+    site.spec("db", f"type: config\nsections: {{databases: true}}\non_file_error: {on_file_error}\n"
+                    f"service: {json.dumps(service)}\n")
+
+
+def test_config_file_swapped_for_a_fifo_fails_pack_and_restarts(site: Site, svc: Path) -> None:
+    start_standin(svc)
+    victim = site.home / "config" / "myFiles" / "db_data.json"
+    _fifo_swap_spec(site, svc, victim)
+    proc = _run(site, "backup:db")  # the helper's timeout fails the test if pack blocks
+    assert proc.returncode == 14, proc.stdout + proc.stderr
+    assert f"{victim}: is no longer a regular file" in proc.stdout
+    assert standin_running(svc) and site.archives() == []
+
+
+def test_fifo_swapped_in_with_warn_is_left_out(site: Site, svc: Path) -> None:
+    start_standin(svc)
+    victim = site.home / "config" / "myFiles" / "db_data.json"
+    _fifo_swap_spec(site, svc, victim, on_file_error="warn")
+    proc = _run(site, "backup:db")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "is no longer a regular file" in proc.stdout
+    (archive,) = site.archives()
+    assert "config/myFiles/db_data.json" not in json.dumps(
+        [r["path"] for r in json.loads(sidecar_path(archive).read_text())["allskyTasks"]["manifest"]])
+    assert standin_running(svc)
+
+
+@pytest.mark.parametrize("name", ["version", "variables.json"])
+def test_optional_install_file_as_fifo_never_blocks(site: Site, name: str) -> None:
+    path = site.home / name
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    site.spec("cfg", "type: config\nservice: {pause: never}\n")
+    proc = _run(site, "backup:cfg")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (archive,) = site.archives()
+    meta = json.loads(sidecar_path(archive).read_text())
+    if name == "version":
+        assert meta["version"] == "unknown"
+
+
+def test_max_pause_stops_pack_and_restarts_the_service(site: Site, svc: Path) -> None:
+    start_standin(svc)
+    (site.home / "darks" / "big.raw").write_bytes(os.urandom(48 << 20))
+    service = service_spec(svc, pause="always")
+    service["max_pause"] = 0.5
+    site.spec("slow", "type: config\nsections: {databases: true, darks: true}\nlevel: 19\n"
+                      f"service: {json.dumps(service)}\n")
+    proc = _run(site, "backup:slow")
+    assert proc.returncode == 14, proc.stdout + proc.stderr
+    assert "service.max_pause" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+    assert standin_running(svc) and site.archives() == []
+    assert not [p for p in site.env.backup_dir.iterdir() if p.name.endswith(".part")]
+    assert not (site.env.backup_dir / MARKER).exists()
