@@ -12,7 +12,7 @@ import os
 import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Any, Iterator
 
 from .errors import UnsafePathError
 
@@ -108,6 +108,20 @@ def make_dir(path: Path, mode: int = 0o750) -> Path:
         pass  # a dangling link or a file: check_dir names it
     check_dir(path)
     return path
+
+
+def open_file(path: Path, mode: str = "rb", encoding: str | None = None) -> IO[Any]:
+    """A file object on open_regular: "rb"/"r" read, "wb"/"w" create or truncate, "ab"/"a" append."""
+    flags = {"r": os.O_RDONLY, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+             "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND}[mode[0]]
+    fd = open_regular(path, flags)
+    try:
+        if "b" in mode:
+            return os.fdopen(fd, mode)
+        return os.fdopen(fd, mode, encoding=encoding or "utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_text(path: Path, limit: int = 64 << 20) -> str:

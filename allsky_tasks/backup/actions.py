@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -15,8 +16,9 @@ from doit.exceptions import TaskFailed
 # Only what a no-op re-run uses (scan, pause, pack's up-to-date check, summary) is imported
 # here; each stage that writes or reads archives imports its modules itself.
 from ..environment import Environment
-from ..errors import AllskyTasksError, DestinationError, ServiceStartError, VerifyError
-from ..safefs import make_dir
+from ..errors import (AllskyTasksError, DestinationError, ManifestError, PackError, ScanError,
+                      ServiceStartError, VerifyError)
+from ..safefs import make_dir, open_file, read_bytes, read_text
 from ..progress import QUIET_ENV, RUN_WARNINGS, human, tracked
 from . import nightly
 from .scan import Entry, ScanSummary, read_rows, scan
@@ -37,19 +39,36 @@ def _write_json(path: Path, data: Any) -> None:
     """Atomically write a JSON state file."""
     from ..archive.io import atomic_write_bytes
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode(), 0o640)
 
 
 def _read_json(path: Path) -> Any:
     """Read a JSON state file."""
-    return json.loads(path.read_bytes())
+    return json.loads(read_bytes(path))
 
 
 def _say(message: str) -> None:
     """Operator-facing line on stdout (doit's verbosity and quiet mode apply)."""
     if os.environ.get(QUIET_ENV, "") in ("", "0"):
         print(message, flush=True)
+
+
+_STAGE_ERRORS: dict[str, type[AllskyTasksError]] = {
+    "run_scan": ScanError, "run_pack": PackError, "run_manifest": ManifestError}
+
+
+def os_error(stage_fn: str, e: OSError) -> AllskyTasksError:
+    """An OSError that escaped a stage as our error: read-only/permission -> DestinationError."""
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) or "a file of the backup"
+    what = f"{where}: {e.strerror or e}"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and stage_fn != "run_scan":
+        return DestinationError(what, hint="the backup folder (or destination) must be writable by "
+                                           "the user running the backup; remount it read-write")
+    cls = _STAGE_ERRORS.get(stage_fn, DestinationError)
+    hint = ("free some space in the backup folder; no partial file was kept"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT) else None)
+    return cls(what, hint=hint)
 
 
 def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,6 +80,10 @@ def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
         except AllskyTasksError as e:
             FAILURES.append(e)
             return TaskFailed(f"[{type(e).__name__}] {e}")
+        except OSError as e:  # a read-only or full backup folder: our error, naming the path
+            err = os_error(fn.__name__, e)
+            FAILURES.append(err)
+            return TaskFailed(f"[{type(err).__name__}] {err}")
         except KeyboardInterrupt as e:
             # Ctrl-C or SIGTERM: stop the whole run without a traceback. SystemExit passes
             # through doit's runner, which still saves its state on the way out.
@@ -105,13 +128,13 @@ def run_scan(state: str) -> None:
     with tracked(spec.name, "scan") as progress:
         part = st / "scan.jsonl.part"
         try:
-            with part.open("w", encoding="utf-8") as out:
+            with open_file(part, "w") as out:  # never through a planted link
                 summary = scan(spec, out)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
         fp_path = st / "fingerprint"
-        old = fp_path.read_text().strip() if fp_path.exists() else None
+        old = read_text(fp_path).strip() if os.path.lexists(fp_path) else None
         changed = old != summary.fingerprint or not (st / "scan.jsonl").exists()
         if changed:
             from ..archive.io import atomic_write_bytes
@@ -136,7 +159,7 @@ def archive_present(state: str) -> bool:
         if spec.per_night:
             return nightly.all_present(st)
         results = _read_json(st / "pack.json")["results"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, AllskyTasksError):  # a planted link: pack again
         return False
     return all(Path(r["archive"]).exists() for r in results)
 

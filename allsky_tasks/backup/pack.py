@@ -303,7 +303,7 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
     tmp = dest / f".{final.name}.part"
     meta = MetadataBuilder(spec, summary, workdir)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, ARCHIVE_MODE)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, ARCHIVE_MODE)
     except OSError as e:
         raise PackError(f"cannot create {tmp}: {e.strerror}") from e
     try:

@@ -10,6 +10,7 @@ from typing import IO, Iterator
 
 from .. import install
 from ..errors import ScanError
+from ..safefs import open_file
 from ..spec.sections import SECTIONS, Section
 from ..spec.load import CONFIG_AREAS, NIGHT_RE, Spec
 from .walk import ALWAYS_EXCLUDED, DB_SUFFIXES, Entry, Stats, Walker, exclusion
@@ -152,6 +153,6 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
 
 def read_rows(path: Path) -> Iterator[Entry]:
     """Stream the entries of a scan file."""
-    with path.open(encoding="utf-8") as fh:
+    with open_file(path, "r") as fh:  # state folder: never through a link
         for line in fh:
             yield Entry.from_row(json.loads(line))

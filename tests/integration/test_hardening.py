@@ -163,3 +163,115 @@ def test_max_pause_stops_pack_and_restarts_the_service(site: Site, svc: Path) ->
     assert standin_running(svc) and site.archives() == []
     assert not [p for p in site.env.backup_dir.iterdir() if p.name.endswith(".part")]
     assert not (site.env.backup_dir / MARKER).exists()
+
+
+# --- every file of the state and backup folders: never through a link ---
+
+STATE_FILES = ["spec.json", "scan.jsonl", "scan.json", "fingerprint", "plan.json", "pack.json",
+               "manifest.json", "verify.json"]
+
+
+@pytest.mark.parametrize("name", STATE_FILES + ["../../spec-docs.json", "sidecar", "scan.jsonl.part"])
+def test_state_file_planted_as_symlink_is_never_written_through(site: Site, tmp_path: Path,
+                                                              name: str) -> None:
+    site.spec("cfg", "type: config\nservice: {pause: never}\n")
+    first = _run(site, "backup:cfg")
+    assert first.returncode == 0, first.stdout + first.stderr
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    st = site.env.backup_dir / ".allsky-tasks" / "specs" / "cfg"
+    if name == "sidecar":
+        (archive,) = site.archives()
+        path = sidecar_path(archive)
+        archive.unlink()  # the next run packs again and writes a sidecar of its own
+    else:
+        path = st / name
+    path.unlink(missing_ok=True)
+    path.symlink_to(victim)
+    (site.home / "config" / "overlay" / "new-file.txt").parent.mkdir(parents=True, exist_ok=True)
+    (site.home / "config" / "overlay" / "new-file.txt").write_text("changed\n")
+    site.spec("cfg", "type: config\nservice: {pause: never}\ndescription: edited\n")
+    again = _run(site, "backup:cfg")
+    out = again.stdout + again.stderr
+    assert victim.read_text() == "precious\n", out
+    assert "Traceback" not in out, out
+    # Either the link was replaced by our own file, or the run refused it, naming it.
+    assert again.returncode in (0, 27), out
+    if again.returncode == 27:
+        assert "symbolic link" in out and str(path) in out
+    else:
+        assert not path.is_symlink() or name in ("scan.jsonl.part", "sidecar")  # new name
+
+
+def test_stage_files_planted_as_fifo_do_not_hang(site: Site) -> None:
+    site.spec("cfg", "type: config\nservice: {pause: never}\n")
+    assert _run(site, "backup:cfg").returncode == 0
+    st = site.env.backup_dir / ".allsky-tasks" / "specs" / "cfg"
+    for name in ("fingerprint", "scan.jsonl"):
+        (st / name).unlink()
+        os.mkfifo(st / name)
+    again = _run(site, "backup:cfg")
+    assert again.returncode == 27, again.stdout + again.stderr
+    assert "not a regular file" in again.stdout
+
+
+# --- read-only and full folders: our errors, with the path and the exit code ---
+
+def _mount(folder: Path, options: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
+
+
+def test_read_only_destination_is_destination_error(site: Site, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    _mount(ro, "size=1m,ro")
+    try:
+        site.spec("cfg", f"type: config\nservice: {{pause: never}}\ndestination: {ro}\n")
+        proc = _run(site, "backup:cfg")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 24, out
+        assert "[DestinationError]" in out and str(ro) in out and "Traceback" not in out
+        plain = site.doit("backup:cfg")
+        # plain doit: 2, as a failed task leaves its dependants unmet (doit's TaskError)
+        assert plain.returncode == 2 and "Traceback" not in plain.stdout + plain.stderr
+        assert "[DestinationError]" in plain.stdout
+    finally:
+        subprocess.run(["umount", "-l", str(ro)])
+
+
+def test_read_only_backup_folder_is_destination_error(site: Site, tmp_path: Path) -> None:
+    ro = site.env.backup_dir
+    _mount(ro, "size=1m,ro")
+    try:
+        site.spec("cfg", "type: config\nservice: {pause: never}\n")
+        proc = _run(site, "backup:cfg")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 24, out
+        assert "[DestinationError]" in out and str(ro) in out and "Traceback" not in out
+    finally:
+        subprocess.run(["umount", "-l", str(ro)])
+
+
+def test_full_disk_at_the_manifest_stage_is_manifest_error(site: Site, tmp_path: Path) -> None:
+    dest = tmp_path / "full"
+    _mount(dest, "size=72m")
+    try:
+        site.spec("cfg", f"type: config\nservice: {{pause: never}}\ndestination: {dest}\n")
+        packed = site.doit("pack:cfg")
+        assert packed.returncode == 0, packed.stdout + packed.stderr
+        filler = dest / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk to the last block
+        try:
+            while os.write(fd, b"\1" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        proc = _run(site, "manifest:cfg")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 17, out
+        assert "[ManifestError]" in out and "No space left" in out and "Traceback" not in out
+        assert not [p for p in dest.iterdir() if p.name.startswith(".") and "part" in p.name]
+    finally:
+        subprocess.run(["umount", "-l", str(dest)])
