@@ -64,13 +64,17 @@ def read_yaml(path: Path) -> Any:
     """Parse a spec file; YAML errors become a SpecError naming file and line."""
     import yaml  # lazily: a no-op re-run reads no spec file, and yaml costs ~15 ms to import
 
+    from .yaml_safe import YamlLimitError, load_capped, read_spec_text
+
     where = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        text = read_spec_text(path)  # capped, never blocking
+    except (OSError, UnicodeDecodeError, YamlLimitError) as e:
         raise SpecError([f"{where}::$: cannot read spec: {e}"]) from e
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return load_capped(text)  # alias expansion capped, duplicate keys refused
+    except YamlLimitError as e:
+        raise SpecError([f"{where}::$: {e}"]) from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -86,7 +90,10 @@ def peek_description(path: Path) -> str:
         return f"BROKEN SPEC: {e.problems[0]}"
     if not isinstance(data, dict):
         return "BROKEN SPEC: not a mapping"
-    return str(data.get("description") or f"{data.get('type', '?')} backup")
+    doc = data.get("description") or f"{data.get('type', '?')} backup"
+    if not isinstance(doc, str):
+        return "BROKEN SPEC: description must be text"
+    return doc if len(doc) <= 200 else doc[:199] + "…"  # one line of `doit list`
 
 
 def _json_path(parts: Any) -> str:

@@ -275,3 +275,25 @@ def test_full_disk_at_the_manifest_stage_is_manifest_error(site: Site, tmp_path:
         assert not [p for p in dest.iterdir() if p.name.startswith(".") and "part" in p.name]
     finally:
         subprocess.run(["umount", "-l", str(dest)])
+
+
+# --- input limits through doit: a rejected spec fails its own validate and nothing else ---
+
+def test_alias_bomb_and_huge_spec_fail_only_their_validate(site: Site) -> None:
+    from tests.unit.test_yaml_safe import BOMB
+
+    (site.env.specs_dir / "bomb.yaml").write_text(BOMB)
+    with (site.env.specs_dir / "huge.yaml").open("wb") as fh:
+        fh.truncate(52 << 20)
+    site.spec("dup", "type: config\nformat: allsky\nformat: zstd\n")
+    site.spec("cfg", "description: the good one\ntype: config\nservice: {pause: never}\n")
+    listed = site.doit("list", "--all")
+    assert listed.returncode == 0 and "the good one" in listed.stdout, listed.stdout + listed.stderr
+    proc = site.doit()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out, out
+    assert "aliases expand to more than" in out and "more than the 1048576 bytes" in out
+    assert "duplicate key 'format' (lines 2 and 3)" in out
+    assert len(site.archives()) == 1  # cfg still ran
+    docs = site.env.backup_dir / ".allsky-tasks" / "spec-docs.json"
+    assert docs.stat().st_size < 4096
