@@ -15,9 +15,15 @@ DOIT_CONFIG = doit_config(ENV)
 gc.freeze()
 
 
+def _recover(env):  # noqa: ANN001, ANN202 - the restore layer only when the task runs
+    from allsky_tasks.restore.recovery import run_recover
+
+    return run_recover(env)
+
+
 def task_recover():  # noqa: ANN201
-    """Restart a service a killed run left stopped, before any spec's checks."""
-    return gen_recover(ENV)
+    """Finish an interrupted restore and restart a stopped service, before any spec's checks."""
+    return gen_recover(ENV, _recover)
 
 
 def task_validate():  # noqa: ANN201 - doit task creator

@@ -66,10 +66,15 @@ def _tasks(env: Environment) -> Iterator[tuple[str, Path, str, Path]]:
         yield path.stem, path, doc, spec_state(env, path.stem)
 
 
-def gen_recover(env: Environment) -> dict[str, Any]:
-    """recover: runs first in every run, before any spec's checks (a killed run's leftovers)."""
-    return {"basename": "recover", "doc": "restart a service a killed run left stopped",
-            "actions": [_action("run_recover", env)], "uptodate": [False], "verbosity": 2}
+def gen_recover(env: Environment, action: Any = None) -> dict[str, Any]:
+    """recover: runs first in every run, before any spec's checks (a killed run's leftovers).
+
+    `action` (from dodo.py, which may import any layer) also finishes an interrupted restore.
+    """
+    return {"basename": "recover", "doc": "finish an interrupted restore; restart a service a "
+                                          "killed run left stopped",
+            "actions": [(action, [env]) if action else _action("run_recover", env)],
+            "uptodate": [False], "verbosity": 2}
 
 
 def gen_validate(env: Environment) -> Iterator[dict[str, Any]]:

@@ -8,7 +8,7 @@ import os
 import pwd
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import install
 from ..errors import RestoreError
@@ -96,8 +96,11 @@ class Placer:
     # Folders are merged; a file, symlink or folder where the archive has something else is moved
     # into the staging trash first; nothing in the live tree is ever followed, except the roots.
 
-    def __init__(self, staging: Path, roots: dict[str, Path], attrs: Ownership) -> None:
+    def __init__(self, staging: Path, roots: dict[str, Path], attrs: Ownership,
+                 resume: bool = False, on_placed: Callable[[int], None] | None = None) -> None:
         self.attrs, self.roots = attrs, roots
+        # resume: finishing a killed placement (see journal.py); what is no longer staged is done.
+        self.resume, self.already, self.on_placed = resume, 0, on_placed
         self.fds = {key: os.open(path, os.O_RDONLY | os.O_DIRECTORY) for key, path in roots.items()}
         self.fds["tree"] = os.open(staging / "tree", DIR_FLAGS)
         self.fds["trash"] = os.open(staging / "trash", DIR_FLAGS)
@@ -159,6 +162,8 @@ class Placer:
                                    hint="every path moved so far is complete; the undo backup "
                                         "restores the previous state") from e
             self.placed.append(member.path)
+            if self.on_placed is not None:
+                self.on_placed(len(self.placed))
         return self.placed
 
     def _place_one(self, member: Member, live: int, name: str) -> None:
@@ -167,6 +172,12 @@ class Placer:
             self._make_dir(live, name, member.path, member)
             return
         staged = self.chains["tree"].at(member.path.split("/")[:-1])
+        if self.resume:
+            try:
+                os.stat(name, dir_fd=staged, follow_symlinks=False)
+            except FileNotFoundError:
+                self.already += 1  # moved before the interruption
+                return
         try:
             if stat.S_ISDIR(os.stat(name, dir_fd=live, follow_symlinks=False).st_mode):
                 self._trash(live, name)
