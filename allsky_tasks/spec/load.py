@@ -234,7 +234,9 @@ def _tree_problems(data: dict[str, Any], where: str, env: Environment,
                 if not FOLDER_RE.match(name):
                     out.append(f"{where}::$.folders[{i}]: {name!r} is not a night folder name")
                 elif not (images / name).is_dir():
-                    out.append(f"{where}::$.folders[{i}]: folder {images / name} does not exist")
+                    what = ("is a symbolic link that loops or leads nowhere"
+                            if (images / name).is_symlink() else "does not exist")
+                    out.append(f"{where}::$.folders[{i}]: folder {images / name} {what}")
         roots.append(images)
     roots += [home / pattern.split("*")[0] for pattern in data.get("include", [])]
     real_dest = dest.resolve()
