@@ -16,6 +16,8 @@ from .extract import DIR_FLAGS, Attrs, DirChain
 from ..archive.verify import Member, manifest_of
 
 _MODE_TEXT = frozenset("01234567")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
 class Ownership:
@@ -107,6 +109,7 @@ class Placer:
         self.chains = {key: DirChain(self.fds[key], self._make_dir) for key in roots}
         self.chains["tree"] = DirChain(self.fds["tree"])  # staged parents exist: never create
         self.trashed = 0
+        self.stale_sqlite: list[str] = []  # old -journal/-wal/-shm moved aside
         self.denied: dict[str, int] = {}
         self.placed: list[str] = []
 
@@ -183,7 +186,37 @@ class Placer:
                 self._trash(live, name)
         except FileNotFoundError:
             pass
+        if member.type == "file":
+            self._stale_sqlite_files(staged, live, name, member.path)
         os.replace(name, name, src_dir_fd=staged, dst_dir_fd=live)
+
+    def _stale_sqlite_files(self, staged: int, live: int, name: str, path: str) -> None:
+        """Move aside the old database's -journal/-wal/-shm before a restored database lands.
+
+        SQLite would replay a stale hot journal (or WAL) over the restored file on its first
+        open: silent damage. They go to the staging trash, removed with it.
+        """
+        present = []
+        for suffix in SQLITE_SIDE_FILES:
+            try:
+                os.stat(name + suffix, dir_fd=live, follow_symlinks=False)
+                present.append(name + suffix)
+            except FileNotFoundError:
+                continue
+        if not present:
+            return
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=staged)
+        except OSError:
+            return
+        try:
+            is_db = os.pread(fd, 16, 0) == SQLITE_MAGIC
+        finally:
+            os.close(fd)
+        if is_db:
+            for side in present:
+                self._trash(live, side)
+                self.stale_sqlite.append(path + side[len(name):])
 
     def finish_dirs(self, written: list[Member]) -> list[str]:
         """Folder modes and times last, deepest first (moving files in changed them)."""

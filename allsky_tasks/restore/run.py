@@ -259,6 +259,9 @@ def _stage_and_place(prep: Prepared, summary: RestoreSummary) -> None:
             files = set(got.files)
             summary.files = [p for p in placer.place(got.written) if p in files]
             summary.steps.append(f"Moved {len(summary.files)} files into place")
+            if placer.stale_sqlite:
+                summary.steps.append("Removed the replaced databases' stale SQLite files: "
+                                     + ", ".join(placer.stale_sqlite))
             if sel.kind == "config":
                 links = placer.relink(meta["settingsfile"], meta["ccfile"])
                 summary.steps += [f"Re-created {link} as a hard link" for link in links]
