@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 import tempfile
 import time
@@ -88,11 +90,19 @@ def run_command(cfg: ServiceConfig, action: str) -> CommandResult:
             code, note = None, f"did not finish within {cfg.timeout:g} s and was killed"
         finally:
             if proc.returncode is None:  # timed out, or interrupted while waiting
-                proc.kill()
-                proc.wait()
+                _kill_group(proc)
         out.seek(0)
         text = out.read().decode(errors="replace").strip()[-_OUTPUT_LIMIT:]
     return CommandResult(argv, code, f"{note}: {text}" if note and text else note or text)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the command and every child it left in its process group (its own session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
 
 
 def wait_state(cfg: ServiceConfig, running: bool, patience: float) -> CommandResult | None:

@@ -201,8 +201,35 @@ def recover_stale_marker(cfg: ServiceConfig | None, state_dir: Path,
     return f"{what}: " + ("started it again" if started else "it was running again; removed the marker")
 
 
+WATCH_INTERVAL = 1.0  # seconds between status looks while the service is paused
+
+
+class _RestartWatch:
+    """Notices when something else starts the service during the pause (a status look a second)."""
+
+    def __init__(self, cfg: ServiceConfig) -> None:
+        self.cfg, self.seen_at = cfg, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="service-watch", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(WATCH_INTERVAL):
+            if run_command(self.cfg, "status").returncode == 0:
+                self.seen_at = time.monotonic()
+                return
+
+    def __enter__(self) -> "_RestartWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _restart(cfg: ServiceConfig, marker: Path, record: PauseRecord,
-             t0: float | None, activity: str = "backup") -> tuple[str | None, list[int]]:
+             t0: float | None, activity: str = "backup",
+             seen_at: float | None = None) -> tuple[str | None, list[int]]:
     """Ensure the service runs again, shielded from signals: (failure or None, deferred signals)."""
     with _signals_deferred() as caught:
         started, problem = ensure_started(cfg)
@@ -214,7 +241,14 @@ def _restart(cfg: ServiceConfig, marker: Path, record: PauseRecord,
             if t0 is not None:
                 record.restarted, record.started_at = started, _now()
                 record.paused_seconds = round(time.monotonic() - t0, 3)
-                if not started:
+                if not started and seen_at is not None:
+                    # Paused only until then: the rest of the pack ran with the service up.
+                    record.paused_seconds = round(max(0.0, seen_at - t0), 3)
+                    record.warnings.append(
+                        f"{cfg.unit} was started again by something else about {record.paused_seconds:g} s "
+                        f"into the pause, while the {activity} was still running; it counts as paused "
+                        "until then")
+                elif not started:
                     record.warnings.append(f"{cfg.unit} was already running again when the {activity} ended")
     return problem, caught
 
@@ -247,6 +281,7 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
         yield record
         return
     t0: float | None = None
+    watch = _RestartWatch(cfg)
     try:
         _write_marker(cfg, marker, activity, spec)  # before stopping, so that even a SIGKILL leaves a trace
         problem = change_state(cfg, "stop", False)
@@ -255,15 +290,16 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
                                    hint=f"nothing was written and {cfg.unit} was started again if needed; "
                                         f"check `journalctl -u {cfg.unit}` and service.commands/timeout")
         record.stopped, record.stopped_at, t0 = True, _now(), time.monotonic()
-        yield record
+        with watch:
+            yield record
     except BaseException as exc:
         # The body's (or the stop's) error is the primary one; a failed restart becomes a note.
-        problem, _ = _restart(cfg, marker, record, t0, activity)
+        problem, _ = _restart(cfg, marker, record, t0, activity, watch.seen_at)
         if problem:
             exc.add_note(f"service {cfg.unit} could not be started again: {problem}; start it by hand "
                          f"(`{shlex.join(cfg.argv('start'))}`); {marker} is kept so the next run retries")
         raise
-    problem, caught = _restart(cfg, marker, record, t0, activity)
+    problem, caught = _restart(cfg, marker, record, t0, activity, watch.seen_at)
     if problem:
         raise ServiceStartError(f"service {cfg.unit} could not be started again after the {activity}: {problem}",
                                 hint=f"the archive was kept; start it by hand (`{shlex.join(cfg.argv('start'))}`)"

@@ -375,3 +375,37 @@ def test_marker_planted_as_symlink_is_not_written_through(svc: Path, state: Path
     with paused_service(_cfg(svc), True, "always", state):
         pass
     assert victim.read_text() == "keep" and standin_running(svc)
+
+
+def test_a_killed_stop_command_leaves_no_child_behind(tmp_path: Path) -> None:
+    from allsky_tasks.service.commands import run_command
+
+    pidfile = tmp_path / "child.pid"
+    cfg = ServiceConfig(timeout=1, stop=("sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"))
+    result = run_command(cfg, "stop")
+    assert result.returncode is None and "was killed" in result.output
+    child = int(pidfile.read_text())
+    wait_until(lambda: not _alive(child), "the stop command's child to be gone", 10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def test_restart_by_something_else_during_the_pause_ends_the_paused_time(svc: Path, state: Path) -> None:
+    start_standin(svc)
+    t0 = time.monotonic()
+    with paused_service(_cfg(svc), True, "always", state) as rec:
+        assert not standin_running(svc)
+        start_standin(svc)  # an operator, or a cron job, starts it again
+        restarted_after = time.monotonic() - t0
+        time.sleep(4)  # the pack goes on; the watch looks once a second
+    assert rec.restarted is False and rec.paused_seconds is not None
+    # Not a timing test: paused ends near the outside start, seconds before the body ended.
+    assert restarted_after - 1 <= rec.paused_seconds < time.monotonic() - t0 - 1.5
+    assert any("started again by something else" in w for w in rec.warnings)
