@@ -124,6 +124,22 @@ def open_file(path: Path, mode: str = "rb", encoding: str | None = None) -> IO[A
         raise
 
 
+def open_source(path: Path, follow: bool = True) -> IO[bytes]:
+    """A file given from outside (import FILE): links followed if `follow`, never blocking on a FIFO."""
+    if not follow:
+        return open_file(path, "rb")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(path, f"is not a regular file ({stat.filemode(st.st_mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_text(path: Path, limit: int = 64 << 20) -> str:
     """read_bytes decoded as UTF-8."""
     return read_bytes(path, limit).decode("utf-8")

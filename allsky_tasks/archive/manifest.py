@@ -10,7 +10,7 @@ from typing import IO, Any, Iterator
 
 from .io import SUFFIXES, atomic_write_bytes
 from ..safefs import atomic_writer, open_file, read_bytes
-from ..errors import ManifestError
+from ..errors import ManifestError, UnsafePathError
 from .metadata import NAMESPACE
 
 SIDECAR_MODE = 0o640  # same secrets as the archive's metadata: not world-readable
@@ -32,6 +32,8 @@ def read_sidecar(archive: Path) -> dict[str, Any] | None:
         data = json.loads(read_bytes(path, 1 << 30))
     except FileNotFoundError:
         return None
+    except UnsafePathError as e:  # a link or FIFO planted as the sidecar: never followed
+        raise ManifestError(e.message, hint=e.hint) from None
     except (OSError, ValueError) as e:
         raise ManifestError(f"{path}: unreadable sidecar: {e}",
                             hint="delete it; it is rebuilt from the archive's metadata") from e

@@ -297,3 +297,39 @@ def test_alias_bomb_and_huge_spec_fail_only_their_validate(site: Site) -> None:
     assert len(site.archives()) == 1  # cfg still ran
     docs = site.env.backup_dir / ".allsky-tasks" / "spec-docs.json"
     assert docs.stat().st_size < 4096
+
+
+# --- the backup folder as a hostile place for list, verify and import ---
+
+def _cli(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "allsky_tasks", *args], cwd=site.root,
+                          env=site.environ(), text=True, capture_output=True, timeout=120)
+
+
+def test_list_and_verify_never_follow_or_block_in_the_backup_folder(site: Site, tmp_path: Path) -> None:
+    site.spec("cfg", "type: config\nservice: {pause: never}\n")
+    assert _run(site, "backup:cfg").returncode == 0
+    (archive,) = site.archives()
+    dest = site.env.backup_dir
+    outside = tmp_path / "outside.tar.zst"
+    outside.write_bytes(archive.read_bytes())
+    (dest / "allsky-config-backup-20990101-000000.tar.zst").symlink_to(outside)
+    os.mkfifo(dest / "allsky-config-backup-20990102-000000.tar.zst")
+    sidecar = sidecar_path(archive)
+    sidecar.unlink()
+    os.mkfifo(sidecar)  # the sidecar swapped for a FIFO
+    listed = _cli(site, "list")
+    out = listed.stdout + listed.stderr
+    assert listed.returncode == 0 and "Traceback" not in out, out
+    assert "20990101" not in listed.stdout and "20990102" not in listed.stdout
+    assert archive.name.removesuffix(".tar.zst") in listed.stdout
+    verified = _cli(site, "verify", "allsky-config-backup-20990101-000000")
+    assert verified.returncode != 0 and "Traceback" not in verified.stdout + verified.stderr
+
+
+def test_import_of_a_fifo_does_not_block(site: Site, tmp_path: Path) -> None:
+    fifo = tmp_path / "upload.tar.gz"
+    os.mkfifo(fifo)
+    proc = _cli(site, "import", str(fifo))
+    assert proc.returncode == 20 and str(fifo) in proc.stderr  # refused, not read
+    assert "Traceback" not in proc.stdout + proc.stderr
