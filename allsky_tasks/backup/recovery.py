@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
 
 from ..environment import Environment
+from ..errors import UnsafePathError
+from ..safefs import check_dir
 from ..service.commands import ServiceConfig
 from ..service.control import Lookup, recover_stale_marker
 
@@ -38,6 +41,13 @@ def spec_lookup(specs_dir: Path) -> Lookup:
 
 def recover(env: Environment) -> list[str]:
     """Restart a service a killed run left stopped; what was done, one line each."""
+    for folder in (env.state_dir, env.state_dir / "specs"):
+        if os.path.lexists(folder):
+            check_dir(folder)  # a link here would redirect every state file: refuse it
+    dep = env.dep_file
+    if os.path.lexists(dep) and (os.path.islink(dep) or not os.path.isfile(dep)):
+        raise UnsafePathError(f"{dep}: doit's database is a link or not a file; not opened",
+                              hint="remove it; doit keeps its state in ~/.cache/allsky-tasks meanwhile")
     messages = []
     message = recover_stale_marker(None, env.state_dir, spec_lookup(env.specs_dir))
     if message:

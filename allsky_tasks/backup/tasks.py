@@ -45,6 +45,11 @@ def doit_config(env: Environment) -> dict[str, Any]:
     try:
         env.state_dir.mkdir(parents=True, exist_ok=True)
         dep_file = env.dep_file
+        # Never open doit's database through a link planted in the (maybe shared) state folder:
+        # use the private fallback; the `recover` task then refuses the folder, naming it.
+        if env.state_dir.is_symlink() or dep_file.is_symlink() or (
+                dep_file.exists() and not dep_file.is_file()):
+            raise OSError("not a plain file")
     except OSError:
         fallback = Path.home() / ".cache" / "allsky-tasks"
         fallback.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,9 @@ def spec_docs(paths: list[Path], cache_path: Path) -> list[str]:
     Importing yaml alone costs a no-op re-run ~15 ms. Broken specs are never cached: their
     message names the file relative to the current folder.
     """
-    cache = _read(cache_path)
+    # A state folder that is a link is refused by the `recover` task: no cache through it.
+    usable = not cache_path.parent.is_symlink()
+    cache = _read(cache_path) if usable else {}
     fresh: dict[str, Any] = {}
     docs = []
     for path in paths:
@@ -66,6 +68,6 @@ def spec_docs(paths: list[Path], cache_path: Path) -> list[str]:
         docs.append(doc)
     folders = {path.parent for path in paths}
     kept = {k: v for k, v in cache.items() if Path(k).parent not in folders}  # other specs dirs
-    if {**kept, **fresh} != cache:
+    if usable and {**kept, **fresh} != cache:
         _write(cache_path, {**kept, **fresh})
     return docs

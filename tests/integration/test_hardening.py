@@ -333,3 +333,26 @@ def test_import_of_a_fifo_does_not_block(site: Site, tmp_path: Path) -> None:
     proc = _cli(site, "import", str(fifo))
     assert proc.returncode == 20 and str(fifo) in proc.stderr  # refused, not read
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("what", ["state-folder", "doit-db"])
+def test_state_folder_or_doit_database_as_link_is_refused(site: Site, tmp_path: Path, what: str) -> None:
+    site.spec("cfg", "type: config\nservice: {pause: never}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "victim.sqlite3"
+    victim.write_text("precious\n")
+    state = site.env.backup_dir / ".allsky-tasks"
+    if what == "state-folder":
+        site.env.backup_dir.mkdir()
+        state.symlink_to(elsewhere)
+    else:
+        state.mkdir(parents=True)
+        (state / "doit.sqlite3").symlink_to(victim)
+    proc = _run(site, "backup:cfg")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 27, out
+    assert "Traceback" not in out and ("symbolic link" in out or "is a link" in out)
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim.sqlite3"]
+    assert site.archives() == []
