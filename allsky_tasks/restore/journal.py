@@ -27,8 +27,8 @@ from ..safefs import atomic_write_bytes, check_dir, make_dir, read_bytes
 from ..service.control import pid_alive
 from .extract import STAGING_PREFIX
 from .place import Placer
+from .recovery import JOURNAL_NAME
 
-JOURNAL_NAME = "restore-journal.json"
 JOURNAL_LIMIT = 256 << 20
 # Tests only: SIGKILL this process right after placing that many members (a counted kill point).
 KILL_AFTER_ENV = "ALLSKY_TASKS_TEST_KILL_AFTER"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 from ..backup.actions import stage
 from ..backup.recovery import recover
 from ..environment import Environment
-from .journal import finish_pending
+
+JOURNAL_NAME = "restore-journal.json"  # in the state folder; see journal.py
 
 
 def recover_all(env: Environment) -> list[str]:
@@ -14,9 +17,12 @@ def recover_all(env: Environment) -> list[str]:
     In this order: the service must start on a whole tree, not a half-restored one.
     """
     messages = []
-    finished = finish_pending(env.state_dir)
-    if finished:
-        messages.append(finished)
+    if os.path.lexists(env.state_dir / JOURNAL_NAME):  # the usual run imports no restore code
+        from .journal import finish_pending
+
+        finished = finish_pending(env.state_dir)
+        if finished:
+            messages.append(finished)
     return messages + recover(env)
 
 
