@@ -18,7 +18,7 @@ from doit.exceptions import TaskFailed
 from ..environment import Environment
 from ..errors import (AllskyTasksError, DestinationError, ManifestError, PackError, ScanError,
                       ServiceStartError, VerifyError)
-from ..safefs import make_dir, open_file, read_bytes, read_text
+from ..safefs import check_dir, make_dir, open_file, read_bytes, read_text
 from ..progress import QUIET_ENV, RUN_WARNINGS, human, tracked
 from . import nightly
 from .scan import Entry, ScanSummary, read_rows, scan
@@ -43,9 +43,15 @@ def _write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode(), 0o640)
 
 
+# State files that steer what runs or where we write (the resolved spec with its service
+# commands, the archives to write sidecars beside): only trusted when ours and writable by
+# nobody else, like the service marker.
+_INSTRUCTIONS = ("spec.json", "pack.json")
+
+
 def _read_json(path: Path) -> Any:
-    """Read a JSON state file."""
-    return json.loads(read_bytes(path))
+    """Read a JSON state file (never through a link; an instruction file must be ours)."""
+    return json.loads(read_bytes(path, owned=path.name in _INSTRUCTIONS))
 
 
 def _say(message: str) -> None:
@@ -96,6 +102,7 @@ def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _load(st: Path) -> tuple[Spec, ScanSummary | None]:
     """The checked spec and, once scanned, the scan summary."""
+    check_dir(st)  # a link here would hand us another spec.json
     spec = spec_from_json(_read_json(st / "spec.json"))
     scan_file = st / "scan.json"
     summary = ScanSummary.from_dict(_read_json(scan_file)) if scan_file.exists() else None

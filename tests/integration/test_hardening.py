@@ -356,3 +356,34 @@ def test_state_folder_or_doit_database_as_link_is_refused(site: Site, tmp_path: 
     assert victim.read_text() == "precious\n"
     assert sorted(p.name for p in elsewhere.iterdir()) == ["victim.sqlite3"]
     assert site.archives() == []
+
+
+@pytest.mark.parametrize("how", ["other-owner", "group-writable", "folder-link"])
+def test_forged_spec_json_in_the_state_folder_runs_nothing(site: Site, svc: Path, tmp_path: Path,
+                                                          how: str) -> None:
+    """spec.json carries the service commands: a forged or foreign one is refused, never run."""
+    site.spec("db", "type: config\nsections: {databases: true}\n"
+                    f"service: {json.dumps(service_spec(svc, pause='always'))}\n")
+    start_standin(svc)
+    assert _run(site, "backup:db").returncode == 0
+    st = site.env.backup_dir / ".allsky-tasks" / "specs" / "db"
+    pwned = tmp_path / "PWNED"
+    data = json.loads((st / "spec.json").read_text())
+    data["service"]["commands"] = {a: ["sh", "-c", f"touch {pwned}"] for a in ("stop", "start", "status")}
+    if how == "folder-link":
+        forged = tmp_path / "forged"
+        forged.mkdir()
+        (forged / "spec.json").write_text(json.dumps(data))
+        os.rename(st, tmp_path / "moved-away")
+        st.symlink_to(forged)
+    else:
+        (st / "spec.json").write_text(json.dumps(data))
+        if how == "other-owner":
+            os.chown(st / "spec.json", 4321, 4321)
+        else:
+            (st / "spec.json").chmod(0o664)
+    (site.home / "config" / "myFiles" / "db_data.json").write_text('{"changed": true}')
+    proc = _run(site, "pack:db")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 27, out
+    assert not pwned.exists() and "Traceback" not in out and standin_running(svc)
