@@ -387,3 +387,18 @@ def test_forged_spec_json_in_the_state_folder_runs_nothing(site: Site, svc: Path
     out = proc.stdout + proc.stderr
     assert proc.returncode == 27, out
     assert not pwned.exists() and "Traceback" not in out and standin_running(svc)
+
+
+def test_summary_paused_time_ends_when_something_else_restarts_the_service(site: Site, svc: Path) -> None:
+    proc = _start_slow_backup(site, svc)
+    start_standin(svc)  # an operator starts Allsky again while pack is still running
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "started again by something else" in out
+    (archive,) = site.archives()
+    sidecar = json.loads(sidecar_path(archive).read_text())
+    service = sidecar["allskyTasks"]["service"]
+    assert service["restarted"] is False
+    pack_seconds = json.loads((site.env.backup_dir / ".allsky-tasks" / "specs" / "slow" / "pack.json")
+                              .read_text())["results"][0]["seconds"]
+    assert service["paused_seconds"] < pack_seconds
