@@ -6,13 +6,24 @@ Run `doit list` to see them, `doit` to back up everything, `doit validate` to ch
 import gc
 
 from allsky_tasks.environment import from_environ
-from allsky_tasks.backup.tasks import doit_config, gen_stages, gen_validate
+from allsky_tasks.backup.tasks import doit_config, gen_recover, gen_stages, gen_validate
 
 ENV = from_environ()
 DOIT_CONFIG = doit_config(ENV)
 # doit's modules and ours live until exit: kept out of the cyclic GC, they are not walked by
 # every full collection and once more at exit (~10 ms of a ~0.2 s no-op re-run).
 gc.freeze()
+
+
+def _recover(env):  # noqa: ANN001, ANN202 - the restore layer only when the task runs
+    from allsky_tasks.restore.recovery import run_recover
+
+    return run_recover(env)
+
+
+def task_recover():  # noqa: ANN201
+    """Finish an interrupted restore and restart a stopped service, before any spec's checks."""
+    return gen_recover(ENV, _recover)
 
 
 def task_validate():  # noqa: ANN201 - doit task creator

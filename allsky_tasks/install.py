@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +32,40 @@ def _php_token(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", value)
 
 
-def read_json(path: Path) -> object:
+SMALL_FILE_LIMIT = 16 << 20
+
+
+def read_small(path: Path, follow: bool = True, limit: int = SMALL_FILE_LIMIT) -> bytes:
+    """Read a small install file without ever blocking: a FIFO, device or socket is refused.
+
+    O_NONBLOCK then fstat: a FIFO swapped in for a config file cannot hang the run (with the
+    service stopped). `follow=False` also refuses a symlink (files that are never links).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"not a regular file ({stat.filemode(st.st_mode)}); not read")
+        if st.st_size > limit:
+            raise OSError(f"{st.st_size} bytes, more than the {limit} expected; not read")
+        os.set_blocking(fd, True)
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)[:limit]
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path, follow: bool = True) -> object:
     """Parse a JSON file, raising ValueError that names it."""
     try:
-        with path.open("rb") as fh:
-            return json.load(fh)
+        return json.loads(read_small(path, follow))
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: {e}") from e
 
@@ -60,16 +91,16 @@ def read_camera(home: Path) -> Camera:
 def read_version(home: Path) -> str:
     """First line of <home>/version, or 'unknown'."""
     try:
-        with (home / "version").open(encoding="utf-8", errors="replace") as fh:
-            return fh.readline().strip() or "unknown"
+        text = read_small(home / "version", follow=False, limit=64 << 10)
     except OSError:
         return "unknown"
+    return text.decode("utf-8", errors="replace").partition("\n")[0].strip() or "unknown"
 
 
 def read_owner(home: Path) -> str | None:
     """ALLSKY_OWNER from variables.json (what Allsky writes as the owner token)."""
     try:
-        data = read_json(home / "variables.json")
+        data = read_json(home / "variables.json", follow=False)
     except ValueError:
         return None
     owner = data.get("ALLSKY_OWNER") if isinstance(data, dict) else None

@@ -7,11 +7,12 @@ never followed, never blocked on.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Any, Iterator
 
 from .errors import UnsafePathError
 
@@ -23,18 +24,34 @@ def _refuse(path: Path, why: str) -> UnsafePathError:
                            hint="remove or rename it; the tool never follows links in its folders")
 
 
-def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o640) -> int:
-    """Open a regular file without following a link or blocking; return the descriptor."""
+def check_owned(path: Path, st: os.stat_result) -> None:
+    """Refuse a file we are to trust that another user owns or that others may write."""
+    if st.st_uid != os.geteuid():
+        raise _refuse(path, f"is owned by uid {st.st_uid}, not by the running user (uid {os.geteuid()})")
+    if st.st_mode & 0o022:
+        raise _refuse(path, f"is writable by group or others ({stat.filemode(st.st_mode)})")
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o640, owned: bool = False) -> int:
+    """Open a regular file without following a link or blocking; return the descriptor.
+
+    `owned`: also refuse a file not owned by the running user or writable by others (for
+    files whose content we act on, such as the service marker).
+    """
     try:
         fd = os.open(path, flags | NOFOLLOW, mode)
     except OSError as exc:
-        if exc.errno == 40 or (path.is_symlink()):  # ELOOP: the last component is a link
+        if exc.errno == errno.ELOOP or (exc.errno == errno.EEXIST and path.is_symlink()):
             raise _refuse(path, "is a symbolic link") from None
+        if exc.errno in (errno.ENXIO, errno.EWOULDBLOCK):  # a FIFO without a writer, a socket
+            raise _refuse(path, "is not a regular file (a FIFO or socket)") from None
         raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise _refuse(path, f"is not a regular file ({stat.filemode(st.st_mode)})")
+        if owned:
+            check_owned(path, st)
         if flags & os.O_NONBLOCK == 0:
             os.set_blocking(fd, True)
     except BaseException:
@@ -43,9 +60,9 @@ def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o640) -> int
     return fd
 
 
-def read_bytes(path: Path, limit: int = 64 << 20) -> bytes:
+def read_bytes(path: Path, limit: int = 64 << 20, owned: bool = False) -> bytes:
     """Read a small regular file whole (never through a link), refusing one over `limit` bytes."""
-    fd = open_regular(path)
+    fd = open_regular(path, owned=owned)
     try:
         size = os.fstat(fd).st_size
         if size > limit:
@@ -81,6 +98,56 @@ def check_dir(path: Path) -> None:
         raise _refuse(path, "is a symbolic link, not a folder")
     if not stat.S_ISDIR(st.st_mode):
         raise _refuse(path, "is not a folder")
+
+
+def make_dir(path: Path, mode: int = 0o750) -> Path:
+    """Create a folder of ours (and its parents) if needed, refusing a link or non-folder there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+    except FileExistsError:
+        pass  # a dangling link or a file: check_dir names it
+    check_dir(path)
+    return path
+
+
+def open_file(path: Path, mode: str = "rb", encoding: str | None = None) -> IO[Any]:
+    """A file object on open_regular: "rb"/"r" read, "wb"/"w" create or truncate, "ab"/"a" append."""
+    flags = {"r": os.O_RDONLY, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+             "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND}[mode[0]]
+    fd = open_regular(path, flags)
+    try:
+        if "b" in mode:
+            return os.fdopen(fd, mode)
+        return os.fdopen(fd, mode, encoding=encoding or "utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_source(path: Path, follow: bool = True) -> IO[bytes]:
+    """A file given from outside (import FILE): links followed if `follow`, never blocking on a FIFO."""
+    if not follow:
+        return open_file(path, "rb")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(path, f"is not a regular file ({stat.filemode(st.st_mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_text(path: Path, limit: int = 64 << 20) -> str:
+    """read_bytes decoded as UTF-8."""
+    return read_bytes(path, limit).decode("utf-8")
+
+
+def exists(path: Path) -> bool:
+    """Whether anything (a link included) is at `path`."""
+    return os.path.lexists(path)
 
 
 @contextmanager

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 from .io import SUFFIXES, atomic_write_bytes
-from ..errors import ManifestError
+from ..safefs import atomic_writer, open_file, read_bytes
+from ..errors import ManifestError, UnsafePathError
 from .metadata import NAMESPACE
 
 SIDECAR_MODE = 0o640  # same secrets as the archive's metadata: not world-readable
@@ -27,9 +29,11 @@ def read_sidecar(archive: Path) -> dict[str, Any] | None:
     """The sidecar's metadata, or None if there is none."""
     path = sidecar_path(archive)
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(read_bytes(path, 1 << 30))
     except FileNotFoundError:
         return None
+    except UnsafePathError as e:  # a link or FIFO planted as the sidecar: never followed
+        raise ManifestError(e.message, hint=e.hint) from None
     except (OSError, ValueError) as e:
         raise ManifestError(f"{path}: unreadable sidecar: {e}",
                             hint="delete it; it is rebuilt from the archive's metadata") from e
@@ -44,7 +48,8 @@ def write_sidecar(archive: Path, metadata: dict[str, Any], archive_facts: dict[s
     try:
         atomic_write_bytes(path, (json.dumps(metadata, indent=4) + "\n").encode(), SIDECAR_MODE)
     except OSError as e:
-        raise ManifestError(f"cannot write sidecar {path}: {e.strerror or e}") from e
+        hint = "free some space at the destination" if e.errno == errno.ENOSPC else None
+        raise ManifestError(f"cannot write sidecar {path}: {e.strerror or e}", hint=hint) from e
     return path
 
 
@@ -69,22 +74,15 @@ def _trailer_line(key: str, value: Any) -> str:
 def write_sidecar_from(archive: Path, metadata_file: Path, additions: dict[str, Any]) -> Path:
     """The sidecar: metadata.json streamed, plus `additions` to our namespace as trailers."""
     path = sidecar_path(archive)
-    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
     try:
-        with metadata_file.open(encoding="utf-8") as src, \
-                os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SIDECAR_MODE),
-                          "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), SIDECAR_MODE)
+        # Hidden temp name created O_EXCL|O_NOFOLLOW, fsynced, renamed: never through a link.
+        with open_file(metadata_file, "r") as src, atomic_writer(path, SIDECAR_MODE) as fd, \
+                os.fdopen(os.dup(fd), "w", encoding="utf-8") as out:
             _copy_with_trailers(src, out, additions)
             out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise ManifestError(f"cannot write sidecar {path}: {e.strerror or e}") from e
-    except BaseException:  # e.g. another layout (ValueError): leave no temp file behind
-        tmp.unlink(missing_ok=True)
-        raise
+        hint = "free some space at the destination" if e.errno == errno.ENOSPC else None
+        raise ManifestError(f"cannot write sidecar {path}: {e.strerror or e}", hint=hint) from None
     return path
 
 
@@ -127,8 +125,8 @@ def read_trailers(archive: Path) -> dict[str, Any] | None:
     """Our namespace's trailer keys, read from the sidecar's end (None: other layout)."""
     path = sidecar_path(archive)
     try:
-        with path.open("rb") as fh:
-            fh.seek(max(0, path.stat().st_size - (256 << 10)))
+        with open_file(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - (256 << 10)))
             lines = fh.read().decode("utf-8", "replace").splitlines(keepends=True)
     except OSError:
         return None
@@ -148,7 +146,7 @@ def iter_manifest(archive: Path) -> Iterator[dict[str, Any]] | None:
     path = sidecar_path(archive)
     opening = '        "manifest": [\n'
     try:
-        with path.open(encoding="utf-8") as fh:
+        with open_file(path, "r") as fh:
             for line in fh:
                 if line == opening:
                     break
@@ -161,7 +159,7 @@ def iter_manifest(archive: Path) -> Iterator[dict[str, Any]] | None:
 
 def _rows_after(path: Path, opening: str) -> Iterator[dict[str, Any]]:
     """The rows between the manifest's opening line and its end."""
-    with path.open(encoding="utf-8") as fh:
+    with open_file(path, "r") as fh:
         for line in fh:
             if line == opening:
                 break

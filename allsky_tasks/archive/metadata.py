@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, IO
 
 from .. import __version__, install
+from ..safefs import open_file
 from ..spec.sections import BY_KEY, IMAGES_SECTION, section_metadata
 from ..spec.load import Spec
 
@@ -75,8 +76,7 @@ class MetadataBuilder:
         # Per-member facts go to files, not lists: memory stays flat however many members.
         self._paths = {name: workdir / f"{name}.rows" for name in ("manifest", "permissions",
                                                                    "files")}
-        self._out: dict[str, IO[str]] = {k: p.open("w", encoding="utf-8")
-                                         for k, p in self._paths.items()}
+        self._out: dict[str, IO[str]] = {k: open_file(p, "w") for k, p in self._paths.items()}
         self._first = {k: True for k in self._paths}
 
     def _put(self, name: str, text: str) -> None:
@@ -163,11 +163,11 @@ class MetadataBuilder:
         fields[NAMESPACE] = {**self.ours(created, extra), "manifest": _PLACEHOLDER["manifest"]}
         text = json.dumps(fields, indent=4)
         out_path = self.workdir / "metadata.json"
-        with out_path.open("w", encoding="utf-8") as out:
+        with open_file(out_path, "w") as out:
             for name, (opening, closing) in _BRACKETS.items():
                 before, text = text.split(json.dumps(_PLACEHOLDER[name]), 1)
                 out.write(before + opening + "\n")
-                with self._paths[name].open(encoding="utf-8") as rows:
+                with open_file(self._paths[name], "r") as rows:
                     shutil.copyfileobj(rows, out, 1 << 20)
                 out.write("\n" + closing)
             out.write(text + "\n")

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, Callable
 
 from .io import BLOCK, CHUNK, HashingReader, ZstdFrameWalker, open_decompressed
 from ..errors import UnsafeArchiveError
+from ..safefs import open_source
 from ..spec.sections import SECTIONS
 from .verify import CORRUPT, Member, compare, manifest_of, member_of, structure_problems
 
@@ -268,7 +269,7 @@ def _read_tar(limiter: _Limiter, scan: _Scan) -> None:
 def _stream(path: Path, fmt: str, limits: Limits, scan: _Scan,
             sink: Callable[[memoryview], object] | None) -> tuple[str, int, int]:
     """One read of the whole file: (sha256, compressed size, decompressed size)."""
-    with path.open("rb") as raw:  # an unreadable file is the caller's OSError, not unsafe
+    with open_source(path) as raw:  # never blocking; an unreadable file is the caller's OSError
         if raw.read(4)[: len(_MAGIC[fmt])] != _MAGIC[fmt]:
             raise ArchiveRejected(path, f"not {'gzip' if fmt == 'allsky' else 'zstd'} data "
                                   f"although named {_SUFFIX[fmt]}")

@@ -16,6 +16,7 @@ import zstandard
 from .io import (CHUNK, HashingReader, ZstdFrameWalker, archive_format, drain,
                          open_decompressed)
 from ..errors import VerifyError
+from ..safefs import open_file
 from .metadata import NAMESPACE, full_mode
 
 _KINDS = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
@@ -85,7 +86,7 @@ def read_archive(path: Path, on_read: Callable[[int], None] | None = None,
     result = ArchiveRead()
     current = "(before the first member)"
     walker = ZstdFrameWalker() if archive_format(path) == "zstd" else None
-    with path.open("rb") as raw:
+    with open_file(path, "rb") as raw:  # never through a link, never blocking
         def observe(view: memoryview) -> None:
             if walker is not None:
                 walker.feed(view)

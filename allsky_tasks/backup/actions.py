@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -15,14 +16,17 @@ from doit.exceptions import TaskFailed
 # Only what a no-op re-run uses (scan, pause, pack's up-to-date check, summary) is imported
 # here; each stage that writes or reads archives imports its modules itself.
 from ..environment import Environment
-from ..errors import AllskyTasksError, PackError, ServiceStartError, VerifyError
+from ..errors import (AllskyTasksError, DestinationError, ManifestError, PackError, ScanError,
+                      ServiceStartError, VerifyError)
+from ..safefs import check_dir, make_dir, open_file, read_bytes, read_text
 from ..progress import QUIET_ENV, RUN_WARNINGS, human, tracked
 from . import nightly
 from .scan import Entry, ScanSummary, read_rows, scan
-from ..service.control import (PauseRecord, ServiceConfig, pause_needed, paused_service,
+from ..service.control import (PauseRecord, ServiceConfig, pause_deadline, pause_needed, paused_service,
                       recover_stale_marker, signals_as_interrupt)
 from ..service.commands import run_command
 from ..spec.load import Spec, load_spec, spec_from_json, spec_to_json
+from .recovery import recover, spec_lookup
 from .summary import backup_summary, estimate_record, render_summary
 
 LOCK_WAIT_ENV = "ALLSKY_LOCK_WAIT"
@@ -36,19 +40,42 @@ def _write_json(path: Path, data: Any) -> None:
     """Atomically write a JSON state file."""
     from ..archive.io import atomic_write_bytes
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode(), 0o640)
 
 
+# State files that steer what runs or where we write (the resolved spec with its service
+# commands, the archives to write sidecars beside): only trusted when ours and writable by
+# nobody else, like the service marker.
+_INSTRUCTIONS = ("spec.json", "pack.json")
+
+
 def _read_json(path: Path) -> Any:
-    """Read a JSON state file."""
-    return json.loads(path.read_bytes())
+    """Read a JSON state file (never through a link; an instruction file must be ours)."""
+    return json.loads(read_bytes(path, owned=path.name in _INSTRUCTIONS))
 
 
 def _say(message: str) -> None:
     """Operator-facing line on stdout (doit's verbosity and quiet mode apply)."""
     if os.environ.get(QUIET_ENV, "") in ("", "0"):
         print(message, flush=True)
+
+
+_STAGE_ERRORS: dict[str, type[AllskyTasksError]] = {
+    "run_scan": ScanError, "run_pack": PackError, "run_manifest": ManifestError}
+
+
+def os_error(stage_fn: str, e: OSError) -> AllskyTasksError:
+    """An OSError that escaped a stage as our error: read-only/permission -> DestinationError."""
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) or "a file of the backup"
+    what = f"{where}: {e.strerror or e}"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and stage_fn != "run_scan":
+        return DestinationError(what, hint="the backup folder (or destination) must be writable by "
+                                           "the user running the backup; remount it read-write")
+    cls = _STAGE_ERRORS.get(stage_fn, DestinationError)
+    hint = ("free some space in the backup folder; no partial file was kept"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT) else None)
+    return cls(what, hint=hint)
 
 
 def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,6 +87,10 @@ def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
         except AllskyTasksError as e:
             FAILURES.append(e)
             return TaskFailed(f"[{type(e).__name__}] {e}")
+        except OSError as e:  # a read-only or full backup folder: our error, naming the path
+            err = os_error(fn.__name__, e)
+            FAILURES.append(err)
+            return TaskFailed(f"[{type(err).__name__}] {err}")
         except KeyboardInterrupt as e:
             # Ctrl-C or SIGTERM: stop the whole run without a traceback. SystemExit passes
             # through doit's runner, which still saves its state on the way out.
@@ -72,10 +103,18 @@ def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _load(st: Path) -> tuple[Spec, ScanSummary | None]:
     """The checked spec and, once scanned, the scan summary."""
+    check_dir(st)  # a link here would hand us another spec.json
     spec = spec_from_json(_read_json(st / "spec.json"))
     scan_file = st / "scan.json"
     summary = ScanSummary.from_dict(_read_json(scan_file)) if scan_file.exists() else None
     return spec, summary
+
+
+@stage
+def run_recover(env: Environment) -> None:
+    """Before any spec's own checks: restart a service that a killed run left stopped."""
+    for message in recover(env):
+        print(f"recover: {message}", flush=True)  # even when quiet: the operator must know
 
 
 @stage
@@ -102,13 +141,13 @@ def run_scan(state: str) -> None:
     with tracked(spec.name, "scan") as progress:
         part = st / "scan.jsonl.part"
         try:
-            with part.open("w", encoding="utf-8") as out:
+            with open_file(part, "w") as out:  # never through a planted link
                 summary = scan(spec, out)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
         fp_path = st / "fingerprint"
-        old = fp_path.read_text().strip() if fp_path.exists() else None
+        old = read_text(fp_path).strip() if os.path.lexists(fp_path) else None
         changed = old != summary.fingerprint or not (st / "scan.jsonl").exists()
         if changed:
             from ..archive.io import atomic_write_bytes
@@ -133,7 +172,7 @@ def archive_present(state: str) -> bool:
         if spec.per_night:
             return nightly.all_present(st)
         results = _read_json(st / "pack.json")["results"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, AllskyTasksError):  # a planted link: pack again
         return False
     return all(Path(r["archive"]).exists() for r in results)
 
@@ -152,7 +191,7 @@ def run_pause(state: str, env: Environment) -> None:
     spec, summary = _load(Path(state))
     with tracked(spec.name, "pause") as progress:
         cfg, needed, reason = _service(spec, summary)
-        recovered = recover_stale_marker(cfg, env.state_dir)
+        recovered = recover_stale_marker(cfg, env.state_dir, spec_lookup(env.specs_dir))
         if recovered:
             progress.warning(recovered)
         progress.finish(pause=needed, reason=reason)
@@ -224,8 +263,6 @@ def run_pack(state: str, env: Environment) -> None:
     cfg, needed, reason = _service(spec, summary)
     jobs = _jobs(st, spec, summary)
     work = st / "work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     results: list[dict[str, Any]] = []
     total = sum(job[0].raw_bytes for job in jobs)
     with tracked(spec.name, "pack", total) as progress:
@@ -236,27 +273,33 @@ def run_pack(state: str, env: Environment) -> None:
         try:
             spec.destination.mkdir(parents=True, exist_ok=True, mode=0o750)
         except OSError as e:
-            raise PackError(f"cannot create destination {spec.destination}: {e.strerror}") from e
+            raise DestinationError(f"cannot create destination {spec.destination}: {e.strerror}",
+                                   hint="check that it is mounted and writable") from e
         # SIGTERM/SIGHUP become KeyboardInterrupt so the restart below runs (doit's teardown
         # would not); a SIGKILL leaves the marker that the next run's pause task acts on.
         try:
             with signals_as_interrupt(), destination_lock(spec.destination, wait=lock_wait()):
+                # Only under the lock: a second run must not wipe the first run's work folder.
+                shutil.rmtree(work, ignore_errors=True)
+                make_dir(work)
                 for name in clean_stale_parts(spec.destination):
                     progress.warning(f"removed {name} left by an interrupted run")
                 # Before anything is stopped or written: will the archives fit?
                 check_space(spec.destination, _needed_bytes(st, spec, summary, jobs),
                             *spec_margin(spec.free_space))
-                with paused_service(cfg, needed and bool(jobs), reason, env.state_dir) as record:
+                with paused_service(cfg, needed and bool(jobs), reason, env.state_dir, spec=spec.name,
+                                    lookup=spec_lookup(env.specs_dir)) as record:
                     if record.stopped:
                         _say(f"  stopped {cfg.unit} ({reason})")
-                    for i, (job_summary, rows, extra) in enumerate(jobs):
-                        job_work = work / str(i)
-                        job_work.mkdir()
-                        result = pack(spec, job_summary, rows(), job_work,
-                                      extra={"servicePause": record.to_dict(), **extra},
-                                      on_bytes=progress.update, on_warning=progress.warning)
-                        results.append({**result.__dict__, **extra,
-                                        "fingerprint": job_summary.fingerprint})
+                    with pause_deadline(cfg.max_pause if record.stopped else 0, cfg.unit):
+                        for i, (job_summary, rows, extra) in enumerate(jobs):
+                            job_work = work / str(i)
+                            job_work.mkdir()
+                            result = pack(spec, job_summary, rows(), job_work,
+                                          extra={"servicePause": record.to_dict(), **extra},
+                                          on_bytes=progress.update, on_warning=progress.warning)
+                            results.append({**result.__dict__, **extra,
+                                            "fingerprint": job_summary.fingerprint})
         except ServiceStartError:
             if results:  # the archives are good: keep them complete, with their sidecars
                 _record_pack(st, spec, results, record)

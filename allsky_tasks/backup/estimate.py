@@ -6,6 +6,7 @@ import bisect
 import hashlib
 import json
 import os
+import stat
 import tarfile
 import zlib
 from dataclasses import dataclass, fields
@@ -49,11 +50,18 @@ class Estimate:
 def read_range(path: str, offset: int, length: int) -> bytes:
     """Up to `length` bytes of a file from `offset`; b"" if it cannot be read."""
     try:
-        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY), "rb") as fh:
-            fh.seek(offset)
-            return fh.read(length)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO swapped in: never block on it
+            return b""
+        os.set_blocking(fd, True)
+        return os.pread(fd, length, offset)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _names(uid: int, gid: int) -> tuple[str, str]:

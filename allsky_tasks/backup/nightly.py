@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from ..safefs import read_bytes
 from .scan import Entry, ScanSummary, Stats
 
 RECORD = "nights.json"
@@ -15,7 +16,7 @@ RECORD = "nights.json"
 def load_record(state: Path) -> dict[str, dict[str, Any]]:
     """night -> {fingerprint, archive} of the archive last made for it."""
     try:
-        data = json.loads((state / RECORD).read_bytes())
+        data = json.loads(read_bytes(state / RECORD))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

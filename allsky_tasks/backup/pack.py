@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import pwd
+import stat
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from ..spec.load import Spec
 
 SMALL = 8 << 20  # files up to this size are read whole, so a change can be retried
 RETRIES = 3
+# Sources: never through a link swapped in since the scan, never blocking on a FIFO or device.
+_SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -146,14 +149,27 @@ class Packer:
             self._add_file(entry)
 
     def _open(self, entry: Entry) -> int | None:
-        """Open a source file without following a symlink swapped in since the scan."""
+        """Open a source file without following a link or blocking; refuse a non-regular file.
+
+        A FIFO (or device) swapped in since the scan would block a plain open() forever, with
+        the service stopped: O_NONBLOCK opens it at once, and fstat then refuses it.
+        """
         try:
-            return os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY)
+            fd = os.open(entry.source, _SOURCE_FLAGS)
         except FileNotFoundError:
             self._problem(f"{entry.source}: vanished before it could be packed")
+            return None
         except OSError as e:
             self._problem(f"{entry.source}: cannot read: {e.strerror}")
-        return None
+            return None
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            os.close(fd)
+            self._problem(f"{entry.source}: is no longer a regular file "
+                          f"({stat.filemode(kind)}) since the scan; not archived")
+            return None
+        os.set_blocking(fd, True)
+        return fd
 
     def _add_file(self, entry: Entry) -> None:
         """Add a regular file: whole-read with retries if small, streamed if large."""
@@ -293,7 +309,7 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
     tmp = dest / f".{final.name}.part"
     meta = MetadataBuilder(spec, summary, workdir)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, ARCHIVE_MODE)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, ARCHIVE_MODE)
     except OSError as e:
         raise PackError(f"cannot create {tmp}: {e.strerror}") from e
     try:

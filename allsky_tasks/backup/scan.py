@@ -10,6 +10,7 @@ from typing import IO, Iterator
 
 from .. import install
 from ..errors import ScanError
+from ..safefs import open_file
 from ..spec.sections import SECTIONS, Section
 from ..spec.load import CONFIG_AREAS, NIGHT_RE, Spec
 from .walk import ALWAYS_EXCLUDED, DB_SUFFIXES, Entry, Stats, Walker, exclusion
@@ -71,30 +72,89 @@ def _config_roots(spec: Spec, camera: install.Camera) -> Iterator[tuple[str, str
                 yield match.relative_to(home).as_posix(), str(match), section
 
 
-def select_folders(spec: Spec) -> tuple[bool, list[str]]:
-    """(all?, folder names) for an images spec, checked against the images folder."""
+def classify_folders(images: Path) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """(folders, left out: name -> why, loops: name -> why) in the images folder.
+
+    One rule for every selection: a folder that is a symlink is kept only while it resolves
+    inside the images tree; one leading outside is left out (with a warning), and a loop (or
+    one that cannot be resolved) is an error only for a selection that includes it.
+    """
     try:
-        names = sorted(d.name for d in os.scandir(spec.images) if d.is_dir())
+        real_images = os.path.realpath(images)
+        children = sorted(os.scandir(images), key=lambda d: d.name)
     except OSError as e:
-        raise ScanError(f"{spec.path}: cannot list images folder {spec.images}: {e.strerror}") from e
+        raise ScanError(f"cannot list images folder {images}: {e.strerror}") from e
+    names, outside, loops = [], {}, {}
+    for child in children:
+        try:
+            if not child.is_symlink():
+                if child.is_dir(follow_symlinks=False):
+                    names.append(child.name)
+                continue
+            target = os.readlink(child.path)
+            os.stat(child.path)  # ELOOP for a loop, ENOENT for a dangling link
+        except OSError as e:
+            if child.is_symlink():
+                loops[child.name] = (f"{child.path}: night folder symlink to {target!r} cannot be "
+                                     f"followed: {e.strerror}")
+            continue
+        resolved = os.path.realpath(child.path)
+        if not os.path.isdir(resolved):
+            continue
+        if resolved != real_images and not resolved.startswith(real_images + os.sep):
+            outside[child.name] = (f"{child.path}: night folder is a symlink to {resolved}, outside "
+                                   f"the images folder; left out")
+        else:
+            names.append(child.name)
+    return names, outside, loops
+
+
+def select_folders(spec: Spec, notes: list[str] | None = None) -> tuple[bool, list[str]]:
+    """(all?, folder names) for an images spec, checked against the images folder.
+
+    Folders that are symlinks outside the images tree are left out with a note, whatever the
+    selection; a looping one fails only a selection that includes it, naming it.
+    """
+    try:
+        names, outside, loops = classify_folders(spec.images)
+    except ScanError as e:
+        raise ScanError(f"{spec.path}: {e.message}") from None
+    pool = sorted(set(names) | set(outside) | set(loops))
     folders = spec.folders
+    nights = [n for n in pool if NIGHT_RE.match(n)]
     if folders == "all":
-        return True, names
-    nights = [n for n in names if NIGHT_RE.match(n)]
-    if isinstance(folders, list):
-        missing = [n for n in folders if n not in names]
+        picked = pool
+    elif isinstance(folders, list):
+        missing = [n for n in folders if n not in pool]
         if missing:
             raise ScanError(f"{spec.path}: night folder(s) not found in {spec.images}: "
                             f"{', '.join(missing)}")
-        chosen = sorted(folders)
+        picked = sorted(folders)
     elif "last" in folders:
-        chosen = nights[-folders["last"]:]
+        # The newest N nights that can be archived; newer links outside are noted as left out.
+        kept = [n for n in nights if n not in outside]
+        picked = kept[-folders["last"]:]
+        picked += [n for n in nights if n in outside and picked and n > picked[0]]
     else:
-        chosen = [n for n in nights if folders["from"] <= n <= folders["to"]]
+        picked = [n for n in nights if folders["from"] <= n <= folders["to"]]
+    looping = [loops[n] for n in picked if n in loops]
+    if looping and spec.on_file_error == "warn" and notes is not None:
+        notes.extend(f"{why}; left out" for why in looping)
+        picked = [n for n in picked if n not in loops]
+    elif looping:
+        raise ScanError(f"{spec.path}: " + "; ".join(looping),
+                        hint="remove or fix that link, or leave that folder out of the spec")
+    for name in picked:
+        if name in outside and notes is not None:
+            notes.append(outside[name])
+    chosen = [n for n in picked if n not in outside]
+    if folders == "all":
+        return True, chosen
     if not chosen:
-        raise ScanError(f"{spec.path}: no night folders in {spec.images} match {folders}",
+        why = "".join(f"; {outside[n]}" for n in picked if n in outside)
+        raise ScanError(f"{spec.path}: no night folders in {spec.images} match {folders}{why}",
                         hint="check the folders of the spec against the images folder")
-    return False, chosen
+    return False, sorted(chosen)
 
 
 def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
@@ -122,11 +182,11 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
             targets.append(arcname)
         walker.set_excludes(excludes)
     else:
-        image_all, folders = select_folders(spec)
+        image_all, folders = select_folders(spec, walker.notes)
         walker.areas = ("images",) if image_all else tuple(f"images/{n}" for n in folders)
         if image_all:
             targets = ["images"]
-            walker.walk_all_images(spec.images)
+            walker.walk_all_images(spec.images, set(folders))
         else:
             targets = [f"images/{name}" for name in folders]
             for name in folders:
@@ -152,6 +212,6 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
 
 def read_rows(path: Path) -> Iterator[Entry]:
     """Stream the entries of a scan file."""
-    with path.open(encoding="utf-8") as fh:
+    with open_file(path, "r") as fh:  # state folder: never through a link
         for line in fh:
             yield Entry.from_row(json.loads(line))

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from ..progress import human
+from ..safefs import read_bytes
 
 
 def _read(path: Path) -> Any:
     """A JSON state file, or {} if there is none."""
-    return json.loads(path.read_bytes()) if path.exists() else {}
+    return json.loads(read_bytes(path)) if os.path.lexists(path) else {}
 
 
 def estimate_record(estimated: int, actual: int) -> dict[str, Any]:

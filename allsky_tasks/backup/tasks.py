@@ -71,6 +71,11 @@ def doit_config(env: Environment) -> dict[str, Any]:
     try:
         env.state_dir.mkdir(parents=True, exist_ok=True)
         dep_file = env.dep_file
+        # Never open doit's database through a link planted in the (maybe shared) state folder:
+        # use the private fallback; the `recover` task then refuses the folder, naming it.
+        if env.state_dir.is_symlink() or dep_file.is_symlink() or (
+                dep_file.exists() and not dep_file.is_file()):
+            raise OSError("not a plain file")
     except OSError:
         fallback = Path.home() / ".cache" / "allsky-tasks"
         fallback.mkdir(parents=True, exist_ok=True)
@@ -96,11 +101,22 @@ def _tasks(env: Environment) -> Iterator[tuple[str, Path, str, Path]]:
         yield path.stem, path, doc, spec_state(env, path.stem)
 
 
+def gen_recover(env: Environment, action: Any = None) -> dict[str, Any]:
+    """recover: runs first in every run, before any spec's checks (a killed run's leftovers).
+
+    `action` (from dodo.py, which may import any layer) also finishes an interrupted restore.
+    """
+    return {"basename": "recover", "doc": "finish an interrupted restore; restart a service a "
+                                          "killed run left stopped",
+            "actions": [(action, [env]) if action else _action("run_recover", env)],
+            "uptodate": [False], "verbosity": 2}
+
+
 def gen_validate(env: Environment) -> Iterator[dict[str, Any]]:
     """validate:<spec>: schema and semantic checks (also `doit validate` for CI)."""
     yield {"basename": "validate", "name": None, "doc": "check every backup spec"}
     for name, path, doc, st in _tasks(env):
-        yield {"basename": "validate", "name": name, "doc": doc,
+        yield {"basename": "validate", "name": name, "doc": doc, "task_dep": ["recover"],
                "actions": [_action("run_validate", str(path), env, str(st))],
                "file_dep": [str(path), str(SCHEMA_PATH)], "targets": [str(st / "spec.json")],
                "uptodate": [config_changed(_env_key(env)), (_live_unchanged, [str(st)])],

@@ -306,8 +306,11 @@ class Walker:
         stats.files += files
         stats.raw_bytes += raw_bytes
 
-    def walk_all_images(self, images: Path) -> None:
-        """The whole images folder (followed if a symlink), with stats per night folder."""
+    def walk_all_images(self, images: Path, keep: set[str] | None = None) -> None:
+        """The whole images folder (followed if a symlink), with stats per night folder.
+
+        keep: the folders select_folders kept; other folders (symlinks leading outside) are skipped.
+        """
         try:
             st = os.stat(images)
         except OSError as e:
@@ -319,5 +322,7 @@ class Walker:
         with os.scandir(images) as it:
             children = sorted(it, key=by_name)
         for child in children:
+            if keep is not None and child.name not in keep and child.is_symlink():
+                continue  # a folder link select_folders left out (and noted)
             section = child.name if child.is_dir(follow_symlinks=False) else "images"
             self.walk(f"images/{child.name}", child.path, section)

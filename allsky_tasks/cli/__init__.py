@@ -55,6 +55,28 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return _parser(COMMAND_MODULES)[0]
 
 
+def _recover() -> None:
+    """Before any command: finish a restore killed half-way, restart a stopped service; say so.
+
+    A failure is reported and the command still runs (it may be the restore that repairs it).
+    """
+    from ..environment import from_environ
+
+    env = from_environ()
+    if not any(os.path.lexists(env.state_dir / name)
+               for name in ("restore-journal.json", "service-paused.json")):
+        return  # the usual case: nothing to recover, nothing heavy imported
+    from ..restore.recovery import recover_all
+
+    try:
+        for message in recover_all(env):
+            print(f"allsky-tasks: recovered: {message}", file=sys.stderr)
+    except AllskyTasksError as e:
+        print(f"allsky-tasks: recovery failed: {type(e).__name__}: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"allsky-tasks: recovery failed: {e}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, map our errors to their exit codes."""
     argv = sys.argv[1:] if argv is None else argv
@@ -63,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command != "run":  # `run` does it in its own `recover` task
+        _recover()
     try:
         return int(args.func(args) or 0)
     except AllskyTasksError as e:

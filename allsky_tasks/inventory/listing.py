@@ -14,6 +14,7 @@ from typing import Any
 from ..archive.io import (CHUNK, SUFFIXES, HashingReader, ZstdFrameWalker, archive_format, drain,
                          fsync_dir, open_decompressed)
 from ..errors import InventoryError, ManifestError, VerifyError
+from ..safefs import open_file
 from ..archive.manifest import read_sidecar, record_verify, sidecar_path, write_sidecar
 from ..archive.metadata import NAMESPACE
 from ..archive.verify import CORRUPT, manifest_of, verify, verify_allsky
@@ -87,7 +88,9 @@ def archive_paths(dest: Path) -> list[Path]:
     """Every listed archive in a destination folder."""
     try:
         with os.scandir(dest) as it:
-            return sorted(Path(e.path) for e in it if is_archive_name(e.name) and e.is_file())
+            # Never a link (nor a FIFO) in the backup folder: only regular files are backups.
+            return sorted(Path(e.path) for e in it if is_archive_name(e.name)
+                          and e.is_file(follow_symlinks=False))
     except FileNotFoundError:
         return []
     except OSError as e:
@@ -107,7 +110,7 @@ def read_archive_metadata(archive: Path) -> tuple[dict[str, Any] | None, dict[st
     walker = ZstdFrameWalker() if archive_format(archive) == "zstd" else None
     raw_meta: bytes | None = None
     facts: dict[str, Any] = {}
-    with archive.open("rb") as raw:
+    with open_file(archive, "rb") as raw:  # never through a link, never blocking
         hashed = HashingReader(raw, walker.feed if walker else None)  # type: ignore[arg-type]
         try:
             stream = open_decompressed(archive, hashed)  # type: ignore[arg-type]
@@ -189,7 +192,7 @@ def make_record(path: Path, meta: dict[str, Any] | None, source: str, st: os.sta
 def load_record(path: Path, cache: bool = True) -> Record:
     """Sidecar first; else the archive's own metadata.json, cached as a sidecar."""
     try:
-        st = path.stat()
+        st = path.lstat()
     except OSError as e:
         raise InventoryError(f"{path}: {e.strerror or e}") from e
     try:

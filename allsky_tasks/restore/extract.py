@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from ..archive.io import CHUNK, HashingReader, open_decompressed
+from ..safefs import open_source
 from ..archive.safety import FILE_ROOTS, ArchiveRejected, Limits, path_problem, resolve_link
 from ..service.control import pid_alive
 from ..archive.verify import CORRUPT, Member, member_of
@@ -118,7 +119,7 @@ class CappedReader:
 def open_tar(archive: Path, limits: Limits, max_bytes: int | None = None
              ) -> Iterator[tarfile.TarFile]:
     """The archive as a capped tar stream."""
-    with archive.open("rb") as raw:
+    with open_source(archive) as raw:  # never blocking on a FIFO swapped in since the checks
         hashed = HashingReader(raw)  # type: ignore[arg-type]
         capped = CappedReader(open_decompressed(archive, hashed), hashed, archive, limits,
                               max_bytes)

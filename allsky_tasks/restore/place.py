@@ -8,7 +8,7 @@ import os
 import pwd
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import install
 from ..errors import RestoreError
@@ -16,6 +16,8 @@ from .extract import DIR_FLAGS, Attrs, DirChain
 from ..archive.verify import Member, manifest_of
 
 _MODE_TEXT = frozenset("01234567")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
 class Ownership:
@@ -96,14 +98,18 @@ class Placer:
     # Folders are merged; a file, symlink or folder where the archive has something else is moved
     # into the staging trash first; nothing in the live tree is ever followed, except the roots.
 
-    def __init__(self, staging: Path, roots: dict[str, Path], attrs: Ownership) -> None:
+    def __init__(self, staging: Path, roots: dict[str, Path], attrs: Ownership,
+                 resume: bool = False, on_placed: Callable[[int], None] | None = None) -> None:
         self.attrs, self.roots = attrs, roots
+        # resume: finishing a killed placement (see journal.py); what is no longer staged is done.
+        self.resume, self.already, self.on_placed = resume, 0, on_placed
         self.fds = {key: os.open(path, os.O_RDONLY | os.O_DIRECTORY) for key, path in roots.items()}
         self.fds["tree"] = os.open(staging / "tree", DIR_FLAGS)
         self.fds["trash"] = os.open(staging / "trash", DIR_FLAGS)
         self.chains = {key: DirChain(self.fds[key], self._make_dir) for key in roots}
         self.chains["tree"] = DirChain(self.fds["tree"])  # staged parents exist: never create
         self.trashed = 0
+        self.stale_sqlite: list[str] = []  # old -journal/-wal/-shm moved aside
         self.denied: dict[str, int] = {}
         self.placed: list[str] = []
 
@@ -159,6 +165,8 @@ class Placer:
                                    hint="every path moved so far is complete; the undo backup "
                                         "restores the previous state") from e
             self.placed.append(member.path)
+            if self.on_placed is not None:
+                self.on_placed(len(self.placed))
         return self.placed
 
     def _place_one(self, member: Member, live: int, name: str) -> None:
@@ -167,12 +175,48 @@ class Placer:
             self._make_dir(live, name, member.path, member)
             return
         staged = self.chains["tree"].at(member.path.split("/")[:-1])
+        if self.resume:
+            try:
+                os.stat(name, dir_fd=staged, follow_symlinks=False)
+            except FileNotFoundError:
+                self.already += 1  # moved before the interruption
+                return
         try:
             if stat.S_ISDIR(os.stat(name, dir_fd=live, follow_symlinks=False).st_mode):
                 self._trash(live, name)
         except FileNotFoundError:
             pass
+        if member.type == "file":
+            self._stale_sqlite_files(staged, live, name, member.path)
         os.replace(name, name, src_dir_fd=staged, dst_dir_fd=live)
+
+    def _stale_sqlite_files(self, staged: int, live: int, name: str, path: str) -> None:
+        """Move aside the old database's -journal/-wal/-shm before a restored database lands.
+
+        SQLite would replay a stale hot journal (or WAL) over the restored file on its first
+        open: silent damage. They go to the staging trash, removed with it.
+        """
+        present = []
+        for suffix in SQLITE_SIDE_FILES:
+            try:
+                os.stat(name + suffix, dir_fd=live, follow_symlinks=False)
+                present.append(name + suffix)
+            except FileNotFoundError:
+                continue
+        if not present:
+            return
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=staged)
+        except OSError:
+            return
+        try:
+            is_db = os.pread(fd, 16, 0) == SQLITE_MAGIC
+        finally:
+            os.close(fd)
+        if is_db:
+            for side in present:
+                self._trash(live, side)
+                self.stale_sqlite.append(path + side[len(name):])
 
     def finish_dirs(self, written: list[Member]) -> list[str]:
         """Folder modes and times last, deepest first (moving files in changed them)."""

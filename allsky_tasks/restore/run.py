@@ -25,6 +25,7 @@ from .checks import (EXTRA, Check, Selection, check_archive, check_camera,
                              check_metadata, check_modules, check_selection, check_space,
                              check_target, check_version, claimed_areas, section_of,
                              select)
+from . import journal
 from .place import Ownership, Placer, plan
 from ..archive.safety import Limits, SafetyReport
 from ..backup.scan import read_rows, scan
@@ -248,16 +249,25 @@ def _stage_and_place(prep: Prepared, summary: RestoreSummary) -> None:
         summary.warnings += got.warnings
         summary.steps.append(f"Extracted {len(got.files)} files into {staging}")
         sync_filesystem(staging)  # staged data on disk before any of it becomes visible
-        placer = Placer(staging, roots, owners)
+        state_dir = prep.backup_dir / STATE_DIRNAME
+        # From here a SIGKILL leaves a journal: the next command finishes the placement.
+        journal.begin(state_dir, archive=prep.archive, staging=staging, roots=roots, kind=sel.kind,
+                      home=prep.home, undo=summary.undo, members=got.written, attrs=owners,
+                      relink=(meta["settingsfile"], meta["ccfile"]) if sel.kind == "config" else None)
+        placer = Placer(staging, roots, owners, on_placed=journal.kill_point())
         try:
             files = set(got.files)
             summary.files = [p for p in placer.place(got.written) if p in files]
             summary.steps.append(f"Moved {len(summary.files)} files into place")
+            if placer.stale_sqlite:
+                summary.steps.append("Removed the replaced databases' stale SQLite files: "
+                                     + ", ".join(placer.stale_sqlite))
             if sel.kind == "config":
                 links = placer.relink(meta["settingsfile"], meta["ccfile"])
                 summary.steps += [f"Re-created {link} as a hard link" for link in links]
             summary.warnings += placer.finish_dirs(got.written) + owners.warnings
             summary.steps.append("Applied owner, group, mode and times (never via a symlink)")
+            journal.end(state_dir)
         finally:
             placer.close()
             sync_filesystem(staging)
@@ -319,6 +329,9 @@ def execute(prep: Prepared) -> RestoreSummary:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
         with destination_lock(prep.backup_dir):
+            finished = journal.finish_pending(state_dir)  # an earlier restore killed half-way
+            if finished:
+                summary.warnings.append(finished)
             if config and prep.options.undo:
                 undo, warnings = undo_backup(prep, state_dir)
                 summary.undo = str(undo)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 import tempfile
 import time
@@ -23,6 +25,7 @@ class ServiceConfig:
     unit: str = "allsky"
     pause: str = "auto"
     timeout: float = 60.0
+    max_pause: float = 1800.0  # longest the service may stay stopped while packing
     stop: tuple[str, ...] = ("systemctl", "stop", "{unit}")
     start: tuple[str, ...] = ("systemctl", "start", "{unit}")
     status: tuple[str, ...] = ("systemctl", "is-active", "--quiet", "{unit}")
@@ -37,14 +40,15 @@ class ServiceConfig:
         argvs = {a: tuple(v) if isinstance(v, (list, tuple)) else () for a, v in raw.items()}
         cfg = cls(unit=str(data.get("unit", base.unit)), pause=data.get("pause", base.pause),
                   timeout=float(data.get("timeout", base.timeout)),
-                  sudo=str(data.get("sudo", base.sudo)), **argvs)
+                  sudo=str(data.get("sudo", base.sudo)),
+                  max_pause=float(data.get("max_pause", base.max_pause)), **argvs)
         # Second line of defence behind the schema: these would make the pause misbehave, not fail.
         problems = [f"service.pause: must be one of {', '.join(PAUSE_POLICIES)} (got {cfg.pause!r})"
                     ] if cfg.pause not in PAUSE_POLICIES else []
         problems += [f"service.commands.{a}: must be a non-empty list of strings"
                      for a, v in argvs.items() if not v or not all(isinstance(x, str) and x for x in v)]
-        if not cfg.unit or cfg.timeout <= 0:
-            problems.append("service.unit must be non-empty and service.timeout positive")
+        if not cfg.unit or cfg.timeout <= 0 or cfg.max_pause <= 0:
+            problems.append("service.unit must be non-empty, service.timeout and max_pause positive")
         if problems:
             raise SpecError(problems, hint="fix the service section of the spec")
         return cfg
@@ -90,11 +94,19 @@ def run_command(cfg: ServiceConfig, action: str) -> CommandResult:
             code, note = None, f"did not finish within {cfg.timeout:g} s and was killed"
         finally:
             if proc.returncode is None:  # timed out, or interrupted while waiting
-                proc.kill()
-                proc.wait()
+                _kill_group(proc)
         out.seek(0)
         text = out.read().decode(errors="replace").strip()[-_OUTPUT_LIMIT:]
     return CommandResult(argv, code, f"{note}: {text}" if note and text else note or text)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the command and every child it left in its process group (its own session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
 
 
 def wait_state(cfg: ServiceConfig, running: bool, patience: float) -> CommandResult | None:

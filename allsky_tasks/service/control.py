@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
-import tempfile
 import threading
 import time
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional
 
-from ..errors import ServiceStartError, ServiceStopError
-from .commands import ACTIONS, PAUSE_POLICIES, ServiceConfig, change_state, ensure_started, run_command
+from ..errors import PackError, ServiceStartError, ServiceStopError, UnsafePathError
+from ..safefs import atomic_write_bytes, make_dir, read_bytes
+from .commands import PAUSE_POLICIES, ServiceConfig, change_state, ensure_started, run_command
 from .privilege import check_sudo
 
-__all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "pause_needed", "paused_service",
-           "recover_stale_marker", "signals_as_interrupt"]
+__all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "default_lookup", "pause_needed",
+           "pause_deadline", "paused_service", "read_marker", "recover_stale_marker", "signals_as_interrupt"]
 
 MARKER_NAME = "service-paused.json"
 # Signals that must not cut a restart short (a second Ctrl-C, systemd's stop, a closed terminal).
@@ -123,27 +124,36 @@ def permission_hint(problem: str) -> str:
             "service: {pause: never} (databases are still captured consistently)")
 
 
-def _write_marker(cfg: ServiceConfig, marker: Path, activity: str = "backup") -> None:
-    """Atomically record that this process is about to stop the service."""
+# What a marker may name as its unit: a systemd unit name, never an option or a path.
+UNIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9@._:-]{0,127}$")
+MARKER_LIMIT = 64 << 10
+# Given the spec named in a marker (or None) and its unit: the commands to start it with.
+Lookup = Callable[[Optional[str], str], ServiceConfig]
+
+
+def default_lookup(cfg: ServiceConfig | None = None) -> Lookup:
+    """Commands for a marker's unit: `cfg`'s when it names that unit, else the fixed default."""
+    def lookup(_spec: str | None, unit: str) -> ServiceConfig:
+        return cfg if cfg is not None and cfg.unit == unit else ServiceConfig(unit=unit)
+    return lookup
+
+
+def _write_marker(cfg: ServiceConfig, marker: Path, activity: str = "backup",
+                  spec: str | None = None) -> None:
+    """Atomically record that this process is about to stop the service.
+
+    The marker names the spec, the unit and the run, never a command: whoever recovers it
+    looks the commands up in the spec (or uses the default), so a forged marker runs nothing.
+    """
     own = _proc_stat(os.getpid())
-    data = {"unit": cfg.unit, "activity": activity, "pid": os.getpid(), "pid_start": own[1] if own else None, "time": _now(),
-            "commands": {a: cfg.argv(a) for a in ACTIONS}}
+    data = {"unit": cfg.unit, "spec": spec, "activity": activity, "pid": os.getpid(),
+            "pid_start": own[1] if own else None, "time": _now()}
     try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".service-paused.", dir=marker.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, marker)
-        finally:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)  # only still there if something failed before the rename
+        make_dir(marker.parent)
+        atomic_write_bytes(marker, json.dumps(data, indent=2).encode(), 0o600)
     except OSError as e:
         raise ServiceStopError(f"cannot write the service marker {marker}: {e}",
                                hint="make the state directory writable; nothing was written") from e
-    _sync_dir(marker.parent)
 
 
 def _remove_marker(marker: Path) -> None:
@@ -152,26 +162,47 @@ def _remove_marker(marker: Path) -> None:
     _sync_dir(marker.parent)
 
 
-def recover_stale_marker(cfg: ServiceConfig, state_dir: Path) -> str | None:
-    """Start a service left stopped by a killed run; a message if there was one to recover."""
-    marker = state_dir / MARKER_NAME
+def read_marker(marker: Path) -> dict[str, Any] | None:
+    """The marker's fields, None if there is none; UnsafePathError for a link, FIFO or foreign file."""
     try:
-        data = json.loads(marker.read_text())
+        raw = read_bytes(marker, MARKER_LIMIT, owned=True)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
-        data = {}  # unreadable: treat as stale, since starting a running service is harmless
-    data = data if isinstance(data, dict) else {}
+    except UnsafePathError as e:
+        raise UnsafePathError(f"service marker refused: {e.message}",
+                              hint=f"a marker must be a regular file of the running user, writable "
+                                   f"by nobody else; check who wrote it, then delete {marker}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = {}  # torn or garbled: treat as stale, since starting a running service is harmless
+    return data if isinstance(data, dict) else {}
+
+
+def recover_stale_marker(cfg: ServiceConfig | None, state_dir: Path,
+                         lookup: Lookup | None = None) -> str | None:
+    """Start a service left stopped by a killed run; a message if there was one to recover.
+
+    The commands come from `lookup` (the spec named in the marker), never from the marker.
+    """
+    marker = state_dir / MARKER_NAME
+    data = read_marker(marker)
+    if data is None:
+        return None
     pid, start = data.get("pid"), data.get("pid_start")
     if isinstance(pid, int) and pid > 0 and pid_alive(pid, start if isinstance(start, int) else None):
         return None  # another run is in progress and will restart it itself
-    # Use the marker's own commands: they are what stopped the service, even if the spec changed.
-    commands = data.get("commands") if isinstance(data.get("commands"), dict) else {}
-    mcfg = replace(cfg, unit=str(data.get("unit") or cfg.unit), **{
-        a: tuple(v) for a, v in commands.items()
-        if a in ACTIONS and isinstance(v, list) and v and all(isinstance(x, str) for x in v)})
+    unit = data.get("unit") if isinstance(data.get("unit"), str) else None
+    if unit is None or not UNIT_RE.match(unit):
+        if cfg is None:
+            raise UnsafePathError(f"service marker {marker} names no valid unit ({unit!r})",
+                                  hint=f"check the service by hand, then delete {marker}")
+        unit = cfg.unit
+    spec = data.get("spec") if isinstance(data.get("spec"), str) else None
+    mcfg = (lookup or default_lookup(cfg))(spec, unit)
     what = (f"{mcfg.unit} was left stopped by an interrupted {data.get('activity', 'backup')} "
-            f"(pid {pid}, {data.get('time', '?')})")
+            f"(pid {pid}, {data.get('time', '?')}"
+            + (f", spec {spec})" if spec else ")"))
     with _signals_deferred():
         started, problem = ensure_started(mcfg)
         if problem is None:
@@ -183,8 +214,35 @@ def recover_stale_marker(cfg: ServiceConfig, state_dir: Path) -> str | None:
     return f"{what}: " + ("started it again" if started else "it was running again; removed the marker")
 
 
+WATCH_INTERVAL = 1.0  # seconds between status looks while the service is paused
+
+
+class _RestartWatch:
+    """Notices when something else starts the service during the pause (a status look a second)."""
+
+    def __init__(self, cfg: ServiceConfig) -> None:
+        self.cfg, self.seen_at = cfg, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="service-watch", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(WATCH_INTERVAL):
+            if run_command(self.cfg, "status").returncode == 0:
+                self.seen_at = time.monotonic()
+                return
+
+    def __enter__(self) -> "_RestartWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _restart(cfg: ServiceConfig, marker: Path, record: PauseRecord,
-             t0: float | None, activity: str = "backup") -> tuple[str | None, list[int]]:
+             t0: float | None, activity: str = "backup",
+             seen_at: float | None = None) -> tuple[str | None, list[int]]:
     """Ensure the service runs again, shielded from signals: (failure or None, deferred signals)."""
     with _signals_deferred() as caught:
         started, problem = ensure_started(cfg)
@@ -196,25 +254,33 @@ def _restart(cfg: ServiceConfig, marker: Path, record: PauseRecord,
             if t0 is not None:
                 record.restarted, record.started_at = started, _now()
                 record.paused_seconds = round(time.monotonic() - t0, 3)
-                if not started:
+                if not started and seen_at is not None:
+                    # Paused only until then: the rest of the pack ran with the service up.
+                    record.paused_seconds = round(max(0.0, seen_at - t0), 3)
+                    record.warnings.append(
+                        f"{cfg.unit} was started again by something else about {record.paused_seconds:g} s "
+                        f"into the pause, while the {activity} was still running; it counts as paused "
+                        "until then")
+                elif not started:
                     record.warnings.append(f"{cfg.unit} was already running again when the {activity} ended")
     return problem, caught
 
 
 @contextmanager
 def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Path,
-                   activity: str = "backup") -> Iterator[PauseRecord]:
+                   activity: str = "backup", spec: str | None = None,
+                   lookup: Lookup | None = None) -> Iterator[PauseRecord]:
     """Stop a running service for the body and start it again whatever happens in it."""
     record = PauseRecord(needed=needed, reason=reason)
     if not needed:
         yield record
         return
     marker = state_dir / MARKER_NAME
-    recovered = recover_stale_marker(cfg, state_dir)
+    recovered = recover_stale_marker(cfg, state_dir, lookup)
     if recovered:
         record.recovered_marker = True
         record.warnings.append(recovered)
-    elif marker.exists():
+    elif os.path.lexists(marker):
         raise ServiceStopError(f"another backup or restore has paused service {cfg.unit} (marker {marker})",
                                hint=f"wait for it to finish; if none is running, delete {marker}")
     status = run_command(cfg, "status")
@@ -229,8 +295,9 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
         return
     check_sudo(cfg)  # not root: sudo must allow stop and start before anything is stopped
     t0: float | None = None
+    watch = _RestartWatch(cfg)
     try:
-        _write_marker(cfg, marker, activity)  # before stopping, so that even a SIGKILL leaves a trace
+        _write_marker(cfg, marker, activity, spec)  # before stopping, so that even a SIGKILL leaves a trace
         problem = change_state(cfg, "stop", False)
         if problem:
             raise ServiceStopError(f"could not stop service {cfg.unit}: {problem}",
@@ -238,21 +305,47 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
                                         f"check `journalctl -u {cfg.unit}` and service.commands/timeout"
                                         + permission_hint(problem))
         record.stopped, record.stopped_at, t0 = True, _now(), time.monotonic()
-        yield record
+        with watch:
+            yield record
     except BaseException as exc:
         # The body's (or the stop's) error is the primary one; a failed restart becomes a note.
-        problem, _ = _restart(cfg, marker, record, t0, activity)
+        problem, _ = _restart(cfg, marker, record, t0, activity, watch.seen_at)
         if problem:
             exc.add_note(f"service {cfg.unit} could not be started again: {problem}; start it by hand "
                          f"(`{shlex.join(cfg.argv('start'))}`); {marker} is kept so the next run retries")
         raise
-    problem, caught = _restart(cfg, marker, record, t0, activity)
+    problem, caught = _restart(cfg, marker, record, t0, activity, watch.seen_at)
     if problem:
         raise ServiceStartError(f"service {cfg.unit} could not be started again after the {activity}: {problem}",
                                 hint=f"the archive was kept; start it by hand (`{shlex.join(cfg.argv('start'))}`)"
                                      f"; {marker} makes the next run retry" + permission_hint(problem))
     for sig in dict.fromkeys(caught):
         signal.raise_signal(sig)  # now act on a signal that arrived during the restart
+
+
+@contextmanager
+def pause_deadline(seconds: float, unit: str) -> Iterator[None]:
+    """Fail the body with PackError once the service has been stopped for `seconds`.
+
+    A real-time alarm interrupts even a blocked read, so a pack that never finishes cannot
+    keep the service stopped; the caller's paused_service then starts it again.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise PackError(f"service {unit} was stopped for {seconds:g} s, the spec's service.max_pause; "
+                        "pack gave up and no archive was kept",
+                        hint="raise service.max_pause, or select less while the service is paused")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @contextmanager

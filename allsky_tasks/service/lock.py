@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import LockError
+from ..errors import DestinationError, LockError
+from ..safefs import open_regular
 
 LOCK_NAME = ".allsky-tasks.lock"
 
@@ -22,10 +23,20 @@ class LockWaitExpired(LockError):
 def destination_lock(dest: Path, wait: float = 0.0) -> Iterator[None]:
     """Hold an exclusive flock on <dest>/.allsky-tasks.lock (released even on SIGKILL).
 
-    With `wait` > 0, another run's lock is waited for that long, then LockWaitExpired.
+    With `wait` > 0, another run's lock is waited for that long, then LockWaitExpired. The lock
+    file is opened without following a link and must be a regular file: a planted symlink or
+    FIFO is refused (UnsafePathError), never written through.
     """
     path = dest / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o640)
+    except PermissionError as e:
+        raise DestinationError(f"cannot open the lock file {path}: {e.strerror} "
+                               f"(is {dest} read-only?)",
+                               hint=f"make {dest} writable by the user running the backup") from None
+    except OSError as e:
+        raise DestinationError(f"cannot open the lock file {path}: {e.strerror}",
+                               hint=f"check that {dest} is mounted and writable") from None
     try:
         deadline = time.monotonic() + wait
         while True:

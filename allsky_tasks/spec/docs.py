@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import AllskyTasksError
+from ..safefs import atomic_write_bytes, read_bytes
 from .load import peek_description
 
 CACHE_NAME = "spec-docs.json"
@@ -23,23 +24,24 @@ def _file_key(path: Path) -> list[int] | None:
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
+CACHE_LIMIT = 4 << 20  # a few hundred doc lines; anything bigger is not ours: rebuilt
+
+
 def _read(cache_path: Path) -> dict[str, Any]:
-    """The cache, or {} if it is missing or unreadable."""
+    """The cache, or {} if it is missing, unreadable, too big, a link or not a regular file."""
     try:
-        data = json.loads(cache_path.read_bytes())
-    except (OSError, ValueError):
+        data = json.loads(read_bytes(cache_path, CACHE_LIMIT))
+    except (OSError, ValueError, AllskyTasksError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
 def _write(cache_path: Path, data: dict[str, Any]) -> None:
     """Replace the cache atomically; a cache that cannot be written is simply not kept."""
-    tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, cache_path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+        atomic_write_bytes(cache_path, (json.dumps(data, indent=1) + "\n").encode(), 0o640)
+    except (OSError, AllskyTasksError):
+        pass
 
 
 def spec_docs(paths: list[Path], cache_path: Path) -> list[str]:
@@ -48,7 +50,9 @@ def spec_docs(paths: list[Path], cache_path: Path) -> list[str]:
     Importing yaml alone costs a no-op re-run ~15 ms. Broken specs are never cached: their
     message names the file relative to the current folder.
     """
-    cache = _read(cache_path)
+    # A state folder that is a link is refused by the `recover` task: no cache through it.
+    usable = not cache_path.parent.is_symlink()
+    cache = _read(cache_path) if usable else {}
     fresh: dict[str, Any] = {}
     docs = []
     for path in paths:
@@ -64,6 +68,6 @@ def spec_docs(paths: list[Path], cache_path: Path) -> list[str]:
         docs.append(doc)
     folders = {path.parent for path in paths}
     kept = {k: v for k, v in cache.items() if Path(k).parent not in folders}  # other specs dirs
-    if {**kept, **fresh} != cache:
+    if usable and {**kept, **fresh} != cache:
         _write(cache_path, {**kept, **fresh})
     return docs

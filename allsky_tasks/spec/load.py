@@ -71,13 +71,17 @@ def read_yaml(path: Path) -> Any:
     """Parse a spec file; YAML errors become a SpecError naming file and line."""
     import yaml  # lazily: a no-op re-run reads no spec file, and yaml costs ~15 ms to import
 
+    from .yaml_safe import YamlLimitError, load_capped, read_spec_text
+
     where = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        text = read_spec_text(path)  # capped, never blocking
+    except (OSError, UnicodeDecodeError, YamlLimitError) as e:
         raise SpecError([f"{where}::$: cannot read spec: {e}"]) from e
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return load_capped(text)  # alias expansion capped, duplicate keys refused
+    except YamlLimitError as e:
+        raise SpecError([f"{where}::$: {e}"]) from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -93,7 +97,10 @@ def peek_description(path: Path) -> str:
         return f"BROKEN SPEC: {e.problems[0]}"
     if not isinstance(data, dict):
         return "BROKEN SPEC: not a mapping"
-    return str(data.get("description") or f"{data.get('type', '?')} backup")
+    doc = data.get("description") or f"{data.get('type', '?')} backup"
+    if not isinstance(doc, str):
+        return "BROKEN SPEC: description must be text"
+    return doc if len(doc) <= 200 else doc[:199] + "…"  # one line of `doit list`
 
 
 def _json_path(parts: Any) -> str:
@@ -265,7 +272,9 @@ def _tree_problems(data: dict[str, Any], where: str, env: Environment,
                 if not FOLDER_RE.match(name):
                     out.append(f"{where}::$.folders[{i}]: {name!r} is not a night folder name")
                 elif not (images / name).is_dir():
-                    out.append(f"{where}::$.folders[{i}]: folder {images / name} does not exist")
+                    what = ("is a symbolic link that loops or leads nowhere"
+                            if (images / name).is_symlink() else "does not exist")
+                    out.append(f"{where}::$.folders[{i}]: folder {images / name} {what}")
         roots.append(images)
     roots += [home / pattern.split("*")[0] for pattern in data.get("include", [])]
     real_dest = dest.resolve()

@@ -13,6 +13,7 @@ import pytest
 from allsky_tasks.backup import scan as scan_mod
 from allsky_tasks.backup import walk
 from allsky_tasks.backup.scan import Entry, ScanSummary, exclusion, scan
+from allsky_tasks.errors import ScanError
 from allsky_tasks.spec.load import Spec, load_spec
 
 from ..conftest import Site
@@ -102,3 +103,70 @@ def test_exclusion_answers_as_fnmatchcase(patterns: tuple[str, ...]) -> None:
         name = arc.rsplit("/", 1)[-1]
         expected = any(fnmatch.fnmatchcase(arc if "/" in p else name, p) for p in patterns)
         assert check(arc, name) == expected, (patterns, arc)
+
+
+# --- night-folder symlinks (issue 16): one rule for every selection ---
+
+def _linked_site(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from tests.conftest import make_site
+
+    site = make_site(tmp_path)
+    images = site.home / "images"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_text("not Allsky's")
+    (images / "20990102").symlink_to(outside)  # newest "night", outside the tree
+    (images / "20000101").symlink_to("20000101")  # an old night that loops
+    return site
+
+
+def _scan_text(site, text: str):  # type: ignore[no-untyped-def]
+    import io
+
+    from allsky_tasks.backup.scan import scan
+    from allsky_tasks.spec.load import load_spec
+
+    out = io.StringIO()
+    summary = scan(load_spec(site.spec("x", text), site.env), out)
+    return summary, out.getvalue()
+
+
+@pytest.mark.parametrize("folders", ["all", "{last: 2}", "{from: 20261101, to: 20991231}", "[20261129, 20990102]"])
+def test_night_folder_link_outside_is_left_out_by_every_selection(tmp_path: Path, folders: str) -> None:
+    site = _linked_site(tmp_path)
+    if folders == "all":
+        (site.home / "images" / "20000101").unlink()  # `all` includes the loop: tested below
+    summary, rows = _scan_text(site, f"type: images\nfolders: {folders}\n")
+    assert "secret.jpg" not in rows and "20990102" not in summary.image_folders
+    assert any("20990102: night folder is a symlink to" in w and "left out" in w for w in summary.warnings)
+
+
+def test_night_folder_link_outside_selected_alone_names_why(tmp_path: Path) -> None:
+    site = _linked_site(tmp_path)
+    with pytest.raises(ScanError, match="20990102: night folder is a symlink to .*outside"):
+        _scan_text(site, "type: images\nfolders: [20990102]\n")
+
+
+def test_night_folder_link_inside_the_tree_is_followed_by_name(tmp_path: Path) -> None:
+    from tests.conftest import make_site
+
+    site = make_site(tmp_path)
+    images = site.home / "images"
+    night = sorted(p.name for p in images.iterdir() if p.name.startswith("2"))[-1]
+    (images / "20991231").symlink_to(night)
+    summary, rows = _scan_text(site, "type: images\nfolders: [20991231]\n")
+    assert summary.image_folders == ["20991231"] and '"images/20991231/' in rows
+
+
+def test_looping_night_folder_affects_only_selections_including_it(tmp_path: Path) -> None:
+    site = _linked_site(tmp_path)
+    summary, _ = _scan_text(site, "type: images\nfolders: {last: 2}\n")  # the loop is old
+    assert "20000101" not in summary.image_folders
+    for folders in ("all", "{from: 20000101, to: 20001231}"):
+        with pytest.raises(ScanError, match="images/20000101: night folder symlink .* cannot be followed"):
+            _scan_text(site, f"type: images\nfolders: {folders}\n")
+    summary, _ = _scan_text(site, "type: images\nfolders: all\non_file_error: warn\n")
+    assert any("20000101" in w and "left out" in w for w in summary.warnings)
+    from allsky_tasks.errors import SpecError
+    with pytest.raises(SpecError, match="20000101 is a symbolic link that loops"):
+        _scan_text(site, "type: images\nfolders: [20000101]\n")

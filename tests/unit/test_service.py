@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from allsky_tasks.errors import ServiceStartError, ServiceStopError, SpecError
+from allsky_tasks.errors import ServiceStartError, ServiceStopError, SpecError, UnsafePathError
 from allsky_tasks.service.control import (MARKER_NAME, ServiceConfig, pause_needed, paused_service,
                                   recover_stale_marker, signals_as_interrupt)
 from tests.helpers.service_fixture import (service_spec, standin_pid, standin_running,
@@ -49,8 +49,7 @@ def _write_marker(state: Path, cfg: ServiceConfig, pid: int) -> Path:
     """A marker as a run with `pid` would have left it."""
     state.mkdir(parents=True, exist_ok=True)
     marker = state / MARKER_NAME
-    marker.write_text(json.dumps({"unit": cfg.unit, "pid": pid, "time": "2026-01-02T03:04:05+00:00",
-                                  "commands": {a: cfg.argv(a) for a in ("stop", "start", "status")}}))
+    marker.write_text(json.dumps({"unit": cfg.unit, "pid": pid, "time": "2026-01-02T03:04:05+00:00"}))
     return marker
 
 
@@ -280,3 +279,133 @@ def test_sigkill_leaves_marker_then_recovery(svc: Path, state: Path, tmp_path: P
     message = recover_stale_marker(_cfg(svc), state)
     assert message and f"pid {child.pid}" in message
     assert standin_running(svc) and not marker.exists()
+
+
+# --- hostile markers (issue 16): a marker never carries commands, and must be ours ---
+
+def _forged(state: Path, unit: str, pwned: Path, **extra: Any) -> Path:
+    """A marker naming a dead run and carrying an attacker's start command."""
+    state.mkdir(parents=True, exist_ok=True)
+    marker = state / MARKER_NAME
+    evil = ["sh", "-c", f"touch {pwned}"]
+    marker.write_text(json.dumps({"unit": unit, "pid": _dead_pid(), "time": "2026-01-02T03:04:05+00:00",
+                                  "commands": {"start": evil, "status": evil, "stop": evil}, **extra}))
+    return marker
+
+
+def test_forged_marker_commands_never_run(svc: Path, state: Path, tmp_path: Path) -> None:
+    pwned = tmp_path / "PWNED"
+    cfg = _cfg(svc)
+    marker = _forged(state, cfg.unit, pwned)
+    message = recover_stale_marker(cfg, state)
+    assert message and "started it again" in message
+    assert not pwned.exists() and standin_running(svc) and not marker.exists()
+
+
+def test_forged_marker_other_unit_uses_default_commands(svc: Path, state: Path, tmp_path: Path) -> None:
+    pwned = tmp_path / "PWNED"
+    _forged(state, "other-unit", pwned)
+    seen: list[tuple[Any, str]] = []
+
+    def lookup(spec: Any, unit: str) -> ServiceConfig:
+        seen.append((spec, unit))
+        return _cfg(svc)
+    recover_stale_marker(None, state, lookup)
+    assert seen == [(None, "other-unit")] and not pwned.exists() and standin_running(svc)
+
+
+@pytest.mark.parametrize("unit", ["--now", "../../bin/sh", "a b", "", None, 7])
+def test_marker_with_a_hostile_unit_is_refused(svc: Path, state: Path, tmp_path: Path, unit: Any) -> None:
+    pwned = tmp_path / "PWNED"
+    _forged(state, unit, pwned)
+    with pytest.raises(UnsafePathError, match="no valid unit"):
+        recover_stale_marker(None, state, lambda s, u: _cfg(svc))
+    assert not pwned.exists() and not standin_running(svc)
+
+
+@pytest.mark.parametrize("how", ["other-owner", "group-writable", "world-writable", "symlink", "fifo"])
+def test_untrusted_marker_is_refused_and_says_why(svc: Path, state: Path, tmp_path: Path, how: str) -> None:
+    pwned = tmp_path / "PWNED"
+    cfg = _cfg(svc)
+    marker = _forged(state, cfg.unit, pwned)
+    why = {"other-owner": "owned by uid 4321", "group-writable": "writable by group or others",
+           "world-writable": "writable by group or others", "symlink": "symbolic link",
+           "fifo": "not a regular file"}[how]
+    if how == "other-owner":
+        os.chown(marker, 4321, 4321)
+    elif how == "group-writable":
+        marker.chmod(0o660)
+    elif how == "world-writable":
+        marker.chmod(0o646)
+    elif how == "symlink":
+        real = tmp_path / "elsewhere.json"
+        marker.rename(real)
+        marker.symlink_to(real)
+    else:
+        marker.unlink()
+        os.mkfifo(marker)
+    with pytest.raises(UnsafePathError, match=why) as info:
+        recover_stale_marker(cfg, state)
+    assert "service marker refused" in str(info.value) and str(marker) in str(info.value)
+    # paused_service refuses too, before stopping anything
+    start_standin(svc)
+    with pytest.raises(UnsafePathError):
+        with paused_service(cfg, True, "always", state):
+            pytest.fail("the body must not run")
+    assert standin_running(svc) and not pwned.exists()
+
+
+def test_written_marker_has_no_commands_and_is_private(svc: Path, state: Path) -> None:
+    start_standin(svc)
+    with paused_service(_cfg(svc), True, "always", state, spec="nightly"):
+        marker = state / MARKER_NAME
+        data = json.loads(marker.read_text())
+        assert "commands" not in data and data["spec"] == "nightly" and data["unit"] == "standin"
+        assert marker.stat().st_mode & 0o077 == 0
+    assert standin_running(svc)
+
+
+def test_marker_planted_as_symlink_is_not_written_through(svc: Path, state: Path, tmp_path: Path) -> None:
+    """The run's own marker write replaces a planted link instead of writing through it."""
+    start_standin(svc)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    state.mkdir()
+    (state / f".{MARKER_NAME}.part-{os.getpid()}").symlink_to(victim)  # the temp name, planted
+    with paused_service(_cfg(svc), True, "always", state):
+        pass
+    assert victim.read_text() == "keep" and standin_running(svc)
+
+
+def test_a_killed_stop_command_leaves_no_child_behind(tmp_path: Path) -> None:
+    from allsky_tasks.service.commands import run_command
+
+    pidfile = tmp_path / "child.pid"
+    cfg = ServiceConfig(timeout=1, stop=("sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"))
+    result = run_command(cfg, "stop")
+    assert result.returncode is None and "was killed" in result.output
+    child = int(pidfile.read_text())
+    wait_until(lambda: not _alive(child), "the stop command's child to be gone", 10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def test_restart_by_something_else_during_the_pause_ends_the_paused_time(svc: Path, state: Path) -> None:
+    start_standin(svc)
+    t0 = time.monotonic()
+    with paused_service(_cfg(svc), True, "always", state) as rec:
+        assert not standin_running(svc)
+        start_standin(svc)  # an operator, or a cron job, starts it again
+        restarted_after = time.monotonic() - t0
+        time.sleep(4)  # the pack goes on; the watch looks once a second
+    assert rec.restarted is False and rec.paused_seconds is not None
+    # Not a timing test: paused ends near the outside start, seconds before the body ended.
+    assert 0 < rec.paused_seconds < time.monotonic() - t0 - 1.5 and restarted_after > 0
+    assert any("started again by something else" in w for w in rec.warnings)

@@ -1,0 +1,33 @@
+"""Recovery that every command does first: a restore killed half-way, then a stopped service."""
+
+from __future__ import annotations
+
+import os
+
+from ..backup.actions import stage
+from ..backup.recovery import recover
+from ..environment import Environment
+
+JOURNAL_NAME = "restore-journal.json"  # in the state folder; see journal.py
+
+
+def recover_all(env: Environment) -> list[str]:
+    """Finish an interrupted placement, then restart a service a killed run left stopped.
+
+    In this order: the service must start on a whole tree, not a half-restored one.
+    """
+    messages = []
+    if os.path.lexists(env.state_dir / JOURNAL_NAME):  # the usual run imports no restore code
+        from .journal import finish_pending
+
+        finished = finish_pending(env.state_dir)
+        if finished:
+            messages.append(finished)
+    return messages + recover(env)
+
+
+@stage
+def run_recover(env: Environment) -> None:
+    """The `recover` doit task: before any spec's own checks, in every run."""
+    for message in recover_all(env):
+        print(f"recover: {message}", flush=True)  # even when quiet: the operator must know
