@@ -41,7 +41,7 @@ def test_copies_load_and_survive_the_json_round_trip(site: Site) -> None:
     ("copies:\n  - name: x\n    must_be_mounted: true\n    ssh: {host: h, folder: f}\n",
      "$.copies[0].must_be_mounted: only for path targets"),
     ("copies:\n  - name: x\n    ssh: {host: h, folder: f, password: secret}\n",
-     "$.copies[0].ssh: Additional properties are not allowed ('password'"),
+     "$.copies[0].ssh: unknown key 'password'"),
     ("copies:\n  - name: x\n    ssh: {host: -oProxyCommand=evil, folder: f}\n",
      "$.copies[0].ssh.host: '-oProxyCommand=evil' does not match"),
     ("copies:\n  - name: Bad Name\n    path: /a\n", "$.copies[0].name: 'Bad Name' does not match"),
