@@ -74,6 +74,12 @@ def make_site(root: Path, **tree_kwargs: object) -> Site:
     return Site(tree=tree, env=env, root=root)
 
 
+@pytest.fixture(autouse=True)
+def _default_backup_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process commands never touch the real ~/allskybackups (records of outside files)."""
+    monkeypatch.setenv("ALLSKY_BACKUP_DIR", str(tmp_path / "default-allskybackups"))
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
     """A fresh demo Allsky site in tmp_path."""
@@ -94,6 +100,7 @@ def backup(site: Site, name: str, text: str) -> Path:
     with rows.open("w", encoding="utf-8") as out:
         summary = scan(spec, out)
     spec.destination.mkdir(parents=True, exist_ok=True)
+    (spec.destination / ".allsky-tasks").mkdir(exist_ok=True)  # a folder of ours, as doit's
     result = pack(spec, summary, read_rows(rows), work)
     # The sidecar exactly as the manifest task writes it (streamed layout).
     write_sidecar_from(Path(result.archive), Path(result.metadata), {"archive": {

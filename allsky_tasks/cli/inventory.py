@@ -22,9 +22,28 @@ def human_size(size: int) -> str:
     return f"{size / 1024:.1f} KB"
 
 
-def _verified(ok: bool | None) -> str:
-    """Verified column text."""
-    return "never" if ok is None else ("yes" if ok else "FAILED")
+def _verified(ok: bool | None, when: str | None = None, stale: bool = False) -> str:
+    """Verified column text: the result and the day of the last full read."""
+    if ok is None:
+        return "never"
+    day = f" {when[:10]}" if when else ""
+    return ("FAILED" if not ok else "STALE" if stale else "yes") + day
+
+
+def _verify_every(env: Environment) -> tuple[dict[str, float | None], float | None]:
+    """verify.every of each spec (by name) and the default, in seconds."""
+    from ..archive.records import DEFAULT_EVERY, parse_duration
+    from ..spec.load import read_yaml
+
+    every: dict[str, float | None] = {}
+    for path in spec_files(env.specs_dir):
+        try:
+            data = read_yaml(path)
+            value = (data.get("verify") or {}).get("every", DEFAULT_EVERY)
+            every[path.stem] = parse_duration(value)
+        except Exception:  # a broken spec is validate's to report; list still works
+            continue
+    return every, parse_duration(DEFAULT_EVERY)
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -81,8 +100,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Print the grouped table and the warnings (or JSON)."""
     from ..inventory.listing import list_backups, listing_warnings
 
+    from ..inventory.listing import mark_stale
+
     env, dest = _env_dest(args)
     records = list_backups(dest)
+    mark_stale(records, *_verify_every(env))
     warnings = listing_warnings(records, dest, env.home, args.max_age_days,
                                 backup_cmd=_config_backup_cmd(env))
     if args.json:
@@ -99,7 +121,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows = [list(_COLUMNS)] + [
                 [r.created, title if kind != "unknown" else "?", r.version, r.cameratype,
                  r.cameramodel, human_size(r.size), "yes" if r.pinned else "no",
-                 "DAMAGED" if r.problem else _verified(r.verified), r.spec, r.name]
+                 "DAMAGED" if r.problem else _verified(r.verified, r.verified_at, r.stale),
+                 r.spec, r.name]
                 for r in _collapse_sets(group, args.archives)]
             print("\n".join("  " + line for line in _table(rows)))
     for w in warnings:
@@ -146,7 +169,11 @@ def _print_info(data: dict[str, Any]) -> None:
     line("Spec", data["spec"])
     line("Pinned", "yes" if data["pinned"] else "no")
     check = data.get("verify") or {}
-    line("Verified", f"{_verified(data['verified'])} {check.get('verifiedAt') or ''}".strip())
+    line("Verified", _verified(data["verified"], check.get("verifiedAt"), data.get("stale")
+                               ) + (" (older than the spec's verify.every: due again)"
+                                    if data.get("stale") and data["verified"] else ""))
+    for problem in check.get("problems") or []:
+        line("Why not verified", problem)
     if data.get("imported"):
         line("Imported from", f"{data['imported'].get('from')} at {data['imported'].get('at')}")
     line("Warnings", data["warnings"])
@@ -158,8 +185,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Show what is inside one backup."""
     from ..inventory.listing import info, resolve
 
-    _, dest = _env_dest(args)
+    env, dest = _env_dest(args)
     data = info(resolve(args.archive, dest))
+    if data.get("verified_epoch") is not None:
+        import time
+
+        every, default = _verify_every(env)
+        limit = every.get(data["spec"], default)
+        data["stale"] = limit is not None and time.time() - data["verified_epoch"] >= limit
+        if isinstance(data.get("verify"), dict):
+            data["verify"]["stale"] = data["stale"]
     if args.json:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -167,10 +202,54 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _destinations(args: argparse.Namespace, env: Environment) -> list[Path]:
+    """--dest, else the default backup folder and every destination a spec names."""
+    if getattr(args, "dest", None):
+        return [Path(args.dest).absolute()]
+    from ..errors import SpecError
+    from ..spec.load import load_spec
+
+    out = [env.backup_dir]
+    for path in spec_files(env.specs_dir):
+        try:
+            dest = load_spec(path, env, check_tree=False).destination
+        except (SpecError, OSError):
+            continue
+        if dest not in out:
+            out.append(dest)
+    return out
+
+
+def cmd_verify_all(args: argparse.Namespace) -> int:
+    """Scrub every backup in the destinations; a table; exit 18 naming each failure."""
+    from ..errors import VerifyError
+    from ..inventory.listing import archive_paths, verify_many
+
+    env = from_environ()
+    rows = []
+    for dest in _destinations(args, env):
+        rows += verify_many(archive_paths(dest))
+    table = [["Result", "Members", "Seconds", "Archive", "Problem"]] + [
+        ["ok" if r["ok"] else "FAILED", str(r.get("members", "")), str(r.get("seconds", "")),
+         r["archive"], "" if r["ok"] else (r["problems"] or ["?"])[0][:160]] for r in rows]
+    print("\n".join(_table(table)) if rows else "no backups found")
+    failed = [r for r in rows if not r["ok"]]
+    if failed:
+        raise VerifyError(", ".join(Path(r["archive"]).name for r in failed),
+                          [f"{Path(r['archive']).name}: {p}" for r in failed
+                           for p in r["problems"][:5]])
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify one backup end to end and record the result."""
     from ..inventory.listing import resolve, verify_backup
 
+    if args.all:
+        return cmd_verify_all(args)
+    if not args.archive:
+        raise InventoryError("verify needs an ARCHIVE, or --all",
+                             hint="allsky-tasks list shows the backups")
     _, dest = _env_dest(args)
     if args.archive.startswith("set:"):  # every archive of a per-night set
         from ..inventory.listing import list_backups, set_members
@@ -184,7 +263,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for path in paths:
         result = verify_backup(path)
         print(f"verify {path.name}: ok ({result['kind']}, {result['members']} members, "
-              f"sha256 {result['sha256'][:16]}..., {result['seconds']}s)")
+              f"sha256 {result['sha256'][:16]}..., {result['seconds']}s): "
+              f"{result['method']}")
     return 0
 
 
@@ -292,7 +372,12 @@ def register(subs: argparse._SubParsersAction) -> None:
                    help="one row per archive (a per-night set is otherwise one row)")
     add("info", cmd_info, "show what is inside a backup").add_argument(
         "--json", action="store_true", help="machine-readable output")
-    add("verify", cmd_verify, "re-read a backup end to end and record the result")
+    p = add("verify", cmd_verify, "re-read a backup end to end and record the result", False)
+    p.add_argument("archive", metavar="ARCHIVE", nargs="?",
+                   help="a backup name in the destination, or a path")
+    p.add_argument("--all", action="store_true",
+                   help="every backup in --dest (default: the backup folder and every "
+                        "spec's destination); a table; exit 18 if any fails")
     p = add("import", cmd_import, "check an outside .tar.gz/.tar.zst and store it", False)
     p.add_argument("file", metavar="FILE", help="the archive to import")
     add("delete", cmd_delete, "delete a backup and its sidecar").add_argument(
