@@ -109,6 +109,13 @@ def backup(site: Site, name: str, text: str) -> Path:
     return Path(result.archive)
 
 
+def last_read(archive: Path) -> dict | None:
+    """Our verification record of this very file (None: never read, or changed since)."""
+    from allsky_tasks.archive.records import STATE, RecordStore
+
+    return RecordStore(archive.parent / STATE).get(archive)
+
+
 def gnu_tar_extract(archive: Path, target: Path) -> None:
     """Extract with GNU tar (an independent reader), keeping modes and mtimes."""
     target.mkdir(parents=True, exist_ok=True)

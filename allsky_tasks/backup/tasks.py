@@ -35,6 +35,13 @@ def _archive_present(state: str) -> bool:
     return archive_present(state)
 
 
+def _verify_uptodate(state: str) -> bool:
+    """uptodate check for verify (see actions.verify_uptodate): the archives on disk too."""
+    from .actions import verify_uptodate
+
+    return verify_uptodate(state)
+
+
 def spec_state(env: Environment, name: str) -> Path:
     """The folder holding one spec's task state."""
     return env.state_dir / "specs" / name
@@ -84,7 +91,7 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
             "pack": "stop the service if needed, write a new archive, start it again",
             "resume": "confirm the service is back in the state it was in before pack",
             "manifest": "write the sidecar beside the archive",
-            "verify": "re-read the archive and check every member",
+            "verify": "check new archives; re-read changed or due ones (verify.every)",
             "backup": "run the whole chain for every spec"}
     for basename, doc in docs.items():
         yield {"basename": basename, "name": None, "doc": doc}
@@ -111,7 +118,8 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
                "targets": [str(st / "manifest.json")]}
         yield {"basename": "verify", "name": name, "doc": doc,
                "actions": [_action("run_verify", str(st))], "file_dep": [str(st / "manifest.json")],
-               "targets": [str(st / "verify.json")]}
+               "targets": [str(st / "verify.json")],
+               "uptodate": [(_verify_uptodate, [str(st)])]}
         yield {"basename": "backup", "name": name, "doc": doc, "uptodate": [False],
                "actions": [_action("run_summary", str(st))],
                "task_dep": [f"resume:{name}", f"verify:{name}"]}

@@ -45,6 +45,7 @@ class Spec:
     retention: dict[str, Any] = field(default_factory=dict)
     per_night: bool = False
     digest: str = ""
+    verify: dict[str, Any] = field(default_factory=dict)  # every, max_duration (re-reads)
 
     @property
     def suffix(self) -> str:
@@ -271,7 +272,10 @@ def load_spec(path: Path, env: Environment, *, check_tree: bool = True) -> Spec:
         media_compression=data.get("media_compression", "fast"),
         service=dict(data.get("service", {})), on_file_error=data.get("on_file_error", "fail"),
         retention=dict(data.get("retention", {})), per_night=bool(data.get("per_night")),
-        digest=spec_digest(data, home, images, dest),
+        # verify: only says when archives are read again; it changes nothing in them.
+        digest=spec_digest({k: v for k, v in data.items() if k != "verify"}, home, images,
+                           dest),
+        verify=dict(data.get("verify", {})),
     )
 
 
