@@ -100,8 +100,8 @@ def backup(site: Site, name: str, text: str) -> Path:
     with rows.open("w", encoding="utf-8") as out:
         summary = scan(spec, out)
     spec.destination.mkdir(parents=True, exist_ok=True)
-    (spec.destination / ".allsky-tasks").mkdir(exist_ok=True)  # a folder of ours, as doit's
     result = pack(spec, summary, read_rows(rows), work)
+    (spec.destination / ".allsky-tasks").mkdir(exist_ok=True)  # a folder of ours, as doit's
     # The sidecar exactly as the manifest task writes it (streamed layout).
     write_sidecar_from(Path(result.archive), Path(result.metadata), {"archive": {
         "name": Path(result.archive).name, "sizeBytes": result.size, "sha256": result.sha256,

@@ -274,6 +274,16 @@ def listing_warnings(records: list[Record], dest: Path, home: Path, max_age_days
         what = "only images backups exist" if records else f"no backups in {dest}"
         out.append(Advice(f"No config backup: {what}.", backup_cmd))
         return out
+    for r in records:  # a failed full read: never to be pinned or copied as a good backup
+        if r.verified is False and not r.problem:
+            why = r.verify_problems[0] if r.verify_problems else "its last full read failed"
+            out.append(Advice(f"{r.name} is not a good backup: {why}",
+                              f"allsky-tasks info {r.name}; allsky-tasks delete {r.name}"))
+    # Only backups not known to be bad are ever suggested for pinning or copying.
+    configs = [r for r in configs if r.verified is not False]
+    if not configs:
+        out.append(Advice("No config backup that is not damaged or unsafe.", backup_cmd))
+        return out
     if not any(r.pinned and r.verified for r in configs):
         good = next((r for r in configs if r.verified), None)
         cmd = (f"allsky-tasks pin {good.name}" if good else
@@ -284,9 +294,12 @@ def listing_warnings(records: list[Record], dest: Path, home: Path, max_age_days
         out.append(Advice(f"The newest config backup is {age:.0f} days old "
                             f"(more than {max_age_days:g}).", backup_cmd))
     if _same_device(dest, home):
+        good = next((r for r in configs if r.verified), configs[0])
         out.append(Advice(f"Every backup is on the same filesystem as {home}: a failed card "
-                            "loses both.", f"cp -p {dest}/{configs[0].name} "
-                            f"{dest}/{sidecar_path(configs[0].path).name} /media/usb/"))
+                            "loses both.", (f"allsky-tasks verify {good.name} && " if not
+                                            good.verified else "")
+                          + f"cp -p {dest}/{good.name} "
+                            f"{dest}/{sidecar_path(good.path).name} /media/usb/"))
     return out
 
 
