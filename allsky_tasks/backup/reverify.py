@@ -116,18 +116,19 @@ def run(dest: Path, spec: str, verify: dict[str, Any], new: list[Path],
                                                  (spec if path in new else None)}))
         out.read.append({"archive": str(path), **result})
 
-    for path in new:
-        read(path)
+    for path in new:  # a new archive read once already (a re-run after a failure) is not re-read
+        if store.get(path) is None:
+            read(path)
     records = store.load()
     history = spec_history(dest, spec, records) + _unknown(dest, records, spec)
     now = time.time()
-    for path in history:
+    for path in dict.fromkeys(history + new):
         rec = records.get(path.name)
         try:
             same = rec is not None and rec.get("identity") == identity(os.stat(path))
         except OSError:
             continue
-        if same and rec.get("ok") is False:
+        if same and rec.get("ok") is False and str(path) not in {f["archive"] for f in out.failed}:
             out.still_failed.append(path.name)
     from ..archive.records import due
 
