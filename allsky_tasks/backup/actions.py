@@ -349,9 +349,12 @@ def run_verify(state: str) -> None:
     new = [a for a in new if a.exists()]
     with tracked(spec.name, "verify", sum(a.stat().st_size for a in new)) as progress:
         def check(archive: Path, facts: dict[str, Any]) -> dict[str, Any]:
-            from ..archive.scrub import scrub
+            from ..archive.scrub import fresh, scrub
 
-            return scrub(archive, facts, on_read=lambda n: progress.update(n, archive.name))
+            on_read = lambda n: progress.update(n, archive.name)  # noqa: E731
+            if archive in new and archive.name in written:  # just written: see scrub.fresh
+                return fresh(archive, written[archive.name], on_read=on_read)
+            return scrub(archive, facts, on_read=on_read)
 
         def expected(archive: Path) -> dict[str, Any]:
             """What was written: pack's own figures, else the sidecar's."""

@@ -13,7 +13,7 @@ import pytest
 
 from allsky_tasks.archive.manifest import sidecar_path
 from allsky_tasks.archive.records import STATE, RecordStore, due, parse_duration
-from allsky_tasks.archive.scrub import scrub
+from allsky_tasks.archive.scrub import fresh, scrub
 from allsky_tasks.backup import reverify
 from allsky_tasks.cli import main
 from allsky_tasks.errors import VerifyError
@@ -205,3 +205,22 @@ def test_durations_and_rotation_oldest_read_first(site: Site) -> None:
     assert [Path(r["archive"]) for r in out.read] == archives[::-1][:2]
     assert out.left == [archives[0].name]
     assert due(archives, store, 7 * 86400) == [archives[0]]  # the next run starts there
+
+
+def test_fresh_check_after_pack_proves_the_medium_and_the_headers(site: Site) -> None:
+    archive = backup(site, "nights", "type: images\nfolders: {last: 1}\n")
+    facts = json.loads(sidecar_path(archive).read_text())["allskyTasks"]["archive"]
+    written = {"sha256": facts["sha256"], "sizeBytes": facts["sizeBytes"]}
+    result = fresh(archive, written)
+    assert result["ok"] and result["method"].startswith("fresh")
+    assert result["sha256"] == facts["sha256"]
+    with pytest.raises(VerifyError) as err:  # what was written is not what pack computed
+        fresh(archive, {**written, "sha256": "0" * 64})
+    assert any("expected " + "0" * 64 in p for p in err.value.problems)
+    for at in (0.3, 0.97):  # one byte flipped on the medium, anywhere
+        copy = archive.with_name(f"allsky-images-backup-2026010{int(at * 10)}-000000.tar.zst")
+        data = bytearray(archive.read_bytes())
+        data[int(len(data) * at)] ^= 0x40
+        copy.write_bytes(bytes(data))
+        with pytest.raises(VerifyError):
+            fresh(copy, written)
