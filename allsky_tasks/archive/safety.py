@@ -254,7 +254,9 @@ def _read_tar(limiter: _Limiter, scan: _Scan) -> None:
             limiter.window = None  # member data is capped by the total and ratio limits
             scan.add(tar, info)
             tar.members.clear()  # stream mode never looks back: don't hold 200k headers
-            limiter.window = limiter.pos + headroom
+            # Data not read by add (members not hashed) is skipped by the next header read.
+            data_end = info.offset_data + (-(-info.size // BLOCK) * BLOCK if info.isreg() else 0)
+            limiter.window = max(limiter.pos, data_end) + headroom
         end = tar.offset
     scan.current = "(after the last member)"
     # tarfile also ends quietly at a damaged header: the block it stopped at must be NULs.

@@ -224,3 +224,11 @@ def test_fresh_check_after_pack_proves_the_medium_and_the_headers(site: Site) ->
         copy.write_bytes(bytes(data))
         with pytest.raises(VerifyError):
             fresh(copy, written)
+
+
+def test_fresh_check_of_members_larger_than_the_header_window(site: Site) -> None:
+    (site.home / "darks").mkdir(exist_ok=True)
+    (site.home / "darks" / "big.raw").write_bytes(os.urandom(6 << 20))  # past the 3 MiB header window
+    archive = backup(site, "darks", "type: config\nsections: {darks: true}\n")
+    facts = json.loads(sidecar_path(archive).read_text())["allskyTasks"]["archive"]
+    assert fresh(archive, {"sha256": facts["sha256"], "sizeBytes": facts["sizeBytes"]})["ok"]
