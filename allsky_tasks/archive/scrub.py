@@ -103,9 +103,12 @@ def scrub(path: Path, recorded: dict[str, Any] | None = None, limits: Limits = L
     except ArchiveRejected as e:
         sha, size = file_sha256(path)
         where = f" in member {e.member!r}" if e.member else ""
-        problems = [f"{e.problem}{where}; found after reading {e.read_bytes} of the file's "
-                    f"{size} bytes (the damage lies before that offset)"
-                    ] + _fact_problems(sha, size, recorded)
+        if e.problem.startswith("damaged or truncated"):
+            first = (f"{e.problem}{where}; found after reading {e.read_bytes} of the file's "
+                     f"{size} bytes (the damage lies before that offset)")
+        else:  # intact perhaps, but import and restore refuse it: never a good backup
+            first = f"unsafe, import and restore refuse it: {e.problem}{where}"
+        problems = [first] + _fact_problems(sha, size, recorded)
         raise VerifyError(str(path), problems) from None
     problems = _fact_problems(report.sha256, report.size, recorded)
     problems += restore_problems(report.metadata, report)

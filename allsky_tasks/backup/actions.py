@@ -381,7 +381,8 @@ def run_verify(state: str) -> None:
                                                             for f in out.failed}]
     if failed:
         names = sorted({p.split(": ", 1)[0] for p in failed})
-        raise VerifyError(f"{spec.destination} ({', '.join(names)})", failed)
+        raise VerifyError(f"{len(names)} archive(s) of {spec.name} in {spec.destination}",
+                          failed)
 
 
 def verify_uptodate(state: str) -> bool:

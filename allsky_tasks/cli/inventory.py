@@ -235,7 +235,7 @@ def cmd_verify_all(args: argparse.Namespace) -> int:
     print("\n".join(_table(table)) if rows else "no backups found")
     failed = [r for r in rows if not r["ok"]]
     if failed:
-        raise VerifyError(", ".join(Path(r["archive"]).name for r in failed),
+        raise VerifyError(f"{len(failed)} of {len(rows)} backups",
                           [f"{Path(r['archive']).name}: {p}" for r in failed
                            for p in r["problems"][:5]])
     return 0
