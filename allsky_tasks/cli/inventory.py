@@ -91,6 +91,7 @@ def _collapse_sets(group: list, each: bool) -> list:
                 r, created=max(m.created for m in members), size=sum(m.size for m in members),
                 pinned=any(m.pinned for m in members),
                 verified=None if None in verified else all(verified),
+                stale=any(m.stale for m in members),
                 problem=next((m.problem for m in members if m.problem), None),
                 path=r.path.with_name(f"set:{name} ({len(members)} nights)")))
     return rows
