@@ -6,6 +6,7 @@ import hashlib
 import json
 import posixpath
 import re
+import sys
 import tarfile
 import time
 from collections import deque
@@ -275,7 +276,8 @@ def _stream(path: Path, fmt: str, limits: Limits, scan: _Scan,
 
     For an archive we just wrote (members not hashed), the caller compares the whole file's
     SHA-256 and size with those written: that proves it complete, so the frame walker (a
-    Python call per 4 KiB) is skipped.
+    Python call per 4 KiB) is skipped, and the SHA-256 is taken on a second core
+    (readback.FileDigest) while this thread decompresses and parses.
     """
     fresh = not scan.hash_members
     with path.open("rb") as raw:  # an unreadable file is the caller's OSError, not unsafe
@@ -296,7 +298,14 @@ def _stream(path: Path, fmt: str, limits: Limits, scan: _Scan,
                 except OSError as e:
                     raise _SinkFailed() from e
 
-        hashed = HashingReader(raw, observe)  # type: ignore[arg-type]
+        digest = None
+        if fresh:
+            from .readback import FileDigest
+
+            digest = FileDigest(path)
+            hashed = _Counting(raw, observe)  # type: ignore[arg-type]
+        else:
+            hashed = HashingReader(raw, observe)  # type: ignore[arg-type]
         stream = open_decompressed(Path("x" + _SUFFIX[fmt]), hashed)  # type: ignore[arg-type]
         limiter = _Limiter(stream, hashed, limits)
         try:
@@ -313,7 +322,29 @@ def _stream(path: Path, fmt: str, limits: Limits, scan: _Scan,
         except (*CORRUPT, RecursionError) as e:
             raise ArchiveRejected(path, f"damaged or truncated: {type(e).__name__}: {e}",
                                   scan.current, hashed.size) from e
+        finally:
+            if digest is not None and sys.exc_info()[0] is not None:
+                digest.stop()
+        if digest is not None:
+            sha256, size = digest.result()
+            if size != hashed.size:  # the file changed between the two reads
+                raise ArchiveRejected(path, f"the file changed while it was checked ({size} "
+                                      f"bytes hashed, {hashed.size} parsed)")
+            return sha256, size, limiter.pos
         return hashed.sha256.hexdigest(), hashed.size, limiter.pos
+
+
+class _Counting(HashingReader):
+    """Counts compressed bytes without hashing them (a FileDigest hashes the file)."""
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        """Read and count."""
+        n = self.raw.readinto(buffer)
+        if n:
+            self.size += n
+            if self.observer is not None:
+                self.observer(memoryview(buffer)[:n])
+        return n or 0
 
 
 def _claimed_areas(meta: dict[str, Any]) -> tuple[str, ...]:
