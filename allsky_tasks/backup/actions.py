@@ -367,6 +367,9 @@ def run_verify(state: str) -> None:
         for r in out.read:
             _say(f"verify {spec.name}: {Path(r['archive']).name} ok, {r['members']} members, "
                  f"sha256 {r['sha256'][:16]}...")
+        for f in out.foreign:
+            progress.warning(f"{Path(f['archive']).name} (not known to be {spec.name}'s) "
+                             f"failed its full read: {f['problems'][0]}")
         if out.left:
             _say(f"verify {spec.name}: max_duration spent; {len(out.left)} archive(s) wait "
                  f"for the next run: {', '.join(out.left)}")

@@ -72,24 +72,28 @@ class Outcome:
     failed: list[dict[str, Any]] = field(default_factory=list)
     still_failed: list[str] = field(default_factory=list)  # failed before, unchanged since
     left: list[str] = field(default_factory=list)  # due, but max_duration was spent
+    foreign: list[dict[str, Any]] = field(default_factory=list)  # failed, not this spec's
 
 
-def _unknown(dest: Path, records: dict[str, dict[str, Any]], spec: str) -> list[Path]:
-    """Archives never read completely whose sidecar names this spec, or names none of ours.
+def _unknown(dest: Path, records: dict[str, dict[str, Any]], spec: str
+             ) -> tuple[list[Path], list[Path]]:
+    """Archives never read completely: (those whose sidecar names this spec, those whose
+    sidecar names no spec of ours, e.g. Allsky's own after its Upload replaced ours).
 
     Their content decides (a full read records the spec from the archive's own metadata).
     """
     from ..archive.manifest import read_trailers
 
-    out = []
+    owned, unnamed = [], []
     for name in _names(dest):
         if name in records:
             continue
-        trailers = read_trailers(dest / name) or {}
-        named = trailers.get("spec")
-        if named is None or (isinstance(named, dict) and named.get("name") == spec):
-            out.append(dest / name)
-    return out
+        named = (read_trailers(dest / name) or {}).get("spec")
+        if named is None:
+            unnamed.append(dest / name)
+        elif isinstance(named, dict) and named.get("name") == spec:
+            owned.append(dest / name)
+    return owned, unnamed
 
 
 def run(dest: Path, spec: str, verify: dict[str, Any], new: list[Path],
@@ -109,18 +113,23 @@ def run(dest: Path, spec: str, verify: dict[str, Any], new: list[Path],
         try:
             result = check(path, expected(path))
         except VerifyError as e:
-            store.put(path, make_record(st, False, spec=spec, problems=e.problems[:100]))
-            out.failed.append({"archive": str(path), "problems": e.problems})
+            mine = path not in unnamed  # an unreadable stranger is reported, not blamed on us
+            store.put(path, make_record(st, False, spec=spec if mine else None,
+                                        problems=e.problems[:100]))
+            (out.failed if mine else out.foreign).append({"archive": str(path),
+                                                          "problems": e.problems})
             return
         store.put(path, make_record(st, True, **{**result, "spec": result.get("spec") or
                                                  (spec if path in new else None)}))
         out.read.append({"archive": str(path), **result})
 
+    unnamed: list[Path] = []
     for path in new:  # a new archive read once already (a re-run after a failure) is not re-read
         if store.get(path) is None:
             read(path)
     records = store.load()
-    history = spec_history(dest, spec, records) + _unknown(dest, records, spec)
+    owned, unnamed = _unknown(dest, records, spec)
+    history = spec_history(dest, spec, records) + owned + unnamed
     now = time.time()
     for path in dict.fromkeys(history + new):
         rec = records.get(path.name)

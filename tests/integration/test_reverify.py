@@ -66,3 +66,30 @@ def test_bit_rot_is_caught_by_the_nightly_run_once_every_has_passed(site: Site) 
     assert last_read(older)["ok"] is False and last_read(newer)["ok"] is True
     assert json.loads((site.env.state_dir / "specs" / "cfg" / "verify.json").read_text()
                       )["failed"][0]["archive"] == str(older)
+
+
+def test_strangers_in_the_destination_are_read_once_and_never_blamed_on_the_spec(
+        site: Site) -> None:
+    from allsky_tasks.archive.manifest import sidecar_path
+    from allsky_tasks.inventory.listing import load_record
+
+    from ..unit.test_scrub import HOSTILE, _hostile
+
+    site.spec("cfg", SPEC)
+    site.doit("backup:cfg", check=True)
+    (ours,) = site.archives()
+    dest = ours.parent
+    allsky_side = json.dumps({"backupFile": ours.name, "backupType": "config"}) + "\n"
+    sidecar_path(ours).write_text(allsky_side)  # as after Allsky's own Upload
+    hostile = _hostile(dest, "20260101-000003", HOSTILE["20260101-000003"])
+    sidecar_path(hostile).write_text(json.dumps({"backupType": "config"}))
+    (dest / STATE / "verify.json").unlink()  # nothing read yet: content must decide
+    (site.home / "env.json").write_text('{"changed": 2}\n')
+    run = site.doit("backup:cfg")
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert hostile.name in out and "/etc/shadow" in out  # named as a warning
+    assert last_read(hostile)["ok"] is False and last_read(hostile)["spec"] is None
+    record = load_record(ours)  # recognised as ours by its content, whatever the sidecar says
+    assert (record.kind, record.spec, record.verified) == ("ours", "cfg", True)
+    assert sidecar_path(ours).read_text() == allsky_side
