@@ -60,8 +60,10 @@ def targets(series: dict[str, Series]) -> list[dict[str, Any]]:
     # never does; verify has its own target below.
     ratio("images backup, all hashing (validate+scan+plan+pack) <= 1.0x tar|zstd",
           "ours pack (validate+scan+pack)", "tar | zstd -3 -T0", 1.0)
-    ratio("whole backup: chain incl. verify / tar|zstd (context)", "ours backup (full chain)",
-          "tar | zstd -3 -T0", None)
+    # The chain's verify of the fresh archive reads it back from the disk once: SHA-256 of
+    # the file vs the one written, frame checksums, headers vs manifest (issue 15).
+    ratio("whole backup: chain incl. verify <= 1.5x tar|zstd", "ours backup (full chain)",
+          "tar | zstd -3 -T0", 1.5)
     if "ours no-op re-run" in s:
         v = s["ours no-op re-run"].median
         out.append({"target": "no-op re-run <= 0.3 s", "value": round(v, 3), "limit": NOOP_LIMIT_S,

@@ -74,6 +74,12 @@ def make_site(root: Path, **tree_kwargs: object) -> Site:
     return Site(tree=tree, env=env, root=root)
 
 
+@pytest.fixture(autouse=True)
+def _default_backup_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process commands never touch the real ~/allskybackups (records of outside files)."""
+    monkeypatch.setenv("ALLSKY_BACKUP_DIR", str(tmp_path / "default-allskybackups"))
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
     """A fresh demo Allsky site in tmp_path."""
@@ -95,11 +101,19 @@ def backup(site: Site, name: str, text: str) -> Path:
         summary = scan(spec, out)
     spec.destination.mkdir(parents=True, exist_ok=True)
     result = pack(spec, summary, read_rows(rows), work)
+    (spec.destination / ".allsky-tasks").mkdir(exist_ok=True)  # a folder of ours, as doit's
     # The sidecar exactly as the manifest task writes it (streamed layout).
     write_sidecar_from(Path(result.archive), Path(result.metadata), {"archive": {
         "name": Path(result.archive).name, "sizeBytes": result.size, "sha256": result.sha256,
         "metadataSha256": result.metadata_sha256}})
     return Path(result.archive)
+
+
+def last_read(archive: Path) -> dict | None:
+    """Our verification record of this very file (None: never read, or changed since)."""
+    from allsky_tasks.archive.records import STATE, RecordStore
+
+    return RecordStore(archive.parent / STATE).get(archive)
 
 
 def gnu_tar_extract(archive: Path, target: Path) -> None:

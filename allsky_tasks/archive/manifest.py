@@ -54,8 +54,15 @@ def write_sidecar(archive: Path, metadata: dict[str, Any], archive_facts: dict[s
 
 
 def record_verify(archive: Path, result: dict[str, Any]) -> None:
-    """Store the latest verify result in the sidecar."""
-    update_sidecar(archive, {"verify": result})
+    """Store the latest verify result in the state folder beside the archive (never the sidecar).
+
+    Only for archives the tool wrote into that folder itself (pack, the undo backup).
+    """
+    from .records import STATE, RecordStore, make_record
+
+    facts = {k: v for k, v in result.items() if k not in ("ok", "verifiedAt")}
+    RecordStore(archive.absolute().parent / STATE).put(
+        archive, make_record(os.stat(archive), result.get("ok") is True, **facts))
 
 
 # Our sidecars end with the manifest rows (one per line) and then "trailer" lines, one key of

@@ -390,25 +390,56 @@ def run_manifest(state: str) -> None:
 
 @stage
 def run_verify(state: str) -> None:
-    """Re-read every new archive and check every member against its manifest."""
-    from ..archive.manifest import record_verify, sidecar_path
+    """Check every new archive; re-read the spec's history when due (see reverify)."""
+    from . import reverify
 
     st = Path(state)
-    archives = [Path(a) for a in _read_json(st / "manifest.json")["archives"]]
-    results = []
-    with tracked(st.name, "verify", sum(a.stat().st_size for a in archives)) as progress:
-        for archive in archives:
-            try:
-                result = verify_archive(archive, lambda n, a=archive: progress.update(n, a.name))
-            except VerifyError as e:
-                if sidecar_path(archive).exists():
-                    record_verify(archive, {"ok": False, "problems": e.problems[:100]})
-                raise
-            results.append({"archive": str(archive), **result})
-            _say(f"verify {st.name}: {archive.name} ok, {result['members']} members, "
-                 f"sha256 {result['sha256'][:16]}...")
-        progress.finish(ok=True, archives=len(results))
-    _write_json(st / "verify.json", {"ok": True, "results": results})
+    spec, _ = _load(st)
+    packed = _read_json(st / "pack.json") if (st / "pack.json").exists() else {"results": []}
+    written = {Path(r["archive"]).name: {"sha256": r["sha256"], "sizeBytes": r["size"]}
+               for r in packed["results"]}
+    done = st / "manifest.json"
+    new = [Path(a) for a in _read_json(done)["archives"]] if done.exists() else []
+    new = [a for a in new if a.exists()]
+    with tracked(spec.name, "verify", sum(a.stat().st_size for a in new)) as progress:
+        def check(archive: Path, facts: dict[str, Any]) -> dict[str, Any]:
+            from ..archive.scrub import fresh, scrub
+
+            on_read = lambda n: progress.update(n, archive.name)  # noqa: E731
+            if archive in new and archive.name in written:  # just written: see scrub.fresh
+                return fresh(archive, written[archive.name], on_read=on_read)
+            return scrub(archive, facts, on_read=on_read)
+
+        def expected(archive: Path) -> dict[str, Any]:
+            """What was written: pack's own figures, else the sidecar's."""
+            from ..archive.manifest import read_trailers
+
+            facts = (read_trailers(archive) or {}).get("archive")
+            return written.get(archive.name) or (facts if isinstance(facts, dict) else {})
+
+        out = reverify.run(spec.destination, spec.name, spec.verify, new, check, expected)
+        for r in out.read:
+            _say(f"verify {spec.name}: {Path(r['archive']).name} ok, {r['members']} members, "
+                 f"sha256 {r['sha256'][:16]}...")
+        for f in out.foreign:
+            progress.warning(f"{Path(f['archive']).name} (not known to be {spec.name}'s) "
+                             f"failed its full read: {f['problems'][0]}")
+        if out.left:
+            _say(f"verify {spec.name}: max_duration spent; {len(out.left)} archive(s) wait "
+                 f"for the next run: {', '.join(out.left)}")
+        progress.finish(ok=not (out.failed or out.still_failed), archives=len(out.read),
+                        left=len(out.left))
+    _write_json(st / "verify.json", {"ok": not (out.failed or out.still_failed),
+                                     "results": out.read, "failed": out.failed,
+                                     "stillFailed": out.still_failed, "left": out.left})
+    failed = [f"{Path(f['archive']).name}: {p}" for f in out.failed for p in f["problems"]]
+    failed += [f"{name}: failed its last full read and has not changed since"
+               for name in out.still_failed if name not in {Path(f["archive"]).name
+                                                            for f in out.failed}]
+    if failed:
+        names = sorted({p.split(": ", 1)[0] for p in failed})
+        raise VerifyError(f"{len(names)} archive(s) of {spec.name} in {spec.destination}",
+                          failed)
 
 
 @stage
@@ -433,18 +464,18 @@ def run_copy(state: str) -> None:
         progress.finish(copies=len(report.copied), pruned=report.pruned)
 
 
-def verify_archive(archive: Path, on_read: Callable[[int], None] | None = None
-                   ) -> dict[str, Any]:
-    """Verify an archive of ours against its sidecar and record the result there."""
-    from ..archive.manifest import read_sidecar, record_verify, sidecar_path
-    from ..archive.verify import verify, verify_streamed  # zstandard/tarfile only when verifying
+def verify_uptodate(state: str) -> bool:
+    """verify:<spec> is up to date while no archive of the spec is due (stat only)."""
+    from .reverify import nothing_due
 
-    result = verify_streamed(archive, on_read)  # flat memory for our own sidecars
-    if result is None:
-        result = verify(archive, read_sidecar(archive), on_read)
-    if sidecar_path(archive).exists():
-        record_verify(archive, result)
-    return result
+    st = Path(state)
+    try:
+        spec, _ = _load(st)
+        done = st / "manifest.json"
+        new = _read_json(done)["archives"] if done.exists() else []
+        return nothing_due(spec.destination, spec.name, spec.verify, new)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 @stage

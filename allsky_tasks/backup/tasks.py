@@ -61,6 +61,13 @@ def _copies_current(state: str) -> bool:
     return copies_current(state)
 
 
+def _verify_uptodate(state: str) -> bool:
+    """uptodate check for verify (see actions.verify_uptodate): the archives on disk too."""
+    from .actions import verify_uptodate
+
+    return verify_uptodate(state)
+
+
 def spec_state(env: Environment, name: str) -> Path:
     """The folder holding one spec's task state."""
     return env.state_dir / "specs" / name
@@ -131,7 +138,7 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
             "pack": "stop the service if needed, write a new archive, start it again",
             "resume": "confirm the service is back in the state it was in before pack",
             "manifest": "write the sidecar beside the archive",
-            "verify": "re-read the archive and check every member",
+            "verify": "check new archives; re-read changed or due ones (verify.every)",
             "copy": "copy the newest archive to the spec's copies targets, verified there",
             "prune": "delete the spec's old backups its retention rules do not keep",
             "backup": "run the whole chain for every spec"}
@@ -160,7 +167,8 @@ def gen_stages(env: Environment) -> Iterator[dict[str, Any]]:
                "targets": [str(st / "manifest.json")]}
         yield {"basename": "verify", "name": name, "doc": doc,
                "actions": [_action("run_verify", str(st))], "file_dep": [str(st / "manifest.json")],
-               "targets": [str(st / "verify.json")]}
+               "targets": [str(st / "verify.json")],
+               "uptodate": [(_verify_uptodate, [str(st)])]}
         # One copy task per spec, not per target: the targets are known only after the YAML
         # is read, and task creation reads no YAML (see copies/records.pending).
         yield {"basename": "copy", "name": name, "doc": doc,

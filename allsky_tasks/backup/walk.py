@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import json
@@ -97,6 +98,21 @@ def exclusion(patterns: tuple[str, ...]) -> Callable[[str, str], bool]:
     return excluded
 
 
+# What restore and import refuse in a name (safety.path_problem): control characters but tab,
+# and non-UTF-8 bytes (surrogate escapes). Such files are left out with a warning naming them.
+_UNSAFE_NAME = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+
+
+def unsafe_name(name: str) -> bool:
+    """True if restore would refuse this name (isprintable() first: fast for every file)."""
+    return not name.isprintable() and _UNSAFE_NAME.search(name) is not None
+
+
+def _shown(path: str) -> str:
+    """A path for a warning, with control characters and non-UTF-8 bytes escaped."""
+    return ascii(path)[1:-1] if unsafe_name(path) else path
+
+
 def _link_escapes(arcname: str, target: str, areas: tuple[str, ...]) -> bool:
     """True if a symlink is absolute or resolves outside the archive's areas."""
     if target.startswith("/"):
@@ -105,6 +121,15 @@ def _link_escapes(arcname: str, target: str, areas: tuple[str, ...]) -> bool:
     if resolved.startswith("..") or resolved == ".":
         return True
     return not any(resolved == a or resolved.startswith(a + "/") for a in areas)
+
+
+def _loops(path: str) -> bool:
+    """True if a symlink never ends (ELOOP: `loop2 -> loop2`, or a ring of links)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 def _is_journal(path: str, name: str) -> bool:
@@ -194,8 +219,16 @@ class Walker:
     def _entry(self, arcname: str, path: str, st: os.stat_result, section: str) -> Entry | None:
         """Build an entry from an lstat result (None for sockets, FIFOs, devices)."""
         mode = st.st_mode
+        if unsafe_name(arcname):
+            self.notes.append(f"{_shown(path)}: a newline, control character or non-UTF-8 "
+                              "byte in the name; not archived (restore would refuse it)")
+            return None
         if stat.S_ISLNK(mode):
             kind, size, link = "symlink", 0, os.readlink(path)
+            if unsafe_name(link) or _loops(path):
+                self.notes.append(f"{_shown(path)}: symlink to {_shown(link)!r} loops or has "
+                                  "a control character; not archived (restore would refuse it)")
+                return None
             if _link_escapes(arcname, link, self.areas):
                 # Restore and import refuse archives with such links (SPEC 8): keeping it
                 # would make the whole backup unrestorable.
@@ -283,7 +316,7 @@ class Walker:
                 self._problem(f"{source}: cannot stat: {e.strerror}")
                 continue
             mode = st.st_mode
-            if not stat.S_ISREG(mode):
+            if not stat.S_ISREG(mode) or unsafe_name(name):
                 entry = self._entry(child_arc, source, st, section)
                 if entry is not None:
                     self._emit(entry)

@@ -23,9 +23,28 @@ def human_size(size: int) -> str:
     return format_bytes(size)
 
 
-def _verified(ok: bool | None) -> str:
-    """Verified column text."""
-    return "never" if ok is None else ("yes" if ok else "FAILED")
+def _verified(ok: bool | None, when: str | None = None, stale: bool = False) -> str:
+    """Verified column text: the result and the day of the last full read."""
+    if ok is None:
+        return "never"
+    day = f" {when[:10]}" if when else ""
+    return ("FAILED" if not ok else "STALE" if stale else "yes") + day
+
+
+def _verify_every(env: Environment) -> tuple[dict[str, float | None], float | None]:
+    """verify.every of each spec (by name) and the default, in seconds."""
+    from ..archive.records import DEFAULT_EVERY, parse_duration
+    from ..spec.load import read_yaml
+
+    every: dict[str, float | None] = {}
+    for path in spec_files(env.specs_dir):
+        try:
+            data = read_yaml(path)
+            value = (data.get("verify") or {}).get("every", DEFAULT_EVERY)
+            every[path.stem] = parse_duration(value)
+        except Exception:  # a broken spec is validate's to report; list still works
+            continue
+    return every, parse_duration(DEFAULT_EVERY)
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -88,6 +107,7 @@ def _collapse_sets(group: list, each: bool) -> list:
                 r, created=max(m.created for m in members), size=sum(m.size for m in members),
                 pinned=any(m.pinned for m in members),
                 verified=None if None in verified else all(verified),
+                stale=any(m.stale for m in members),
                 problem=next((m.problem for m in members if m.problem), None),
                 path=r.path.with_name(f"set:{name} ({len(members)} nights)")))
     return rows
@@ -107,6 +127,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ..inventory.destinations import list_everywhere
     from ..inventory.listing import listing_warnings
 
+    from ..inventory.listing import mark_stale
+
     env, folders = _env_dests(args)
     dest = folders[0]
     if getattr(args, "target", None):  # what a copy target holds (cli/copies.py)
@@ -114,6 +136,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         return cmd_list_target(args, env, dest)
     records = list_everywhere(folders)
+    mark_stale(records, *_verify_every(env))
     warnings = listing_warnings(records, dest, env.home, args.max_age_days,
                                 backup_cmd=_config_backup_cmd(env))
     if args.json:
@@ -133,7 +156,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows = [list(_COLUMNS)] + [
                 [r.created, title if kind != "unknown" else "?", r.version, r.cameratype,
                  r.cameramodel, human_size(r.size), "yes" if r.pinned else "no",
-                 "DAMAGED" if r.problem else _verified(r.verified), _spec_cell(r, args.archives),
+                 "DAMAGED" if r.problem else _verified(r.verified, r.verified_at, r.stale),
+                 _spec_cell(r, args.archives),
                  str(r.path) if several and not r.path.name.startswith("set:") else r.name]
                 for r in _collapse_sets(group, args.archives)]
             print("\n".join("  " + line for line in _table(rows)))
@@ -187,7 +211,11 @@ def _print_info(data: dict[str, Any]) -> None:
     line("Spec", data["spec"])
     line("Pinned", "yes" if data["pinned"] else "no")
     check = data.get("verify") or {}
-    line("Verified", f"{_verified(data['verified'])} {check.get('verifiedAt') or ''}".strip())
+    line("Verified", _verified(data["verified"], check.get("verifiedAt"), data.get("stale")
+                               ) + (" (older than the spec's verify.every: due again)"
+                                    if data.get("stale") and data["verified"] else ""))
+    for problem in check.get("problems") or []:
+        line("Why not verified", problem)
     if data.get("imported"):
         line("Imported from", f"{data['imported'].get('from')} at {data['imported'].get('at')}")
     line("Warnings", data["warnings"])
@@ -199,7 +227,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Show what is inside one backup."""
     from ..inventory.listing import info
 
+    env = from_environ()
     data = info(_resolve(args))
+    if data.get("verified_epoch") is not None:
+        import time
+
+        every, default = _verify_every(env)
+        limit = every.get(data["spec"], default)
+        data["stale"] = limit is not None and time.time() - data["verified_epoch"] >= limit
+        if isinstance(data.get("verify"), dict):
+            data["verify"]["stale"] = data["stale"]
     if args.json:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -207,10 +244,35 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_all(args: argparse.Namespace) -> int:
+    """Scrub every backup in the destinations; a table; exit 18 naming each failure."""
+    from ..errors import VerifyError
+    from ..inventory.listing import archive_paths, verify_many
+
+    rows = []
+    for dest in _env_dests(args)[1]:
+        rows += verify_many(archive_paths(dest))
+    table = [["Result", "Members", "Seconds", "Archive", "Problem"]] + [
+        ["ok" if r["ok"] else "FAILED", str(r.get("members", "")), str(r.get("seconds", "")),
+         r["archive"], "" if r["ok"] else (r["problems"] or ["?"])[0][:160]] for r in rows]
+    print("\n".join(_table(table)) if rows else "no backups found")
+    failed = [r for r in rows if not r["ok"]]
+    if failed:
+        raise VerifyError(f"{len(failed)} of {len(rows)} backups",
+                          [f"{Path(r['archive']).name}: {p}" for r in failed
+                           for p in r["problems"][:5]])
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify one backup end to end and record the result."""
     from ..inventory.listing import verify_backup
 
+    if args.all:
+        return cmd_verify_all(args)
+    if not args.archive:
+        raise InventoryError("verify needs an ARCHIVE, or --all",
+                             hint="allsky-tasks list shows the backups")
     env, folders = _env_dests(args)
     if getattr(args, "target", None):  # re-read a copy at a target (cli/copies.py)
         from .copies import cmd_verify_target
@@ -230,7 +292,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for path in paths:
         result = verify_backup(path)
         print(f"verify {path.name}: ok ({result['kind']}, {result['members']} members, "
-              f"sha256 {result['sha256'][:16]}..., {result['seconds']}s)")
+              f"sha256 {result['sha256'][:16]}..., {result['seconds']}s): "
+              f"{result['method']}")
     return 0
 
 
@@ -366,8 +429,13 @@ def register(subs: argparse._SubParsersAction) -> None:
                         "ssh://user@host/folder or a folder)")
     add("info", cmd_info, "show what is inside a backup").add_argument(
         "--json", action="store_true", help="machine-readable output")
-    add("verify", cmd_verify, "re-read a backup end to end and record the result").add_argument(
-        "--target", metavar="NAME", help="re-read the copy at this copy target instead")
+    p = add("verify", cmd_verify, "re-read a backup end to end and record the result", False)
+    p.add_argument("archive", metavar="ARCHIVE", nargs="?",
+                   help="a backup name in the destination, or a path")
+    p.add_argument("--all", action="store_true",
+                   help="every backup in --dest (default: the backup folder and every "
+                        "spec's destination); a table; exit 18 if any fails")
+    p.add_argument("--target", metavar="NAME", help="re-read the copy at this copy target instead")
     p = add("import", cmd_import, "check an outside .tar.gz/.tar.zst and store it", False)
     p.add_argument("file", metavar="FILE", help="the archive to import")
     p = add("delete", cmd_delete, "delete a backup and its sidecar")

@@ -14,7 +14,6 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 

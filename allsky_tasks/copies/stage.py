@@ -9,7 +9,6 @@ never touched.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass

@@ -148,4 +148,19 @@ def import_archive(src: Path, dest: Path, limits: Limits = Limits(),
     except ManifestError:
         final.unlink(missing_ok=True)  # no half-imported backup without its sidecar
         raise
+    _record_check(final, report)
     return ImportResult(path=final, sidecar=sidecar, report=report)
+
+
+def _record_check(final: Path, report: SafetyReport) -> None:
+    """The import's full check is a full read of the stored bytes: record it (state folder)."""
+    from ..archive.records import STATE, RecordStore, make_record
+    from ..errors import UnsafePathError
+
+    try:
+        RecordStore(final.parent / STATE).put(final, make_record(
+            final.stat(), True, kind=report.kind, members=report.members, sha256=report.sha256,
+            sizeBytes=report.size, type=report.metadata.get("backupType"), spec=None,
+            method=f"import ({report.kind}): safety checks of import and restore"))
+    except (OSError, UnsafePathError):
+        pass  # the import stands; `allsky-tasks verify` records it later

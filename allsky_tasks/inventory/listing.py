@@ -15,9 +15,10 @@ from ..archive.io import (CHUNK, SUFFIXES, HashingReader, ZstdFrameWalker, archi
                          fsync_dir, open_decompressed)
 from ..errors import InventoryError, ManifestError, VerifyError
 from ..safefs import open_file
-from ..archive.manifest import read_sidecar, record_verify, sidecar_path, write_sidecar
+from ..archive.manifest import read_sidecar, sidecar_path, write_sidecar
 from ..archive.metadata import NAMESPACE
-from ..archive.verify import CORRUPT, manifest_of, verify, verify_allsky
+from ..archive.records import RecordStore, is_backup_folder, make_record as make_check, store_for
+from ..archive.verify import CORRUPT, manifest_of
 
 MAX_METADATA = 64 << 20
 # Keys only the sidecar may carry: an archive's own metadata.json must not set them.
@@ -44,6 +45,9 @@ class Record:
     source: str  # sidecar | archive | none
     mtime: float = 0.0  # breaks ties between backups made in the same second
     problem: str | None = None
+    verified_epoch: float | None = None  # when the last full read was (our state folder)
+    verify_problems: list[str] = field(default_factory=list)  # why the last read failed
+    stale: bool = False  # the last full read is older than the spec's verify.every
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -164,8 +168,12 @@ def _text(value: Any, default: str = "unknown") -> str:
 
 
 def make_record(path: Path, meta: dict[str, Any] | None, source: str, st: os.stat_result,
-                problem: str | None = None) -> Record:
-    """A listing row from whatever metadata we have."""
+                problem: str | None = None, check: dict[str, Any] | None = None) -> Record:
+    """A listing row from whatever metadata we have, and the last full read of this very file.
+
+    `check` is the verification record of our state folder (never a sidecar's own claim);
+    it also says what the archive's content is (ours, its spec) whatever sidecar sits beside it.
+    """
     meta = meta or {}
     ours = namespace(meta)
     if meta:
@@ -173,8 +181,12 @@ def make_record(path: Path, meta: dict[str, Any] | None, source: str, st: os.sta
     else:
         kind = next((k for k in ("config", "images") if f"-{k}-" in path.name), "unknown")
     created, ts = _timestamp(meta, st.st_mtime)
-    check = ours.get("verify") if isinstance(ours.get("verify"), dict) else None
     spec = ours.get("spec", {}).get("name") if isinstance(ours.get("spec"), dict) else None
+    spec = str(spec) if spec and "imported" not in ours else "allsky"
+    content = "ours" if manifest_of(meta) is not None else "allsky"
+    if check and check.get("kind") in ("ours", "allsky"):  # learned from the archive itself
+        content = check["kind"]
+        spec = str(check.get("spec") or spec) if content == "ours" else spec
     images = kind == "images"
     return Record(
         path=path, type=kind, created=created, timestamp=ts,
@@ -184,9 +196,26 @@ def make_record(path: Path, meta: dict[str, Any] | None, source: str, st: os.sta
         size=st.st_size, pinned=ours.get("pinned") is True,
         verified=None if check is None else check.get("ok") is True,
         verified_at=check.get("verifiedAt") if check else None,
-        spec=str(spec) if spec and "imported" not in ours else "allsky",
-        kind="ours" if manifest_of(meta) is not None else "allsky",
-        source=source, mtime=st.st_mtime, problem=problem, metadata=meta)
+        spec=spec, kind=content, source=source, mtime=st.st_mtime, problem=problem,
+        metadata=meta, verified_epoch=check.get("epoch") if check else None,
+        verify_problems=list(check.get("problems") or []) if check else [])
+
+
+def _default_state() -> Path:
+    """The state folder of the default backup folder (ALLSKY_BACKUP_DIR)."""
+    from ..environment import from_environ
+
+    return from_environ().state_dir
+
+
+def read_store(path: Path) -> RecordStore:
+    """Where the verification records of this archive are (read only: nothing is created)."""
+    return store_for(path, _default_state())
+
+
+def ours_to_cache(path: Path) -> bool:
+    """Sidecars are only ever cached inside a backup folder, never beside a foreign file."""
+    return is_backup_folder(path.absolute().parent, _default_state().parent)
 
 
 def load_record(path: Path, cache: bool = True) -> Record:
@@ -195,25 +224,26 @@ def load_record(path: Path, cache: bool = True) -> Record:
         st = path.lstat()
     except OSError as e:
         raise InventoryError(f"{path}: {e.strerror or e}") from e
+    check = read_store(path).get(path, st)
     try:
         sidecar = read_sidecar(path)
     except ManifestError as e:
-        return make_record(path, None, "none", st, f"unreadable sidecar: {e.message}")
+        return make_record(path, None, "none", st, f"unreadable sidecar: {e.message}", check)
     if sidecar is not None:
-        return make_record(path, sidecar, "sidecar", st)
+        return make_record(path, sidecar, "sidecar", st, check=check)
     try:
         meta, facts = read_archive_metadata(path)
     except OSError as e:
-        return make_record(path, None, "none", st, f"cannot read: {e.strerror or e}")
+        return make_record(path, None, "none", st, f"cannot read: {e.strerror or e}", check)
     if meta is None:
-        return make_record(path, None, "none", st, facts.get("problem"))
+        return make_record(path, None, "none", st, facts.get("problem"), check)
     meta = clean_metadata(meta)
-    if cache and "problem" not in facts:
+    if cache and "problem" not in facts and ours_to_cache(path):
         try:
             write_sidecar(path, meta, {**facts, "cachedFrom": "archive"})
-        except ManifestError:
-            pass  # a read-only folder still lists
-    return make_record(path, meta, "archive", st, facts.get("problem"))
+        except (ManifestError, OSError):
+            pass  # a read-only folder (or a planted link) still lists
+    return make_record(path, meta, "archive", st, facts.get("problem"), check)
 
 
 def list_backups(dest: Path, cache: bool = True) -> list[Record]:
@@ -247,6 +277,16 @@ def listing_warnings(records: list[Record], dest: Path, home: Path, max_age_days
         what = "only images backups exist" if records else f"no backups in {dest}"
         out.append(Advice(f"No config backup: {what}.", backup_cmd))
         return out
+    for r in records:  # a failed full read: never to be pinned or copied as a good backup
+        if r.verified is False and not r.problem:
+            why = r.verify_problems[0] if r.verify_problems else "its last full read failed"
+            out.append(Advice(f"{r.name} is not a good backup: {why}",
+                              f"allsky-tasks info {r.name}; allsky-tasks delete {r.name}"))
+    # Only backups not known to be bad are ever suggested for pinning or copying.
+    configs = [r for r in configs if r.verified is not False]
+    if not configs:
+        out.append(Advice("No config backup that is not damaged or unsafe.", backup_cmd))
+        return out
     if not any(r.pinned and r.verified for r in configs):
         good = next((r for r in configs if r.verified), None)
         cmd = (f"allsky-tasks pin {good.name}" if good else
@@ -258,9 +298,11 @@ def listing_warnings(records: list[Record], dest: Path, home: Path, max_age_days
                             f"(more than {max_age_days:g}).", backup_cmd))
     folders = {r.path.parent for r in records} or {dest}  # every folder listed, not only dest
     if all(_same_device(folder, home) for folder in folders):
+        good = next((r for r in configs if r.verified), configs[0])
         out.append(Advice(f"Every backup is on the same filesystem as {home}: a failed card "
-                            "loses both.", f"cp -p {configs[0].path} "
-                            f"{sidecar_path(configs[0].path)} /media/usb/"))
+                            "loses both.", (f"allsky-tasks verify {good.name} && " if not
+                                            good.verified else "")
+                          + f"cp -p {good.path} {sidecar_path(good.path)} /media/usb/"))
     return out
 
 
@@ -281,22 +323,50 @@ def resolve(arg: str, dest: Path) -> Path:
 
 
 def verify_backup(path: Path) -> dict[str, Any]:
-    """Verify any listed archive (ours by manifest, Allsky's by structure); record the result."""
-    record = load_record(path)  # caches a sidecar when there was none
-    sidecar = read_sidecar(path)
+    """Read any archive completely: the checks of import and restore, our manifest when its
+    metadata.json carries one, the size and SHA-256 recorded at backup time.
+
+    The result goes to our state folder (the backup folder's, or the default one for a file
+    elsewhere), keyed by the file's identity; nothing is written beside the archive.
+    """
+    from ..archive.scrub import recorded_facts, scrub
+
     try:
-        if manifest_of(sidecar) is not None:
-            result = verify(path, sidecar)
-        else:
-            result = verify_allsky(path, sidecar)
+        st = os.stat(path)
+        recorded = recorded_facts(read_sidecar(path))
+    except ManifestError:
+        recorded = {}
+    except OSError as e:
+        raise InventoryError(f"{path}: {e.strerror or e}") from e
+    store = read_store(path)
+    try:
+        result = scrub(path, recorded)
     except VerifyError as e:
-        if sidecar is not None:
-            record_verify(path, {"ok": False, "problems": e.problems[:100],
-                                 "verifiedAt": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        store.put(path, make_check(st, False, problems=e.problems[:100]))
         raise
-    if sidecar is not None:
-        record_verify(path, result)
-    return {**result, "kind": record.kind}
+    return store.put(path, make_check(st, True, **result))
+
+
+def verify_many(paths: list[Path]) -> list[dict[str, Any]]:
+    """Scrub each archive; a row per archive with its result or problems (never raises)."""
+    rows = []
+    for path in paths:
+        try:
+            rows.append({"archive": str(path), **verify_backup(path)})
+        except (VerifyError, InventoryError) as e:
+            problems = getattr(e, "problems", None) or [e.message]
+            rows.append({"archive": str(path), "ok": False, "problems": problems})
+    return rows
+
+
+def mark_stale(records: list[Record], every: dict[str, float | None], default: float | None,
+               now: float | None = None) -> None:
+    """Flag records whose last full read is older than their spec's verify.every."""
+    now = time.time() if now is None else now
+    for r in records:
+        limit = every.get(r.spec, default)
+        r.stale = (r.verified_epoch is not None and limit is not None
+                   and now - r.verified_epoch >= limit)
 
 
 def info(path: Path) -> dict[str, Any]:
@@ -323,10 +393,18 @@ def info(path: Path) -> dict[str, Any]:
         "rawBytes": totals.get("rawBytes"),
         "databases": ours.get("databases", []), "estimate": ours.get("estimate"),
         "service": ours.get("service"), "warnings": ours.get("warnings", []),
-        "verify": ours.get("verify"), "imported": ours.get("imported"),
+        "verify": _last_read(r), "imported": ours.get("imported"),
         "archive": ours.get("archive"), "toolVersion": ours.get("toolVersion"),
         "timezone": ours.get("timezone"), "host": ours.get("host"),
     }
+
+
+def _last_read(r: Record) -> dict[str, Any] | None:
+    """The last full read of this file, from our state folder (None: never read)."""
+    if r.verified is None:
+        return None
+    return {"ok": r.verified, "verifiedAt": r.verified_at, "problems": r.verify_problems,
+            "stale": r.stale}
 
 
 def delete_backup(path: Path) -> list[str]:

@@ -52,6 +52,7 @@ class Spec:
     free_space: dict[str, Any] = field(default_factory=dict)
     copies: tuple[dict[str, Any], ...] = ()  # `copies:` items as written (see copies/target.py)
     must_be_mounted: bool | None = None  # None: decided by the destination's path
+    verify: dict[str, Any] = field(default_factory=dict)  # every, max_duration (re-reads)
 
     @property
     def suffix(self) -> str:
@@ -318,7 +319,10 @@ def load_spec(path: Path, env: Environment, *, check_tree: bool = True) -> Spec:
         media_compression=data.get("media_compression", "fast"),
         service=dict(data.get("service", {})), on_file_error=data.get("on_file_error", "fail"),
         retention=dict(data.get("retention", {})), per_night=bool(data.get("per_night")),
-        digest=spec_digest(data, home, images, dest),
+        # verify: only says when archives are read again; it changes nothing in them.
+        digest=spec_digest({k: v for k, v in data.items() if k != "verify"}, home, images,
+                           dest),
+        verify=dict(data.get("verify", {})),
         free_space=dict(data.get("free_space", {})),
         copies=tuple(dict(c) for c in data.get("copies", ())),
         must_be_mounted=data.get("must_be_mounted"),

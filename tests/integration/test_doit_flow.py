@@ -13,7 +13,7 @@ import pytest
 
 from allsky_tasks.archive.manifest import sidecar_path
 
-from ..conftest import SHIPPED_SPECS, Site
+from ..conftest import SHIPPED_SPECS, Site, last_read
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_first_run_makes_verified_archives_and_second_run_packs_nothing(shipped:
     assert len(archives) == 4
     for archive in archives:
         meta = json.loads(sidecar_path(archive).read_text())
-        assert meta["allskyTasks"]["verify"]["ok"] is True
+        assert last_read(archive)["ok"] is True and "verify" not in meta["allskyTasks"]
         assert meta["allskyTasks"]["archive"]["sizeBytes"] == archive.stat().st_size
         estimate = meta["allskyTasks"]["estimate"]  # the plan's, measured before packing
         assert estimate["actualBytes"] == archive.stat().st_size
@@ -166,7 +166,7 @@ def test_verify_task_rechecks_when_its_record_is_removed(shipped: Site) -> None:
     run = shipped.doit("verify:quick-config")
     assert run.returncode != 0
     assert "[VerifyError] verify failed for" in run.stdout + run.stderr
-    meta = json.loads(sidecar_path(archive).read_text())
+    assert last_read(archive)["ok"] is False
     assert meta["allskyTasks"]["verify"]["ok"] is False
 
 

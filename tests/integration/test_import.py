@@ -19,7 +19,7 @@ from allsky_tasks.inventory.listing import info, list_backups, verify_backup
 from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
 from allsky_tasks.archive.safety import Limits
 
-from ..conftest import Site, backup
+from ..conftest import Site, backup, last_read
 from ..unit.test_safety import (CASES, FIXTURES, Case, bomb, good_config, many_members_tar,
                                 member)
 
@@ -91,7 +91,9 @@ def test_our_archive_imports_with_sidecar_and_modes(site: Site, tmp_path: Path) 
     imported = side["allskyTasks"]["imported"]
     assert imported["sha256"] == result.report.sha256 and imported["from"] == str(src)
     assert side["allskyTasks"]["archive"]["sizeBytes"] == ours.stat().st_size
-    assert sorted(os.listdir(dest)) == sorted([ours.name, sidecar_path(ours).name])
+    assert sorted(os.listdir(dest)) == sorted([".allsky-tasks", ours.name,
+                                               sidecar_path(ours).name])
+    assert last_read(result.path)["ok"] is True  # the import's full check, in our state folder
     assert verify_backup(result.path)["ok"]
 
 

@@ -7,7 +7,7 @@ import shutil
 
 from allsky_tasks.archive.manifest import sidecar_path
 
-from ..conftest import Site, archive_metadata
+from ..conftest import Site, archive_metadata, last_read
 
 SPEC = "type: images\nfolders: all\nper_night: true\nservice: {pause: never}\n"
 
@@ -39,7 +39,7 @@ def test_one_archive_per_night_then_only_the_new_night(site: Site) -> None:
         assert (archive.stat().st_ino, archive.stat().st_mtime_ns) == stamp
     assert out.count("verify nights:") == 1
     for archive in added:
-        assert json.loads(sidecar_path(archive).read_text())["allskyTasks"]["verify"]["ok"]
+        assert last_read(archive)["ok"]
 
 
 def test_changed_old_night_and_deleted_archive_are_repacked_alone(site: Site) -> None:

@@ -179,11 +179,11 @@ def test_camera_mismatch_blocks_unless_forced(site: Site) -> None:
     live = site.home / "config/settings.json"
     live.write_text(json.dumps({**json.loads(live.read_text()), "cameramodel": "Module 3"}))
     before = tree_state(site.home)
+    state = tree_state(site.env.backup_dir)
     with pytest.raises(RestoreBlocked) as err:
         restore(archive, site.home, opts(site))
     assert "backup camera is 'RPi HQ', current camera is 'RPi Module 3'" in str(err.value)
-    assert tree_state(site.home) == before and not site.env.backup_dir.joinpath(
-        ".allsky-tasks").exists()
+    assert tree_state(site.home) == before and tree_state(site.env.backup_dir) == state
     summary = restore(archive, site.home, opts(site, force_camera=True, undo=False))
     assert any("--force-camera" in w for w in summary.warnings)
     assert json.loads(live.read_text())["cameramodel"] == "HQ"

@@ -121,24 +121,28 @@ def test_resolve_names_stems_and_paths(filled: Site) -> None:
 
 def test_verify_records_success_and_failure(site: Site) -> None:
     archive = backup(site, "quick", CONFIG)
+    side = sidecar_path(archive).read_bytes()
     result = verify_backup(archive)
     assert result["ok"] and result["kind"] == "ours"
-    assert read_sidecar(archive)["allskyTasks"]["verify"]["ok"] is True
+    assert sidecar_path(archive).read_bytes() == side  # records live in our state folder
+    records = json.loads((archive.parent / ".allsky-tasks" / "verify.json").read_text())
+    assert records["archives"][archive.name]["ok"] is True
     assert load_record(archive).verified is True
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0x02
     archive.write_bytes(bytes(data))
+    assert load_record(archive).verified is None  # another file now: the old read says nothing
     with pytest.raises(VerifyError):
         verify_backup(archive)
-    assert read_sidecar(archive)["allskyTasks"]["verify"]["ok"] is False
     assert load_record(archive).verified is False
+    assert "verify" not in read_sidecar(archive)["allskyTasks"]
 
 
 def test_verify_of_an_allsky_style_archive_checks_the_files_list(tmp_path: Path) -> None:
     dest = tmp_path / "allskybackups"
     dest.mkdir()
     good = good_config(dest / "allsky-config-backup-20260101-000000.tar.gz")
-    assert verify_backup(good)["method"] == "structure"
+    assert verify_backup(good)["kind"] == "allsky"
     liar = good_config(dest / "allsky-config-backup-20260102-000000.tar.gz",
                        files=["env.json", "config/missing.json"])
     with pytest.raises(VerifyError) as err:

@@ -67,7 +67,10 @@ def test_packed_metadata_rows_are_json_dumps_of_themselves(site: Site) -> None:
                     for m in tar if m.name == "metadata.json")
     meta = json.loads(text)
     rows = meta["allskyTasks"]["manifest"]
-    assert any("bad" in r["path"] and "\udcff" in r["path"] for r in rows)
+    # A non-UTF-8 name is left out (restore would refuse it), with a warning naming it.
+    assert not any("bad" in r["path"] for r in rows)
+    assert any("bad\\udcffbyte.json" in w and "not archived" in w
+               for w in meta["allskyTasks"]["warnings"])
     # Each streamed line is exactly what json.dumps makes of the row or entry it parses to.
     assert _block(text, '    "permissions": {', "    }") == [
         f"        {json.dumps(path)}: {json.dumps(entry)}"

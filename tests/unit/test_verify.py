@@ -10,6 +10,7 @@ import pytest
 
 from allsky_tasks.errors import VerifyError
 from allsky_tasks.archive.manifest import read_sidecar, read_trailers, record_verify, sidecar_path
+from allsky_tasks.archive.records import STATE, RecordStore
 from allsky_tasks.archive.verify import verify, verify_streamed
 
 from ..conftest import Site, backup
@@ -125,13 +126,15 @@ def test_sidecar_is_json_with_allsky_and_our_fields(made: tuple[Path, dict]) -> 
     assert sidecar["allskyTasks"]["archive"]["name"] == archive.name
 
 
-def test_streamed_verify_passes_and_records_in_the_sidecar(made: tuple[Path, dict]) -> None:
+def test_streamed_verify_passes_and_records_in_the_state_folder(made: tuple[Path, dict]
+                                                                 ) -> None:
     archive, sidecar = made
+    before = sidecar_path(archive).read_bytes()
     result = verify_streamed(archive)
     assert result is not None and result["members"] == len(sidecar["allskyTasks"]["manifest"])
     record_verify(archive, result)
-    assert read_sidecar(archive)["allskyTasks"]["verify"]["ok"] is True
-    assert read_trailers(archive)["verify"]["members"] == result["members"]  # still streamable
+    assert sidecar_path(archive).read_bytes() == before  # the sidecar is never rewritten
+    assert RecordStore(archive.parent / STATE).get(archive)["members"] == result["members"]
 
 
 def test_streamed_verify_names_a_tampered_manifest_row(made: tuple[Path, dict]) -> None:
@@ -155,6 +158,7 @@ def test_streamed_verify_detects_a_flipped_bit_and_other_layouts_fall_back(
         verify_streamed(archive)
     sidecar_path(archive).write_text(json.dumps(sidecar))  # one line: not our layout
     assert verify_streamed(archive) is None
-    record_verify(archive, {"ok": False})  # falls back to whole JSON, leaving no temp file
-    assert read_sidecar(archive)["allskyTasks"]["verify"] == {"ok": False}
-    assert not [p for p in archive.parent.iterdir() if ".part" in p.name]
+    record_verify(archive, {"ok": False})  # into our state folder, leaving no temp file
+    assert RecordStore(archive.parent / STATE).get(archive)["ok"] is False
+    assert "verify" not in read_sidecar(archive)["allskyTasks"]
+    assert not [p for p in archive.parent.rglob("*") if ".part" in p.name]
