@@ -81,9 +81,11 @@ def _default_backup_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
-    """A fresh demo Allsky site in tmp_path."""
-    return make_site(tmp_path)
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
+    """A fresh demo Allsky site in tmp_path; in-process commands see its backup folder as the default."""
+    made = make_site(tmp_path)
+    monkeypatch.setenv("ALLSKY_BACKUP_DIR", str(made.env.backup_dir))
+    return made
 
 
 def backup(site: Site, name: str, text: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tarfile
 import time
 from dataclasses import dataclass, field, fields
@@ -218,8 +219,11 @@ def ours_to_cache(path: Path) -> bool:
     return is_backup_folder(path.absolute().parent, _default_state().parent)
 
 
-def load_record(path: Path, cache: bool = True) -> Record:
-    """Sidecar first; else the archive's own metadata.json, cached as a sidecar."""
+def load_record(path: Path, cache: bool = True, anywhere: bool = False) -> Record:
+    """Sidecar first; else the archive's own metadata.json, cached as a sidecar.
+
+    Cached only inside a backup folder, unless `anywhere` (pin: the operator asked for a write).
+    """
     try:
         st = path.lstat()
     except OSError as e:
@@ -238,7 +242,7 @@ def load_record(path: Path, cache: bool = True) -> Record:
     if meta is None:
         return make_record(path, None, "none", st, facts.get("problem"), check)
     meta = clean_metadata(meta)
-    if cache and "problem" not in facts and ours_to_cache(path):
+    if cache and "problem" not in facts and (anywhere or ours_to_cache(path)):
         try:
             write_sidecar(path, meta, {**facts, "cachedFrom": "archive"})
         except (ManifestError, OSError):
@@ -332,7 +336,10 @@ def verify_backup(path: Path) -> dict[str, Any]:
     from ..archive.scrub import recorded_facts, scrub
 
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):  # a link or FIFO named like a backup: never followed
+            raise InventoryError(f"{path}: not a regular file ({stat.filemode(st.st_mode)}); "
+                                 "not read", hint="give the path of the archive itself")
         recorded = recorded_facts(read_sidecar(path))
     except ManifestError:
         recorded = {}

@@ -176,7 +176,7 @@ def prune(dest: Path, env: Environment, keep_last: int | None = None,
 
 def set_pinned(path: Path, pinned: bool) -> Record:
     """Store allskyTasks.pinned in the sidecar (made from the archive's metadata if missing)."""
-    record = load_record(path)  # caches a sidecar from the archive's metadata if missing
+    record = load_record(path, anywhere=True)  # caches a sidecar from the metadata if missing
     if not sidecar_path(path).exists():
         raise InventoryError(f"{path}: no sidecar and no readable metadata.json "
                              f"({record.problem}); cannot pin",

@@ -66,8 +66,14 @@ def runs_dir(env: Environment) -> Path:
 
 def record(env: Environment, results: list[SpecOutcome]) -> None:
     """Write each spec's last run (atomic, never through a link)."""
-    folder = runs_dir(env)
-    folder.mkdir(parents=True, exist_ok=True)
+    from ..errors import UnsafePathError
+    from ..safefs import make_dir
+
+    try:
+        make_dir(env.state_dir)  # a link planted as the state folder is refused, not followed
+        folder = make_dir(runs_dir(env))
+    except UnsafePathError:
+        return  # the run itself already failed naming it (exit 27); no record goes there
     for r in results:
         _replace(folder / f"{r.spec}.json", (json.dumps(r.to_dict(), indent=1) + "\n").encode())
 

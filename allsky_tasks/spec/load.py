@@ -260,6 +260,12 @@ def _tree_problems(data: dict[str, Any], where: str, env: Environment,
                 install.read_camera(home)
             except ValueError as e:
                 out.append(f"{where}::$: cannot read the current camera: {e}")
+        if install.read_version(home) == "unknown":
+            # Allsky's upload and our restore refuse a config backup of an unknown version, so
+            # pack must not write one (read without blocking: a FIFO there cannot hang us).
+            out.append(f"{where}::$: cannot read the Allsky version from {home / 'version'} "
+                       "(missing, empty or not a regular file); restore refuses a config "
+                       "backup without it")
         selected = {"core"} | {k for k, v in data.get("sections", {}).items() if v}
         for section in SECTIONS:
             if section.key in selected:
