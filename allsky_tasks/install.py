@@ -9,6 +9,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from .safefs import read_fd
+
 FLOWS = ("day", "night", "periodic", "daynight", "nightday")
 
 
@@ -50,14 +52,7 @@ def read_small(path: Path, follow: bool = True, limit: int = SMALL_FILE_LIMIT) -
         if st.st_size > limit:
             raise OSError(f"{st.st_size} bytes, more than the {limit} expected; not read")
         os.set_blocking(fd, True)
-        chunks, left = [], limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)[:limit]
+        return read_fd(fd, limit)
     finally:
         os.close(fd)
 

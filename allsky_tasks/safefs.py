@@ -60,6 +60,18 @@ def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o640, owned:
     return fd
 
 
+def read_fd(fd: int, most: int) -> bytes:
+    """Read from a descriptor until end of file or `most` bytes, whichever comes first."""
+    chunks, left = [], most
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_bytes(path: Path, limit: int = 64 << 20, owned: bool = False) -> bytes:
     """Read a small regular file whole (never through a link), refusing one over `limit` bytes."""
     fd = open_regular(path, owned=owned)
@@ -67,14 +79,7 @@ def read_bytes(path: Path, limit: int = 64 << 20, owned: bool = False) -> bytes:
         size = os.fstat(fd).st_size
         if size > limit:
             raise _refuse(path, f"is {size} bytes, more than the {limit} expected")
-        chunks, left = [], limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
+        data = read_fd(fd, limit + 1)
         if len(data) > limit:
             raise _refuse(path, f"grew past the {limit} bytes expected")
         return data

@@ -13,7 +13,7 @@ from typing import IO, BinaryIO, Callable, Iterator
 
 import zstandard
 
-from ..safefs import atomic_write_bytes  # noqa: F401 - re-exported: callers import it from here
+from ..safefs import atomic_write_bytes, fsync_dir  # noqa: F401 - re-exported: callers import them from here
 from .writer import HashingWriter
 from .compression import FramedZstdWriter
 from .tar_header import ustar_header
@@ -141,15 +141,6 @@ def drain(stream: BinaryIO) -> int:
         if not chunk:
             return total
         total += len(chunk)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ZstdFrameWalker:
