@@ -11,7 +11,7 @@ from ..environment import Environment
 from ..errors import UnsafePathError
 from ..safefs import check_dir
 from ..service.commands import ServiceConfig
-from ..service.control import Lookup, recover_stale_marker
+from ..service.marker import Lookup, recover_stale_marker
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 

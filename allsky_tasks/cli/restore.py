@@ -79,7 +79,8 @@ def _cmd(args: argparse.Namespace) -> int:
     """Check; print; dry-run listing or confirm and restore."""
     from ..progress import tracked
     from ..restore.run import RestoreBlocked, RestoreOptions, dry_run, execute, prepare
-    from ..service.control import ServiceConfig, signals_as_interrupt
+    from ..service.commands import ServiceConfig
+    from ..service.signals import signals_as_interrupt
 
     env = from_environ()
     home = expand(args.home).absolute() if args.home else env.home

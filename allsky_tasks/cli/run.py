@@ -10,7 +10,7 @@ from types import ModuleType
 
 from ..environment import PROJECT_DIR
 from ..progress import EVENTS_ENV, QUIET_ENV, events_file_for
-from ..service.control import signals_as_interrupt
+from ..service.signals import signals_as_interrupt
 
 
 def load_dodo() -> ModuleType:

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 from ..archive.io import CHUNK, HashingReader, open_decompressed
 from ..safefs import open_source
 from ..archive.safety import FILE_ROOTS, ArchiveRejected, Limits, path_problem, resolve_link
-from ..service.control import pid_alive
+from ..service.marker import pid_alive
 from ..archive.verify import CORRUPT, Member, member_of
 
 STAGING_PREFIX = ".allsky-restore-"

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ..archive.verify import Member
 from ..errors import RestoreError
 from ..safefs import atomic_write_bytes, check_dir, make_dir, read_bytes
-from ..service.control import pid_alive
+from ..service.marker import pid_alive
 from .extract import STAGING_PREFIX
 from .place import Placer
 from .recovery import JOURNAL_NAME
@@ -52,9 +52,9 @@ def begin(state_dir: Path, *, archive: Path, staging: Path, roots: dict[str, Pat
           home: Path, relink: tuple[str, str] | None, undo: str | None,
           members: list[Member], attrs: Callable[[Member], tuple[int | None, int, int]]) -> Path:
     """Record the placement about to start (atomically, durably, never through a link)."""
-    from ..service.control import _proc_stat  # the same identity check as the service marker
+    from ..service.marker import proc_stat  # the same identity check as the service marker
 
-    own = _proc_stat(os.getpid())
+    own = proc_stat(os.getpid())
     rows = [[m.path, m.type, m.mtime, *(attrs(m) if m.type == "dir" else (None, -1, -1))]
             for m in members]
     data = {"pid": os.getpid(), "pid_start": own[1] if own else None,

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shlex
 import signal
 import threading
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator
 
-from ..errors import PackError, ServiceStartError, ServiceStopError, UnsafePathError
-from ..safefs import atomic_write_bytes, make_dir, read_bytes
+from ..errors import ServiceStartError, ServiceStopError
 from .commands import PAUSE_POLICIES, ServiceConfig, change_state, ensure_started, run_command
+from .marker import MARKER_NAME, Lookup, recover_stale_marker, remove_marker, utc_now, write_marker
 from .privilege import check_sudo
+# Re-exported for backup/actions.py, which imports them from here.
+from .signals import pause_deadline, signals_as_interrupt, signals_deferred
 
-__all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "default_lookup", "pause_needed",
-           "pause_deadline", "paused_service", "read_marker", "recover_stale_marker", "signals_as_interrupt"]
-
-MARKER_NAME = "service-paused.json"
-# Signals that must not cut a restart short (a second Ctrl-C, systemd's stop, a closed terminal).
-_DEFERRED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+__all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "pause_needed",
+           "pause_deadline", "paused_service", "permission_hint", "recover_stale_marker", "signals_as_interrupt"]
 
 
 def pause_needed(cfg: ServiceConfig, databases_selected: bool) -> tuple[bool, str]:
@@ -59,59 +54,6 @@ class PauseRecord:
         return asdict(self)
 
 
-def _now() -> str:
-    """The current UTC time, ISO 8601."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[list[int]]:
-    """Record SIGINT/SIGTERM/SIGHUP instead of acting on them, so a restart is never cut short."""
-    caught: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield caught
-        return
-    previous = {sig: signal.signal(sig, lambda signum, _f: caught.append(signum)) for sig in _DEFERRED}
-    try:
-        yield caught
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) of a process from /proc, or None if /proc cannot tell."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return fields[0], int(fields[19])
-
-
-def pid_alive(pid: int, start: int | None = None) -> bool:
-    """Whether `pid` is a live process, and the same one that wrote the marker."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    stat = _proc_stat(pid)
-    # A zombie is dead for our purpose; another start time means the pid was reused.
-    return stat is None or (stat[0] not in "ZX" and (start is None or stat[1] == start))
-
-
-def _sync_dir(path: Path) -> None:
-    """Make a rename or unlink in `path` durable (a power cut must not lose the marker)."""
-    with suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def permission_hint(problem: str) -> str:
     """For systemd refusing a non-root user: how to let the Allsky user pause the service."""
     if not any(s in problem for s in ("Interactive authentication required", "Access denied",
@@ -122,96 +64,6 @@ def permission_hint(problem: str) -> str:
             "{stop: [sudo, -n, systemctl, stop, '{unit}'], start: [sudo, -n, systemctl, start, "
             "'{unit}'], status: [systemctl, is-active, --quiet, '{unit}']}}, or use "
             "service: {pause: never} (databases are still captured consistently)")
-
-
-# What a marker may name as its unit: a systemd unit name, never an option or a path.
-UNIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9@._:-]{0,127}$")
-MARKER_LIMIT = 64 << 10
-# Given the spec named in a marker (or None) and its unit: the commands to start it with.
-Lookup = Callable[[Optional[str], str], ServiceConfig]
-
-
-def default_lookup(cfg: ServiceConfig | None = None) -> Lookup:
-    """Commands for a marker's unit: `cfg`'s when it names that unit, else the fixed default."""
-    def lookup(_spec: str | None, unit: str) -> ServiceConfig:
-        return cfg if cfg is not None and cfg.unit == unit else ServiceConfig(unit=unit)
-    return lookup
-
-
-def _write_marker(cfg: ServiceConfig, marker: Path, activity: str = "backup",
-                  spec: str | None = None) -> None:
-    """Atomically record that this process is about to stop the service.
-
-    The marker names the spec, the unit and the run, never a command: whoever recovers it
-    looks the commands up in the spec (or uses the default), so a forged marker runs nothing.
-    """
-    own = _proc_stat(os.getpid())
-    data = {"unit": cfg.unit, "spec": spec, "activity": activity, "pid": os.getpid(),
-            "pid_start": own[1] if own else None, "time": _now()}
-    try:
-        make_dir(marker.parent)
-        atomic_write_bytes(marker, json.dumps(data, indent=2).encode(), 0o600)
-    except OSError as e:
-        raise ServiceStopError(f"cannot write the service marker {marker}: {e}",
-                               hint="make the state directory writable; nothing was written") from e
-
-
-def _remove_marker(marker: Path) -> None:
-    """Delete the marker durably."""
-    marker.unlink(missing_ok=True)
-    _sync_dir(marker.parent)
-
-
-def read_marker(marker: Path) -> dict[str, Any] | None:
-    """The marker's fields, None if there is none; UnsafePathError for a link, FIFO or foreign file."""
-    try:
-        raw = read_bytes(marker, MARKER_LIMIT, owned=True)
-    except FileNotFoundError:
-        return None
-    except UnsafePathError as e:
-        raise UnsafePathError(f"service marker refused: {e.message}",
-                              hint=f"a marker must be a regular file of the running user, writable "
-                                   f"by nobody else; check who wrote it, then delete {marker}") from None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = {}  # torn or garbled: treat as stale, since starting a running service is harmless
-    return data if isinstance(data, dict) else {}
-
-
-def recover_stale_marker(cfg: ServiceConfig | None, state_dir: Path,
-                         lookup: Lookup | None = None) -> str | None:
-    """Start a service left stopped by a killed run; a message if there was one to recover.
-
-    The commands come from `lookup` (the spec named in the marker), never from the marker.
-    """
-    marker = state_dir / MARKER_NAME
-    data = read_marker(marker)
-    if data is None:
-        return None
-    pid, start = data.get("pid"), data.get("pid_start")
-    if isinstance(pid, int) and pid > 0 and pid_alive(pid, start if isinstance(start, int) else None):
-        return None  # another run is in progress and will restart it itself
-    unit = data.get("unit") if isinstance(data.get("unit"), str) else None
-    if unit is None or not UNIT_RE.match(unit):
-        if cfg is None:
-            raise UnsafePathError(f"service marker {marker} names no valid unit ({unit!r})",
-                                  hint=f"check the service by hand, then delete {marker}")
-        unit = cfg.unit
-    spec = data.get("spec") if isinstance(data.get("spec"), str) else None
-    mcfg = (lookup or default_lookup(cfg))(spec, unit)
-    what = (f"{mcfg.unit} was left stopped by an interrupted {data.get('activity', 'backup')} "
-            f"(pid {pid}, {data.get('time', '?')}"
-            + (f", spec {spec})" if spec else ")"))
-    with _signals_deferred():
-        started, problem = ensure_started(mcfg)
-        if problem is None:
-            _remove_marker(marker)
-    if problem:
-        raise ServiceStartError(f"{what} and could not be started again: {problem}",
-                                hint=f"start it by hand (`{shlex.join(mcfg.argv('start'))}`), "
-                                     f"check `journalctl -u {mcfg.unit}`, then delete {marker}")
-    return f"{what}: " + ("started it again" if started else "it was running again; removed the marker")
 
 
 WATCH_INTERVAL = 1.0  # seconds between status looks while the service is paused
@@ -244,15 +96,15 @@ def _restart(cfg: ServiceConfig, marker: Path, record: PauseRecord,
              t0: float | None, activity: str = "backup",
              seen_at: float | None = None) -> tuple[str | None, list[int]]:
     """Ensure the service runs again, shielded from signals: (failure or None, deferred signals)."""
-    with _signals_deferred() as caught:
+    with signals_deferred() as caught:
         started, problem = ensure_started(cfg)
         if problem is None:
             try:
-                _remove_marker(marker)
+                remove_marker(marker)
             except OSError as e:
                 record.warnings.append(f"could not remove the service marker {marker}: {e}")
             if t0 is not None:
-                record.restarted, record.started_at = started, _now()
+                record.restarted, record.started_at = started, utc_now()
                 record.paused_seconds = round(time.monotonic() - t0, 3)
                 if not started and seen_at is not None:
                     # Paused only until then: the rest of the pack ran with the service up.
@@ -297,14 +149,14 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
     t0: float | None = None
     watch = _RestartWatch(cfg)
     try:
-        _write_marker(cfg, marker, activity, spec)  # before stopping, so that even a SIGKILL leaves a trace
+        write_marker(cfg, marker, activity, spec)  # before stopping, so that even a SIGKILL leaves a trace
         problem = change_state(cfg, "stop", False)
         if problem:
             raise ServiceStopError(f"could not stop service {cfg.unit}: {problem}",
                                    hint=f"nothing was written and {cfg.unit} was started again if needed; "
                                         f"check `journalctl -u {cfg.unit}` and service.commands/timeout"
                                         + permission_hint(problem))
-        record.stopped, record.stopped_at, t0 = True, _now(), time.monotonic()
+        record.stopped, record.stopped_at, t0 = True, utc_now(), time.monotonic()
         with watch:
             yield record
     except BaseException as exc:
@@ -321,53 +173,3 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
                                      f"; {marker} makes the next run retry" + permission_hint(problem))
     for sig in dict.fromkeys(caught):
         signal.raise_signal(sig)  # now act on a signal that arrived during the restart
-
-
-@contextmanager
-def pause_deadline(seconds: float, unit: str) -> Iterator[None]:
-    """Fail the body with PackError once the service has been stopped for `seconds`.
-
-    A real-time alarm interrupts even a blocked read, so a pack that never finishes cannot
-    keep the service stopped; the caller's paused_service then starts it again.
-    """
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expired(_signum: int, _frame: object) -> None:
-        raise PackError(f"service {unit} was stopped for {seconds:g} s, the spec's service.max_pause; "
-                        "pack gave up and no archive was kept",
-                        hint="raise service.max_pause, or select less while the service is paused")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into KeyboardInterrupt in the main thread, so finally-blocks run."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
-
-    previous: dict[int, Any] = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt)}
-    # Under nohup SIGHUP is ignored on purpose: the user wants the run to outlive the terminal.
-    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, interrupt)
-    # A process launched in the background by a non-interactive shell (cron, `cmd &`) inherits
-    # SIGINT as ignored, and Python keeps SIG_IGN: `kill -INT` would then do nothing at all.
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from allsky_tasks.errors import ServiceStartError, ServiceStopError, SpecError, UnsafePathError
-from allsky_tasks.service.control import (MARKER_NAME, ServiceConfig, pause_needed, paused_service,
-                                  recover_stale_marker, signals_as_interrupt)
+from allsky_tasks.service.control import ServiceConfig, pause_needed, paused_service
+from allsky_tasks.service.marker import MARKER_NAME, recover_stale_marker
+from allsky_tasks.service.signals import signals_as_interrupt
 from tests.helpers.service_fixture import (service_spec, standin_pid, standin_running,
                                            start_standin, started_pids, wait_until)
 
@@ -25,7 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from allsky_tasks.service.control import ServiceConfig, paused_service, signals_as_interrupt
+from allsky_tasks.service.control import ServiceConfig, paused_service
+from allsky_tasks.service.signals import signals_as_interrupt
 cfg = ServiceConfig.from_spec(json.loads(sys.argv[1]))
 with signals_as_interrupt():
     with paused_service(cfg, True, "test", Path(sys.argv[2])):

@@ -1,0 +1,80 @@
+"""Signal handling around a pause: deferring signals, the max_pause alarm, signals as interrupts."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from ..errors import PackError
+
+__all__ = ["pause_deadline", "signals_as_interrupt", "signals_deferred"]
+
+# Signals that must not cut a restart short (a second Ctrl-C, systemd's stop, a closed terminal).
+_DEFERRED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextmanager
+def signals_deferred() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM/SIGHUP instead of acting on them, so a restart is never cut short."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {sig: signal.signal(sig, lambda signum, _f: caught.append(signum)) for sig in _DEFERRED}
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def pause_deadline(seconds: float, unit: str) -> Iterator[None]:
+    """Fail the body with PackError once the service has been stopped for `seconds`.
+
+    A real-time alarm interrupts even a blocked read, so a pack that never finishes cannot
+    keep the service stopped; the caller's paused_service then starts it again.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise PackError(f"service {unit} was stopped for {seconds:g} s, the spec's service.max_pause; "
+                        "pack gave up and no archive was kept",
+                        hint="raise service.max_pause, or select less while the service is paused")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt in the main thread, so finally-blocks run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+
+    previous: dict[int, Any] = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt)}
+    # Under nohup SIGHUP is ignored on purpose: the user wants the run to outlive the terminal.
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, interrupt)
+    # A process launched in the background by a non-interactive shell (cron, `cmd &`) inherits
+    # SIGINT as ignored, and Python keeps SIG_IGN: `kill -INT` would then do nothing at all.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
