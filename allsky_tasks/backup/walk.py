@@ -98,7 +98,7 @@ def exclusion(patterns: tuple[str, ...]) -> Callable[[str, str], bool]:
     return excluded
 
 
-# What restore and import refuse in a name (safety.path_problem): control characters but tab,
+# What restore and import refuse in a name (member_names.path_problem): control characters but tab,
 # and non-UTF-8 bytes (surrogate escapes). Such files are left out with a warning naming them.
 _UNSAFE_NAME = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 

@@ -16,7 +16,8 @@ from ..errors import ManifestError
 from .extract import open_tar, read_member
 from ..archive.manifest import read_sidecar
 from ..archive.metadata import NAMESPACE
-from ..archive.safety import CONFIG_ROOTS, ArchiveRejected, Limits, SafetyReport, validate_archive
+from ..archive.member_names import CONFIG_ROOTS
+from ..archive.safety import ArchiveRejected, Limits, SafetyReport, validate_archive
 from ..spec.sections import SECTIONS
 from ..backup.space import format_bytes, free_bytes, required_bytes
 from ..archive.verify import CORRUPT, Member, structure_problems

@@ -18,7 +18,8 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from ..archive.io import CHUNK, HashingReader, open_decompressed
 from ..safefs import open_source
-from ..archive.safety import FILE_ROOTS, ArchiveRejected, Limits, path_problem, resolve_link
+from ..archive.member_names import FILE_ROOTS, path_problem, resolve_link
+from ..archive.safety import ArchiveRejected, Limits
 from ..service.marker import pid_alive
 from ..archive.verify import CORRUPT, Member, member_of
 

@@ -16,7 +16,8 @@ import pytest
 import zstandard
 
 from allsky_tasks.restore.extract import STAGING_PREFIX, clean_stale_staging, extract, staging_area
-from allsky_tasks.archive.safety import CONFIG_ROOTS, ArchiveRejected, Limits
+from allsky_tasks.archive.member_names import CONFIG_ROOTS
+from allsky_tasks.archive.safety import ArchiveRejected, Limits
 from allsky_tasks.archive.verify import Member
 
 MTIME = 1_790_000_000

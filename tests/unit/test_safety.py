@@ -16,8 +16,8 @@ import zstandard
 from allsky_tasks.archive.io import open_decompressed
 from allsky_tasks.environment import PROJECT_DIR
 from allsky_tasks.errors import UnsafeArchiveError
-from allsky_tasks.archive.safety import (ArchiveRejected, Limits, path_problem, resolve_link,
-                                 validate_archive)
+from allsky_tasks.archive.member_names import path_problem, resolve_link
+from allsky_tasks.archive.safety import ArchiveRejected, Limits, validate_archive
 
 from ..conftest import Site, backup
 
