@@ -90,7 +90,7 @@ def _collapse_sets(group: list, each: bool) -> list:
     """One row per per-night set (the set is one backup), unless each archive is wanted."""
     from dataclasses import replace
 
-    from ..inventory.listing import set_members
+    from ..inventory.record import set_members
 
     if each:
         return group
@@ -115,7 +115,7 @@ def _collapse_sets(group: list, each: bool) -> list:
 
 def _spec_cell(r: Any, each: bool) -> str:
     """The Spec column; with --archives a per-night archive also names its night."""
-    from ..inventory.listing import namespace
+    from ..inventory.record import namespace
 
     if each and r.night_set is not None:
         return f"{r.spec} night {namespace(r.metadata)['perNight'].get('folder', '?')}"
@@ -125,9 +125,9 @@ def _spec_cell(r: Any, each: bool) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the grouped table and the warnings (or JSON)."""
     from ..inventory.destinations import list_everywhere
-    from ..inventory.listing import listing_warnings
+    from ..inventory.advice import listing_warnings
 
-    from ..inventory.listing import mark_stale
+    from ..inventory.full_read import mark_stale
 
     env, folders = _env_dests(args)
     dest = folders[0]
@@ -247,7 +247,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_verify_all(args: argparse.Namespace) -> int:
     """Scrub every backup in the destinations; a table; exit 18 naming each failure."""
     from ..errors import VerifyError
-    from ..inventory.listing import archive_paths, verify_many
+    from ..inventory.full_read import verify_many
+    from ..inventory.listing import archive_paths
 
     rows = []
     for dest in _env_dests(args)[1]:
@@ -266,7 +267,7 @@ def cmd_verify_all(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify one backup end to end and record the result."""
-    from ..inventory.listing import verify_backup
+    from ..inventory.full_read import verify_backup
 
     if args.all:
         return cmd_verify_all(args)
@@ -280,7 +281,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return cmd_verify_target(args, env, folders[0])
     if args.archive.startswith("set:"):  # every archive of a per-night set
         from ..inventory.destinations import list_everywhere
-        from ..inventory.listing import set_members
+        from ..inventory.record import set_members
 
         paths = [r.path for r in set_members(list_everywhere(folders), args.archive[4:])]
         if not paths:

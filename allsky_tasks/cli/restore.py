@@ -128,7 +128,7 @@ def _targets(name: str, looked_in: list[Path], folders: list[str]
     """(archive, folders) to restore: one archive, or the chosen nights of a per-night set."""
     from ..errors import RestoreError
     from ..inventory.destinations import list_everywhere, resolve_everywhere
-    from ..inventory.listing import set_members
+    from ..inventory.record import set_members
 
     if not name.startswith("set:"):
         return [(resolve_everywhere(name, looked_in), folders)]

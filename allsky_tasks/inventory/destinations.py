@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..environment import Environment, spec_files
 from ..errors import InventoryError, SpecError
-from .listing import Record, list_backups, resolve
+from .listing import list_backups, resolve
+from .record import Record
 
 _ORDER = {"config": 0, "images": 1}
 

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from ..archive.io import ARCHIVE_MODE, fsync_dir
 from ..errors import InventoryError, ManifestError, SpaceError
-from .listing import SUFFIXES, clean_metadata
+from ..archive.io import SUFFIXES
+from .archive_metadata import clean_metadata
 from ..archive.manifest import sidecar_path, write_sidecar
 from ..archive.metadata import NAMESPACE
 from ..archive.safety import ArchiveRejected, Limits, SafetyReport, validate_archive

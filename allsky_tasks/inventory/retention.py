@@ -9,7 +9,8 @@ from typing import Mapping
 
 from ..environment import Environment, spec_files
 from ..errors import InventoryError, ManifestError, SpecError
-from .listing import Record, delete_backup, list_backups, load_record, namespace
+from .listing import delete_backup, list_backups, load_record
+from .record import Record, namespace
 from ..archive.manifest import sidecar_path, update_sidecar
 from ..spec.load import load_spec
 from ..spec.retention import Candidate, Rules, keep_reasons

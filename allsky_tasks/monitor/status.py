@@ -62,7 +62,8 @@ def spec_status(env: Environment, names: list[str] | None = None,
                 max_age_hours: float = DEFAULT_MAX_AGE_HOURS, now: float | None = None
                 ) -> tuple[list[SpecStatus], list[str]]:
     """Each spec's status, and warnings about the backups as a whole."""
-    from ..inventory.listing import list_backups, listing_warnings
+    from ..inventory.advice import listing_warnings
+    from ..inventory.listing import list_backups
     from ..spec.load import load_spec
 
     now = time.time() if now is None else now

@@ -15,7 +15,8 @@ import pytest
 from allsky_tasks.cli import main
 from allsky_tasks.errors import InventoryError, UnsafeArchiveError
 from allsky_tasks.inventory.importer import import_archive, safe_stem
-from allsky_tasks.inventory.listing import info, list_backups, verify_backup
+from allsky_tasks.inventory.full_read import verify_backup
+from allsky_tasks.inventory.listing import info, list_backups
 from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
 from allsky_tasks.archive.safety import Limits
 

@@ -176,7 +176,7 @@ def test_archive_writer_hands_full_windows_to_the_disk(tmp_path: Path) -> None:
 
 def test_media_frame_archive_imports_and_verifies(tmp_path: Path) -> None:
     from allsky_tasks.inventory.importer import import_archive
-    from allsky_tasks.inventory.listing import verify_backup
+    from allsky_tasks.inventory.full_read import verify_backup
 
     site = make_site(tmp_path, nights=2, frames_per_night=2, frame_size=(480, 360))
     ours = backup(site, "imgs", "type: images\nfolders: all\n")

@@ -17,8 +17,9 @@ from allsky_tasks.archive.scrub import fresh, scrub
 from allsky_tasks.backup import reverify
 from allsky_tasks.cli import main
 from allsky_tasks.errors import VerifyError
-from allsky_tasks.inventory.listing import (info, list_backups, listing_warnings, load_record,
-                                            verify_backup)
+from allsky_tasks.inventory.advice import listing_warnings
+from allsky_tasks.inventory.full_read import verify_backup
+from allsky_tasks.inventory.listing import info, list_backups, load_record
 from allsky_tasks.restore.checks import check_archive, check_metadata
 from allsky_tasks.restore.run import RestoreOptions, restore
 from allsky_tasks.archive.safety import Limits
