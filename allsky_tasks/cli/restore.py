@@ -14,7 +14,8 @@ from ..environment import default_backup_dir, expand, from_environ
 from ..backup.space import format_bytes
 
 if TYPE_CHECKING:  # the restore machinery is imported only when a restore runs
-    from ..restore.run import Prepared, RestoreSummary
+    from ..restore.prepare import Prepared
+    from ..restore.summary import RestoreSummary
 
 _SHOWN_FILES = 40
 
@@ -49,7 +50,7 @@ def _print_plan(summary: RestoreSummary) -> None:
 
 def _print_summary(summary: RestoreSummary) -> None:
     """The summary; a long file list is cut short (the log has it all)."""
-    from ..restore.run import summary_lines
+    from ..restore.summary import summary_lines
 
     lines = summary_lines(summary)
     cut = lines.index("Files:")
@@ -78,7 +79,8 @@ def _confirm(prep: Prepared) -> bool:
 def _cmd(args: argparse.Namespace) -> int:
     """Check; print; dry-run listing or confirm and restore."""
     from ..progress import tracked
-    from ..restore.run import RestoreBlocked, RestoreOptions, dry_run, execute, prepare
+    from ..restore.prepare import RestoreBlocked, RestoreOptions, prepare
+    from ..restore.run import dry_run, execute
     from ..service.commands import ServiceConfig
     from ..service.signals import signals_as_interrupt
 

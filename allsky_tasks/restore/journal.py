@@ -127,7 +127,7 @@ def _checked(state_dir: Path, data: dict[str, Any]) -> tuple[Path, dict[str, Pat
 
 def finish_pending(state_dir: Path) -> str | None:
     """Finish a placement killed half-way; a sentence saying what happened, or None."""
-    from .run import write_log  # the same log a restore writes
+    from .summary import write_log  # the same log a restore writes
 
     data = pending(state_dir)
     if data is None:

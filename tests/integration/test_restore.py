@@ -16,9 +16,10 @@ import pytest
 
 from allsky_tasks.cli import main
 from allsky_tasks.errors import RestoreError, UnsafeArchiveError
-from allsky_tasks.restore.run import (RestoreBlocked, RestoreOptions, execute, prepare, restore,
-                                  write_log)
-from allsky_tasks.service.control import ServiceConfig
+from allsky_tasks.restore.prepare import RestoreBlocked, RestoreOptions, prepare
+from allsky_tasks.restore.run import execute, restore
+from allsky_tasks.restore.summary import write_log
+from allsky_tasks.service.commands import ServiceConfig
 
 from ..conftest import Site, backup, make_site, tree_state
 from ..helpers.service_fixture import kill_standins, service_spec, standin_pid, start_standin, \

@@ -21,7 +21,8 @@ from allsky_tasks.inventory.advice import listing_warnings
 from allsky_tasks.inventory.full_read import verify_backup
 from allsky_tasks.inventory.listing import info, list_backups, load_record
 from allsky_tasks.restore.checks import check_archive, check_metadata
-from allsky_tasks.restore.run import RestoreOptions, restore
+from allsky_tasks.restore.prepare import RestoreOptions
+from allsky_tasks.restore.run import restore
 from allsky_tasks.archive.safety import Limits
 
 from ..conftest import Site, backup, last_read
