@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from allsky_tasks.copies import s3 as s3mod
-from allsky_tasks.copies.s3 import S3Target, part_size
+from allsky_tasks.copies import s3_multipart
+from allsky_tasks.copies.s3 import S3Target
+from allsky_tasks.copies.s3_multipart import part_size
 from allsky_tasks.copies.target import target_from_spec
 from allsky_tasks.errors import CopyError
 from tests.helpers.cloud_servers import make_bucket, moto_server, s3_env, s3_server  # noqa: F401
@@ -72,7 +74,7 @@ def test_multipart_upload_has_no_full_checksum_so_it_is_read_back(s3_server, tmp
                                                                    monkeypatch) -> None:
     make_bucket(s3_server.port, "allsky")
     monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
-    monkeypatch.setattr(s3mod, "MIN_PART", 5 << 20)
+    monkeypatch.setattr(s3_multipart, "MIN_PART", 5 << 20)
     t = target(s3_server.port, prefix="")
     src = blob(tmp_path, (11 << 20) + 123)
     assert sum(upload(t, src)) == src.stat().st_size
@@ -132,7 +134,7 @@ def test_profile_from_the_aws_chain_is_used_and_a_missing_one_named(s3_server, t
 
 def test_server_stopped_mid_upload_then_next_run_copies_it(s3_env, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
-    monkeypatch.setattr(s3mod, "MIN_PART", 5 << 20)
+    monkeypatch.setattr(s3_multipart, "MIN_PART", 5 << 20)
     server = moto_server().start()
     src = blob(tmp_path, 16 << 20)
     before = src.read_bytes()
@@ -165,9 +167,9 @@ def test_server_stopped_mid_upload_then_next_run_copies_it(s3_env, tmp_path: Pat
 
 CHILD = textwrap.dedent("""
     import os, sys, time
-    from allsky_tasks.copies import s3
+    from allsky_tasks.copies import s3, s3_multipart
     s3.MULTIPART_THRESHOLD = 1 << 20
-    s3.MIN_PART = 5 << 20
+    s3_multipart.MIN_PART = 5 << 20
     port, path, marker = sys.argv[1:4]
     t = s3.S3Target({"name": "cloud", "s3": {"bucket": "allsky", "prefix": "p",
                      "endpoint_url": f"http://127.0.0.1:{port}"}}, {})
@@ -205,7 +207,7 @@ def test_killed_upload_resumes_from_the_parts_the_store_lists(s3_server, tmp_pat
     t = target(s3_server.port, prefix="p")
     assert t.list_files() == []  # nothing under the final name
     monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
-    monkeypatch.setattr(s3mod, "MIN_PART", 5 << 20)
+    monkeypatch.setattr(s3_multipart, "MIN_PART", 5 << 20)
     upload(t, src)
     # The parts stored before the kill (2 reported, maybe more in flight) were not sent again.
     assert 10 << 20 <= t.last_resumed_bytes < src.stat().st_size
@@ -218,7 +220,7 @@ def test_an_unfinished_upload_of_other_bytes_is_aborted_not_reused(s3_server, tm
     import boto3
 
     monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
-    monkeypatch.setattr(s3mod, "MIN_PART", 5 << 20)
+    monkeypatch.setattr(s3_multipart, "MIN_PART", 5 << 20)
     make_bucket(s3_server.port, "allsky")
     c = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_server.port}")
     uid = c.create_multipart_upload(Bucket="allsky", Key="p/a.bin")["UploadId"]
@@ -276,7 +278,7 @@ def test_an_interrupted_encrypted_copy_resumes_with_the_same_ciphertext(s3_serve
     from allsky_tasks.copies.stage import copy_archive, hash_file
 
     monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
-    monkeypatch.setattr(s3mod, "MIN_PART", 5 << 20)
+    monkeypatch.setattr(s3_multipart, "MIN_PART", 5 << 20)
     make_bucket(s3_server.port, "allsky")
     backups = tmp_path / "allskybackups"
     backups.mkdir()
@@ -342,7 +344,7 @@ def test_storage_class_from_the_spec_is_applied(s3_server, tmp_path: Path, monke
     t = target(s3_server.port, prefix="", storage_class="STANDARD_IA")
     upload(t, blob(tmp_path, 1000, "small"))
     monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
-    monkeypatch.setattr(s3mod, "MIN_PART", 5 << 20)
+    monkeypatch.setattr(s3_multipart, "MIN_PART", 5 << 20)
     upload(t, blob(tmp_path, 6 << 20, "large"))
     for key in ("small", "large"):
         assert c.head_object(Bucket="allsky", Key=key).get("StorageClass") == "STANDARD_IA", key
