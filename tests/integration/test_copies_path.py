@@ -169,7 +169,7 @@ def test_noop_rerun_with_copies_loads_no_copy_code(site: Site) -> None:
               .replace("required: true", "required: true\n    must_be_mounted: false"))
     assert _doit(site, "backup:cfg").returncode == 0
     heavy = HEAVY + ("allsky_tasks.copies.stage", "allsky_tasks.copies.path",
-                     "allsky_tasks.copies.ssh", "allsky_tasks.copies.run")
+                     "allsky_tasks.copies.ssh", "allsky_tasks.copies.ssh_session", "allsky_tasks.copies.run")
     probe = ("import sys\nfrom allsky_tasks.cli import main\n"
              "code = main(['run', '--quiet', 'backup:cfg'])\n"
              f"print(code, *sorted(m for m in {heavy!r} if m in sys.modules))\n")
