@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, IO
 from .. import __version__, install
 from ..safefs import open_file
 from ..spec.sections import BY_KEY, IMAGES_SECTION, section_metadata
-from ..spec.load import Spec
+from ..spec.model import Spec
 
 if TYPE_CHECKING:  # a type only: the archive layer never imports the backup stages
     from ..backup.scan import ScanSummary

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..environment import Environment
 
 if TYPE_CHECKING:
-    from ..spec.load import Spec
+    from ..spec.model import Spec
 
 
 def prune_spec(spec: Spec, env: Environment, lock_wait: float = 0.0) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from .. import install
 from ..errors import ScanError
 from ..safefs import open_file
 from ..spec.sections import SECTIONS, Section
-from ..spec.load import CONFIG_AREAS, NIGHT_RE, Spec
+from ..spec.model import CONFIG_AREAS, NIGHT_RE, Spec
 from .walk import ALWAYS_EXCLUDED, DB_SUFFIXES, Entry, Stats, Walker, exclusion
 
 __all__ = ["ALWAYS_EXCLUDED", "DB_SUFFIXES", "Entry", "ScanSummary", "Stats", "exclusion",

@@ -15,7 +15,7 @@ from ..archive.verify import verify
 from ..backup.pack import pack
 from ..backup.scan import read_rows, scan
 from ..errors import AllskyTasksError, RestoreError
-from ..spec.load import Spec
+from ..spec.model import Spec
 from ..spec.sections import SECTIONS
 from .checks import EXTRA, section_of
 from .prepare import Prepared

@@ -14,7 +14,8 @@ from allsky_tasks.backup import scan as scan_mod
 from allsky_tasks.backup import walk
 from allsky_tasks.backup.scan import Entry, ScanSummary, exclusion, scan
 from allsky_tasks.errors import ScanError
-from allsky_tasks.spec.load import Spec, load_spec
+from allsky_tasks.spec.load import load_spec
+from allsky_tasks.spec.model import Spec
 
 from ..conftest import Site
 
