@@ -13,7 +13,9 @@ from ..errors import ScanError
 from ..safefs import open_file
 from ..spec.sections import SECTIONS, Section
 from ..spec.model import CONFIG_AREAS, NIGHT_RE, Spec
-from .walk import ALWAYS_EXCLUDED, DB_SUFFIXES, Entry, Stats, Walker, exclusion
+from .entry import Entry, Stats
+from .walk import Walker
+from .walk_rules import ALWAYS_EXCLUDED, DB_SUFFIXES, exclusion
 
 __all__ = ["ALWAYS_EXCLUDED", "DB_SUFFIXES", "Entry", "ScanSummary", "Stats", "exclusion",
            "read_rows", "scan", "select_folders"]

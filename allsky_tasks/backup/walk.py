@@ -2,144 +2,22 @@
 
 from __future__ import annotations
 
-import errno
-import fnmatch
 import hashlib
-import json
 import operator
 import os
-import posixpath
-import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 from ..errors import ScanError
+from .entry import Entry, Stats, json_str
+from .walk_rules import (ALWAYS_EXCLUDED, DB_SUFFIXES, JOURNAL_SUFFIXES, exclusion, is_journal, link_escapes,
+                         loops, shown, unsafe_name)
 
-ALWAYS_EXCLUDED = ("__pycache__",)
-
-_JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal")
-DB_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
-
-
-# json's own C string escaper; ASCII output keeps surrogate-escaped names writable.
-_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-
-
-@dataclass(slots=True)
-class Entry:
-    """One archive member as found on disk."""
-
-    arcname: str
-    source: str
-    kind: str  # file | dir | symlink
-    size: int
-    mode: int
-    uid: int
-    gid: int
-    mtime_ns: int
-    linkname: str
-    section: str
-
-    def to_line(self) -> str:
-        """The JSON row as one line; built by hand because json.dumps per row dominated scans."""
-        esc = _json_str
-        return (f"[{esc(self.arcname)},{esc(self.source)},\"{self.kind}\",{self.size},"
-                f"{self.mode},{self.uid},{self.gid},{self.mtime_ns},{esc(self.linkname)},"
-                f"{esc(self.section)}]\n")
-
-    def to_row(self) -> list[object]:
-        """Compact JSON row (field order as declared)."""
-        return [self.arcname, self.source, self.kind, self.size, self.mode, self.uid,
-                self.gid, self.mtime_ns, self.linkname, self.section]
-
-    @classmethod
-    def from_row(cls, row: list[object]) -> "Entry":
-        """Inverse of to_row."""
-        return cls(*row)  # type: ignore[arg-type]
-
-
-@dataclass
-class Stats:
-    """File count and raw bytes of one section or night folder."""
-
-    key: str
-    files: int = 0
-    dirs: int = 0
-    links: int = 0
-    raw_bytes: int = 0
-
-
-_GLOB_MAGIC = re.compile(r"[*?[]")
 # Rows are hashed and written in blocks of this many lines: one hash update per block instead
 # of two per member, while memory stays flat however many files a folder holds.
 _BLOCK_LINES = 1024
 by_name = operator.attrgetter("name")
-
-
-def _any_glob(patterns: list[str]) -> Callable[[str], re.Match[str] | None] | None:
-    """One compiled regex matching what any of the globs matches (as fnmatchcase does)."""
-    return re.compile("|".join(map(fnmatch.translate, patterns))).match if patterns else None
-
-
-def exclusion(patterns: tuple[str, ...]) -> Callable[[str, str], bool]:
-    """(arcname, name) -> excluded: a glob with '/' matches the archive path, others the name.
-
-    Same answers as fnmatchcase over every pattern, compiled once: this runs for every member.
-    """
-    literal = frozenset(p for p in patterns if "/" not in p and not _GLOB_MAGIC.search(p))
-    by_name = _any_glob([p for p in patterns if "/" not in p and p not in literal])
-    by_path = _any_glob([p for p in patterns if "/" in p])
-
-    def excluded(arcname: str, name: str) -> bool:
-        return (name in literal or (by_name is not None and by_name(name) is not None)
-                or (by_path is not None and by_path(arcname) is not None))
-    return excluded
-
-
-# What restore and import refuse in a name (member_names.path_problem): control characters but tab,
-# and non-UTF-8 bytes (surrogate escapes). Such files are left out with a warning naming them.
-_UNSAFE_NAME = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
-
-
-def unsafe_name(name: str) -> bool:
-    """True if restore would refuse this name (isprintable() first: fast for every file)."""
-    return not name.isprintable() and _UNSAFE_NAME.search(name) is not None
-
-
-def _shown(path: str) -> str:
-    """A path for a warning, with control characters and non-UTF-8 bytes escaped."""
-    return ascii(path)[1:-1] if unsafe_name(path) else path
-
-
-def _link_escapes(arcname: str, target: str, areas: tuple[str, ...]) -> bool:
-    """True if a symlink is absolute or resolves outside the archive's areas."""
-    if target.startswith("/"):
-        return True
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), target))
-    if resolved.startswith("..") or resolved == ".":
-        return True
-    return not any(resolved == a or resolved.startswith(a + "/") for a in areas)
-
-
-def _loops(path: str) -> bool:
-    """True if a symlink never ends (ELOOP: `loop2 -> loop2`, or a ring of links)."""
-    try:
-        os.stat(path)
-    except OSError as e:
-        return e.errno == errno.ELOOP
-    return False
-
-
-def _is_journal(path: str, name: str) -> bool:
-    """SQLite side files are never archived raw: the database is captured whole."""
-    if "-" not in name:
-        return False
-    for suffix in _JOURNAL_SUFFIXES:
-        if name.endswith(suffix) and os.path.isfile(path[: -len(suffix)]):
-            return True
-    return False
 
 
 class Walker:
@@ -220,16 +98,16 @@ class Walker:
         """Build an entry from an lstat result (None for sockets, FIFOs, devices)."""
         mode = st.st_mode
         if unsafe_name(arcname):
-            self.notes.append(f"{_shown(path)}: a newline, control character or non-UTF-8 "
+            self.notes.append(f"{shown(path)}: a newline, control character or non-UTF-8 "
                               "byte in the name; not archived (restore would refuse it)")
             return None
         if stat.S_ISLNK(mode):
             kind, size, link = "symlink", 0, os.readlink(path)
-            if unsafe_name(link) or _loops(path):
-                self.notes.append(f"{_shown(path)}: symlink to {_shown(link)!r} loops or has "
+            if unsafe_name(link) or loops(path):
+                self.notes.append(f"{shown(path)}: symlink to {shown(link)!r} loops or has "
                                   "a control character; not archived (restore would refuse it)")
                 return None
-            if _link_escapes(arcname, link, self.areas):
+            if link_escapes(arcname, link, self.areas):
                 # Restore and import refuse archives with such links (SPEC 8): keeping it
                 # would make the whole backup unrestorable.
                 self.notes.append(f"{path}: symlink to {link!r} leads outside the backed-up "
@@ -290,7 +168,7 @@ class Walker:
         Regular files, nearly every member, take an inlined path: their row is formatted here
         exactly as Entry.to_line does, without an Entry per file (the no-op re-run's cost).
         """
-        esc, seen, dedupe, excluded = _json_str, self.seen, self.dedupe, self.excluded
+        esc, seen, dedupe, excluded = json_str, self.seen, self.dedupe, self.excluded
         lines, databases = self._lines, self.database_files
         stats = self.stats.get(section)
         if stats is None:
@@ -308,7 +186,7 @@ class Walker:
             if (dedupe and child_arc in seen) or excluded(child_arc, name):
                 continue
             source = base + name
-            if name.endswith(_JOURNAL_SUFFIXES) and _is_journal(source, name):
+            if name.endswith(JOURNAL_SUFFIXES) and is_journal(source, name):
                 continue
             try:
                 st = child.stat(follow_symlinks=False)
