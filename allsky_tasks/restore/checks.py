@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from .. import install
 from ..errors import ManifestError
-from .extract import open_tar, read_member
+from .tar_stream import open_tar, read_member
 from ..archive.manifest import read_sidecar
 from ..archive.metadata import NAMESPACE
 from ..archive.member_names import CONFIG_ROOTS

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import hashlib
 import os
 import posixpath
 import re
-import shutil
 import stat
 import tarfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable
 
-from ..archive.io import CHUNK, HashingReader, open_decompressed
-from ..safefs import open_source
 from ..archive.member_names import FILE_ROOTS, path_problem, resolve_link
 from ..archive.safety import ArchiveRejected, Limits
-from ..service.marker import pid_alive
 from ..archive.verify import CORRUPT, Member, member_of
+from .dirs import DIR_FLAGS, STAGING_PREFIX, DirChain
+from .tar_stream import open_tar, read_member
 
-STAGING_PREFIX = ".allsky-restore-"
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
           tarfile.SYMTYPE: "symlink"}
@@ -52,123 +45,6 @@ class Extracted:
     def files(self) -> list[str]:
         """Paths of the files and symlinks written."""
         return [m.path for m in self.written if m.type != "dir"]
-
-
-@contextmanager
-def staging_area(root: Path) -> Iterator[Path]:
-    """A private `<root>/.allsky-restore-<pid>/` on the targets' filesystem, removed afterwards."""
-    clean_stale_staging(root)
-    path = root / f"{STAGING_PREFIX}{os.getpid()}"
-    os.mkdir(path, 0o700)  # never reuse one: it would hold files we did not check
-    try:
-        for sub in ("tree", "trash"):
-            os.mkdir(path / sub, 0o700)
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)  # fd-based on Linux: never follows a symlink
-
-
-def sync_filesystem(path: Path) -> None:
-    """Flush the filesystem holding `path` (syncfs; os.sync where libc has none)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
-        if syncfs is None or syncfs(fd) != 0:
-            os.sync()  # slower (every filesystem) but always there
-    finally:
-        os.close(fd)
-
-
-def clean_stale_staging(root: Path) -> list[str]:
-    """Remove staging folders of restores that were killed (their pid is gone)."""
-    removed = []
-    for entry in os.scandir(root):
-        pid = entry.name[len(STAGING_PREFIX):]
-        if entry.name.startswith(STAGING_PREFIX) and pid.isdigit() and \
-                entry.is_dir(follow_symlinks=False) and not pid_alive(int(pid)):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(entry.name)
-    return removed
-
-
-class CappedReader:
-    """The decompressed stream, counted and capped as safety.Limits says."""
-
-    # The archive may have been swapped for a bomb since it was checked: cap again.
-
-    def __init__(self, stream: BinaryIO, hashed: HashingReader, archive: Path, limits: Limits,
-                 max_bytes: int | None) -> None:
-        self.stream, self.hashed, self.archive, self.limits = stream, hashed, archive, limits
-        self.cap = min(limits.max_total_bytes, max_bytes or limits.max_total_bytes)
-        self.pos = 0
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Read, then stop at once if a limit was passed."""
-        data = self.stream.read(CHUNK if size is None or size < 0 else size)
-        self.pos += len(data)
-        if self.pos > self.cap:
-            raise ArchiveRejected(self.archive, f"more than {self.cap} bytes when decompressed "
-                                  "(limit, or more than when it was checked)")
-        if self.pos > self.limits.ratio_grace_bytes and \
-                self.pos > self.limits.max_ratio * max(self.hashed.size, 1):
-            raise ArchiveRejected(self.archive, "decompresses to more than "
-                                  f"{self.limits.max_ratio:g} times its size (a bomb?)")
-        return data
-
-
-@contextmanager
-def open_tar(archive: Path, limits: Limits, max_bytes: int | None = None
-             ) -> Iterator[tarfile.TarFile]:
-    """The archive as a capped tar stream."""
-    with open_source(archive) as raw:  # never blocking on a FIFO swapped in since the checks
-        hashed = HashingReader(raw)  # type: ignore[arg-type]
-        capped = CappedReader(open_decompressed(archive, hashed), hashed, archive, limits,
-                              max_bytes)
-        try:
-            tar = tarfile.open(fileobj=capped, mode="r|", bufsize=CHUNK)  # type: ignore[arg-type]
-        except CORRUPT as e:  # it reads the first header already
-            raise ArchiveRejected(archive, f"damaged or truncated: {type(e).__name__}: {e}") from e
-        with tar:
-            yield tar
-
-
-class DirChain:
-    """Folders below a root opened one component at a time with O_NOFOLLOW; the last one cached."""
-
-    # make(parent_fd, name, path) runs when a component is missing or not a real folder and must
-    # leave a real folder there (or raise); without it such a component is an error.
-
-    def __init__(self, root_fd: int, make: Callable[[int, str, str], None] | None = None) -> None:
-        self.root, self.make = root_fd, make
-        self.stack: list[tuple[str, int]] = []
-
-    def at(self, parts: Sequence[str]) -> int:
-        """The fd of the folder root/parts."""
-        keep = 0
-        while keep < min(len(self.stack), len(parts)) and self.stack[keep][0] == parts[keep]:
-            keep += 1
-        for _, fd in self.stack[keep:]:
-            os.close(fd)
-        del self.stack[keep:]
-        fd = self.stack[-1][1] if self.stack else self.root
-        for i in range(keep, len(parts)):
-            fd = self._open(fd, parts[i], "/".join(parts[: i + 1]))
-            self.stack.append((parts[i], fd))
-        return fd
-
-    def _open(self, parent: int, name: str, path: str) -> int:
-        """Open one component, never through a symlink."""
-        try:
-            return os.open(name, DIR_FLAGS, dir_fd=parent)
-        except OSError as e:
-            if self.make is None or e.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-                raise
-        self.make(parent, name, path)
-        return os.open(name, DIR_FLAGS, dir_fd=parent)
-
-    def close(self) -> None:
-        """Close every cached fd (the root stays the caller's)."""
-        self.at(())
 
 
 class _Stager:
@@ -301,15 +177,6 @@ class _Stager:
                 self.reject(f"symlink to {target!r} leads outside the backup's areas", key)
         self.result.warnings += [f"could not set owner {u}:{g} on {n} path(s): not permitted"
                                  for (u, g), n in self.denied.items()]
-
-
-def read_member(source: Any, archive: Path, name: str) -> bytes:
-    """One chunk of member data; damage is the archive's fault, not ours."""
-    try:
-        return source.read(CHUNK)
-    except CORRUPT as e:
-        raise ArchiveRejected(archive, f"damaged or truncated: {type(e).__name__}: {e}",
-                              name) from e
 
 
 def extract(archive: Path, tree: Path, areas: tuple[str, ...], selected: Callable[[str], bool],

@@ -25,7 +25,7 @@ from ..archive.verify import Member
 from ..errors import RestoreError
 from ..safefs import atomic_write_bytes, check_dir, make_dir, read_bytes
 from ..service.marker import pid_alive
-from .extract import STAGING_PREFIX
+from .dirs import STAGING_PREFIX
 from .place import Placer
 from .recovery import JOURNAL_NAME
 

@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from .. import install
 from ..errors import RestoreError
-from .extract import DIR_FLAGS, Attrs, DirChain
+from .dirs import DIR_FLAGS, DirChain
+from .extract import Attrs
 from ..archive.verify import Member, manifest_of
 
 _MODE_TEXT = frozenset("01234567")

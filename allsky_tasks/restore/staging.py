@@ -10,7 +10,8 @@ from ..archive.verify import Member, manifest_of
 from ..environment import STATE_DIRNAME
 from . import journal
 from .checks import claimed_areas
-from .extract import extract, staging_area, sync_filesystem
+from .dirs import staging_area, sync_filesystem
+from .extract import extract
 from .place import Ownership, Placer
 from .prepare import Prepared
 from .summary import RestoreSummary

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import Check
-from .extract import DirChain
+from .dirs import DirChain
 
 __all__ = ["LOG_MODE", "RestoreSummary", "summary_lines", "write_log"]
 

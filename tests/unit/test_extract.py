@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import zstandard
 
-from allsky_tasks.restore.extract import STAGING_PREFIX, clean_stale_staging, extract, staging_area
+from allsky_tasks.restore.dirs import STAGING_PREFIX, clean_stale_staging, staging_area
+from allsky_tasks.restore.extract import extract
 from allsky_tasks.archive.member_names import CONFIG_ROOTS
 from allsky_tasks.archive.safety import ArchiveRejected, Limits
 from allsky_tasks.archive.verify import Member
