@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import bisect
-import hashlib
-import json
 import os
 import stat
 import tarfile
-import zlib
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
-from ..archive.compression import frame_wanted, zstd_params
-from ..archive.tar_header import ustar_header
+from ..archive.compression import frame_wanted
+from .member_text import fixed_text, member_header, member_meta_text, tar_names
+from .stream_sim import OVERHEAD_KEY, StreamSim
 
 if TYPE_CHECKING:
     from .scan import Entry
@@ -22,8 +20,7 @@ BLOCK, RECORD = tarfile.BLOCKSIZE, tarfile.RECORDSIZE
 CHUNK, MIN_CHUNK = 64 << 10, 4 << 10  # one read from a large file: many reads spread wide
 EXACT_MEMBERS = 20_000  # a group within budget and this size is compressed whole, not sampled
 RUN, KEEP = 32, 256  # header/metadata samples: runs of consecutive members, about KEEP kept
-RESCALE = 1 << 20  # whole groups up to this tar size are also compressed unflushed (see _Sim)
-OVERHEAD_KEY = "<archive>"  # tar end, metadata.json's fixed fields, compression frame
+RESCALE = 1 << 20  # whole groups up to this tar size are also compressed unflushed (see StreamSim)
 Reader = Callable[[str, int, int], bytes]
 
 
@@ -62,120 +59,6 @@ def read_range(path: str, offset: int, length: int) -> bytes:
         return b""
     finally:
         os.close(fd)
-
-
-def _names(uid: int, gid: int) -> tuple[str, str]:
-    """User and group names as pack writes them into tar headers (cached there)."""
-    from .pack import group_name, user_name  # lazily: pack pulls in zstandard
-    return user_name(uid), group_name(gid)
-
-
-_TAR_TYPES = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}
-
-
-def _header(e: Entry) -> bytes:
-    """The exact tar header (PAX records included) pack writes for the member."""
-    kind = _TAR_TYPES.get(e.kind, tarfile.REGTYPE)
-    return ustar_header(e.arcname, kind, e.size if e.kind == "file" else 0, e.mode, e.uid,
-                        e.gid, e.mtime_ns // 10 ** 9, e.linkname, *_names(e.uid, e.gid))
-
-
-def _meta_text(e: Entry) -> tuple[str, str, str]:
-    """The member's permissions entry, files entry and manifest row, as metadata.py writes them."""
-    path, (owner, group) = json.dumps(e.arcname), _names(e.uid, e.gid)
-    kind = "link" if e.kind == "symlink" else e.kind
-    perm = (f'        {path}: {{\n            "mode": "{e.mode & 0o777:04o}",\n'
-            f'            "owner": "ALLSKY_OWNER",\n            "group": {json.dumps(group)},\n'
-            f'            "ownerId": {e.uid},\n            "groupId": {e.gid},\n'
-            f'            "type": "{kind}"\n        }},\n')
-    row = {"path": e.arcname, "type": e.kind, "size": e.size, "mode": f"{e.mode:04o}",
-           "uid": e.uid, "gid": e.gid, "owner": owner, "group": group,
-           "mtime": e.mtime_ns // 1_000_000_000}
-    if e.kind == "file":  # a stand-in digest: as incompressible as the real one
-        row["sha256"] = hashlib.sha256(e.arcname.encode("utf-8", "surrogateescape")).hexdigest()
-    elif e.kind == "symlink":
-        row["linkname"] = e.linkname
-    files = "" if e.kind == "dir" else f"        {path},\n"
-    return perm, files, f"            {json.dumps(row, separators=(',', ':'))},\n"
-
-
-def _fixed_text() -> str:
-    """A stand-in for metadata.json's fixed fields (Allsky's header, our spec and totals)."""
-    digest, fingerprint = (hashlib.sha256(bytes([i])).hexdigest() for i in range(2))
-    text = ("Include the databases directory which contains the allsky.db file. This can be a "
-            "large directory but will allow you to restore your database if needed.")
-    return json.dumps({
-        "backupFile": "allsky-config-backup-20260101-000000.tar.zst", "backupType": "config",
-        "created": "2026-01-01 00:00:00", "version": "v2025.xx.xx", "cameratype": "RPi",
-        "cameramodel": "HQ", "settingsfile": "config/settings_RPi_HQ.json",
-        "ccfile": "config/cc_RPi_HQ.json", "includedOptionalTargets": ["databases"],
-        "includedSections": [{"key": "databases", "description": text, "required": False}] * 2,
-        "requiredModules": ["allsky_overlay.py"], "backupModules": [], "format": 1, "allskyTasks": {
-            "toolVersion": "0.1.0", "spec": {"name": "nightly", "digest": digest},
-            "createdIso": "2026-01-01T00:00:00+00:00", "timezone": "Europe/London",
-            "host": "allsky", "fingerprint": fingerprint, "archiveFormat": "zstd",
-            "compressionLevel": 3, "mediaCompression": "fast", "sections": ["core", "databases"], "databases": [],
-            "totals": dict.fromkeys(("members", "files", "dirs", "links", "rawBytes"), 1234),
-            "warnings": [], "hashAlgorithm": "sha256", "service": {"needed": False, "reason":
-            "no database content is selected, so allsky keeps running while packing"}}}, indent=4)
-
-
-def _compressor(fmt: str, level: int, media: bool = False
-                ) -> tuple[Callable[[bytes], bytes], Callable[[bool], bytes]]:
-    """compress(data) and flush(end) of one stream, compressed as pack writes it."""
-    if fmt == "zstd":
-        import zstandard  # lazily: plan and doit list must start fast
-
-        params = zstd_params(level, media)
-        z = zstandard.ZstdCompressor(compression_params=params).compressobj()
-        modes = (zstandard.COMPRESSOBJ_FLUSH_BLOCK, zstandard.COMPRESSOBJ_FLUSH_FINISH)
-    else:  # Allsky's .tar.gz: the deflate stream GzipFile writes, with its gzip header
-        z = zlib.compressobj(level, zlib.DEFLATED, 31)
-        modes = (zlib.Z_SYNC_FLUSH, zlib.Z_FINISH)
-    return z.compress, lambda end: z.flush(modes[end])
-
-
-class _Sim:
-    """The archive stream, simulated: costs measured per part between flushes."""
-
-    # Flushes move block boundaries (so the size): whole parts also go to an unflushed stream.
-
-    def __init__(self, fmt: str, level: int, media_fast: bool = True) -> None:
-        self.data, self.plain = _compressor(fmt, level), _compressor(fmt, level)
-        # Pack puts media in frames of their own settings (compression.py): so does the sim.
-        self.media = _compressor(fmt, level, True) if fmt == "zstd" and media_fast else None
-        self.pending, self.plain_size, self.media_pending = 0, 0, 0
-        self.costs: dict[tuple[str, str], int] = {("data", OVERHEAD_KEY): 0}
-
-    def feed(self, chunk: bytes, whole: bool = True) -> None:
-        """Compress more of the stream (samples are not whole: they stay out of the total)."""
-        self.pending += len(self.data[0](chunk))
-        if whole:
-            self.plain_size += len(self.plain[0](chunk))
-
-    def feed_media(self, chunk: bytes) -> None:
-        """Compress media bytes (their cost is taken with mark_media)."""
-        assert self.media is not None
-        self.media_pending += len(self.media[0](chunk))
-
-    def mark_media(self) -> int:
-        """Media cost since the last mark_media."""
-        assert self.media is not None
-        n, self.media_pending = self.media_pending + len(self.media[1](False)), 0
-        return n
-
-    def mark(self, key: tuple[str, str] | None = None, end: bool = False) -> int:
-        """Cost since the last mark, booked to `key` if that part was fed whole."""
-        n, self.pending = self.pending + len(self.data[1](end)), 0
-        if key is not None:
-            self.costs[key] = self.costs.get(key, 0) + n
-        return n
-
-    def close(self) -> dict[tuple[str, str], float]:
-        """Whole parts' costs, scaled to the unflushed stream's size."""
-        self.mark(("data", OVERHEAD_KEY), end=True)
-        scale = (self.plain_size + len(self.plain[1](True))) / max(1, sum(self.costs.values()))
-        return {k: v * scale for k, v in self.costs.items()}
 
 
 def _plan(files: list[tuple[str, int, int]], budget: int) -> list[tuple[str, int, int]]:
@@ -220,9 +103,9 @@ class _Group:
         simple = len(e.arcname) < 100 and len(e.linkname) <= 100 and max(e.uid, e.gid) < 8 ** 7
         simple = simple and (e.arcname + e.linkname).isascii() and e.size < 8 ** 11
         if simple:  # long or non-ASCII user and group names need PAX records too
-            owner, group = _names(e.uid, e.gid)
+            owner, group = tar_names(e.uid, e.gid)
             simple = len(owner) <= 32 and len(group) <= 32 and (owner + group).isascii()
-        est.tar_bytes += BLOCK if simple else len(_header(e))
+        est.tar_bytes += BLOCK if simple else len(member_header(e))
         if e.kind == "file":
             est.files += 1
             est.raw_bytes += e.size
@@ -251,7 +134,7 @@ def _allot(totals: Mapping[tuple[str, int, bool], int], budget: int
     return {k: min(t, floor + rest * t // whole) for k, t in totals.items()}
 
 
-def _feed_sampled(g: _Group, sim: _Sim, read: Reader) -> float:
+def _feed_sampled(g: _Group, sim: StreamSim, read: Reader) -> float:
     """Contents extrapolated per stratum by raw bytes, plus sampled headers per member."""
     cost = 0.0
     totals = {k: f[-1][1] + f[-1][2] for k, f in g.strata.items()}
@@ -265,16 +148,16 @@ def _feed_sampled(g: _Group, sim: _Sim, read: Reader) -> float:
         measured = sim.mark_media() if media else sim.mark()
         cost += measured * totals[key] / got if got else totals[key]  # unread: as stored
     for _, e in g.kept:  # headers back to back still match each other, as in the stream
-        sim.feed(_header(e) + bytes(-e.size % BLOCK if e.kind == "file" else 0), whole=False)
+        sim.feed(member_header(e) + bytes(-e.size % BLOCK if e.kind == "file" else 0), whole=False)
     return cost + sim.mark() * g.est.members / max(1, len(g.kept))
 
 
-def _feed_whole(g: _Group, sim: _Sim, read: Reader) -> float:
+def _feed_whole(g: _Group, sim: StreamSim, read: Reader) -> float:
     """Feed the group's exact tar stream; returns its cost unless booked for rescaling."""
     small = g.est.tar_bytes <= RESCALE  # next to a big group a flush costs nothing: no copy
     media = 0
     for e in g.whole or ():
-        sim.feed(_header(e), small)
+        sim.feed(member_header(e), small)
         if e.kind == "file" and e.size:
             body = read(e.source, 0, e.size)
             g.est.sampled_bytes += len(body)
@@ -289,11 +172,11 @@ def _feed_whole(g: _Group, sim: _Sim, read: Reader) -> float:
     return float(media) + (0.0 if small else float(measured))
 
 
-def _feed_metadata(groups: dict[str, _Group], sim: _Sim) -> dict[str, float]:
+def _feed_metadata(groups: dict[str, _Group], sim: StreamSim) -> dict[str, float]:
     """Feed metadata.json (sampled entries); returns per group its raw over its sampled bytes."""
-    sim.feed(tarfile.TarInfo("metadata.json").tobuf(tarfile.PAX_FORMAT) + _fixed_text().encode())
+    sim.feed(tarfile.TarInfo("metadata.json").tobuf(tarfile.PAX_FORMAT) + fixed_text().encode())
     sim.mark(("data", OVERHEAD_KEY))
-    texts = {k: [_meta_text(e) for _, e in g.kept] for k, g in groups.items()}
+    texts = {k: [member_meta_text(e) for _, e in g.kept] for k, g in groups.items()}
     for part in range(3):  # all permissions, then all files, then all manifest rows
         for key, rows in texts.items():
             sim.feed("".join(t[part] for t in rows).encode())
@@ -320,7 +203,7 @@ def estimate_compressed(rows: Iterable[Entry], fmt: str, level: int, *, budget: 
         media = media_fast and fmt == "zstd"
         (groups.get(e.section) or groups.setdefault(e.section, _Group(e.section, budget, media))
          ).add(e)
-    sim = _Sim(fmt, level, media_fast)
+    sim = StreamSim(fmt, level, media_fast)
     direct = {k: _feed_whole(g, sim, read) if g.whole is not None else _feed_sampled(g, sim, read)
               for k, g in groups.items()}
     factors = _feed_metadata(groups, sim)
@@ -329,7 +212,7 @@ def estimate_compressed(rows: Iterable[Entry], fmt: str, level: int, *, budget: 
         cost = direct[key] + costs.get(("data", key), 0.0) + costs[("meta", key)] * factors[key]
         g.est.estimated_bytes, g.est.exact = round(cost), g.whole is not None and g.stride == 1
     return {**{k: g.est for k, g in groups.items()}, OVERHEAD_KEY: Estimate(
-        OVERHEAD_KEY, members=1, tar_bytes=3 * BLOCK, metadata_bytes=len(_fixed_text()),
+        OVERHEAD_KEY, members=1, tar_bytes=3 * BLOCK, metadata_bytes=len(fixed_text()),
         estimated_bytes=round(costs[("data", OVERHEAD_KEY)]), exact=True)}
 
 

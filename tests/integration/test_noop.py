@@ -13,7 +13,7 @@ HEAVY = ("yaml", "jsonschema", "zstandard", "tarfile", "tqdm", "allsky_tasks.arc
          "allsky_tasks.backup.pack", "allsky_tasks.backup.plan", "allsky_tasks.backup.estimate",
          "allsky_tasks.archive.manifest", "allsky_tasks.archive.metadata", "allsky_tasks.archive.verify",
          "allsky_tasks.restore.run", "allsky_tasks.inventory.listing", "allsky_tasks.inventory.record",
-         "allsky_tasks.inventory.full_read")
+         "allsky_tasks.inventory.full_read", "allsky_tasks.backup.stream_sim")
 
 PROBE = f"""
 import sys
