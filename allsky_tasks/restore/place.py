@@ -3,94 +3,18 @@
 from __future__ import annotations
 
 import errno
-import grp
 import os
-import pwd
 import stat
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from .. import install
 from ..errors import RestoreError
 from .dirs import DIR_FLAGS, DirChain
-from .extract import Attrs
-from ..archive.verify import Member, manifest_of
+from .ownership import Ownership, apply_attrs
+from ..archive.verify import Member
 
-_MODE_TEXT = frozenset("01234567")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
-
-
-class Ownership:
-    """Owner, group and mode of each member: from our manifest, else Allsky's permissions map."""
-
-    def __init__(self, metadata: dict[str, Any], home: Path) -> None:
-        rows = manifest_of(metadata) or []
-        self.rows = {r.get("path"): r for r in rows if isinstance(r, dict)}
-        perms = metadata.get("permissions")
-        self.perms = perms if isinstance(perms, dict) else {}
-        st = os.stat(home)
-        self.home_ids = (st.st_uid, st.st_gid)  # for "ALLSKY_OWNER" and unknown names
-        self.owner = install.read_owner(home)
-        self.warnings: list[str] = []
-        self._ids: dict[tuple[str, str], int] = {}
-
-    def __call__(self, member: Member) -> Attrs:
-        """(mode or None for a symlink, uid, gid) to give the restored member."""
-        row = self.rows.get(member.path) or self.perms.get(member.path)
-        row = row if isinstance(row, dict) else {}
-        text = row.get("mode")
-        ok = isinstance(text, str) and 3 <= len(text) <= 4 and set(text) <= _MODE_TEXT
-        mode = self._mode(member, int(text, 8) if ok else int(member.mode, 8))
-        return mode, self._id(row.get("owner"), "user"), self._id(row.get("group"), "group")
-
-    def _warn(self, text: str) -> None:
-        """Each warning once."""
-        if text not in self.warnings:
-            self.warnings.append(text)
-
-    def _mode(self, member: Member, mode: int) -> int | None:
-        """Files lose set-ID/sticky bits; folders keep setgid and sticky; symlinks get none."""
-        if member.type == "symlink":
-            return None
-        keep = 0o3777 if member.type == "dir" else 0o777
-        if mode & ~keep & 0o7777:
-            self._warn(f"{member.path}: mode {mode & 0o7777:04o} restored as "
-                       f"{mode & keep:04o} (special bits are not restored on a {member.type})")
-        return mode & keep
-
-    def _id(self, name: Any, kind: str) -> int:
-        """A user/group name (or ALLSKY_OWNER, or a number) as an id here; unknown: the home's."""
-        fallback = self.home_ids[0 if kind == "user" else 1]
-        if not isinstance(name, str) or not name:
-            return fallback
-        if name == "ALLSKY_OWNER":
-            name = self.owner or ""
-            if not name:
-                return fallback
-        if name.isdigit():
-            return int(name)
-        if (kind, name) not in self._ids:
-            try:
-                found = pwd.getpwnam(name).pw_uid if kind == "user" else grp.getgrnam(name).gr_gid
-            except KeyError:
-                self._warn(f"{kind} {name!r} does not exist here; its files get the Allsky "
-                           f"home's {kind} instead")
-                found = fallback
-            self._ids[(kind, name)] = found
-        return self._ids[(kind, name)]
-
-
-def apply_attrs(fd: int, mode: int | None, uid: int, gid: int, denied: dict[str, int]) -> None:
-    """Owner then mode on an open folder (chown clears set-ID bits, so it goes first)."""
-    st = os.fstat(fd)
-    if uid not in (-1, st.st_uid) or gid not in (-1, st.st_gid):
-        try:
-            os.fchown(fd, uid, gid)
-        except PermissionError:
-            denied[f"{uid}:{gid}"] = denied.get(f"{uid}:{gid}", 0) + 1
-    if mode is not None and stat.S_IMODE(os.fstat(fd).st_mode) != mode:
-        os.fchmod(fd, mode)
 
 
 class Placer:
@@ -264,72 +188,3 @@ class Placer:
             chain.close()
         for fd in self.fds.values():
             os.close(fd)
-
-
-def _live_state(root: Path, parts: list[str]) -> str:
-    """missing | dir | file | symlink at root/parts, never following."""
-    # Below an ancestor that is not a folder everything is missing: it is replaced by a folder.
-    path = root
-    for i, part in enumerate(parts):
-        path = path / part
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            return "missing"
-        if not stat.S_ISDIR(mode):
-            return "missing" if i < len(parts) - 1 else \
-                "symlink" if stat.S_ISLNK(mode) else "file"
-    return "dir"
-
-
-def _same_as_live(m: Member, live: Path, state: str) -> bool:
-    """The live file already holds exactly this member (same SHA-256, or same link target)."""
-    import hashlib
-
-    if state == "symlink" and m.type == "symlink":
-        try:
-            return os.readlink(live) == m.linkname
-        except OSError:
-            return False
-    if state != "file" or m.type != "file" or not m.sha256:
-        return False
-    try:
-        fd = os.open(live, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return False
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size != m.size:
-            return False
-        digest = hashlib.sha256()
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest() == m.sha256
-
-
-def plan(members: list[Member], roots: dict[str, Path]) -> list[tuple[str, str, int]]:
-    """What place() would do: (create | replace | unchanged | merge | keep, path, size).
-
-    unchanged: the live file already has the member's bytes (restoring it changes nothing).
-    Nothing is written."""
-    # keep: a file in a restored folder that the backup does not have (restores never delete).
-    rows, chosen = [], {m.path for m in members}
-    for m in sorted(members, key=lambda m: m.path.split("/")):
-        key, parts = Placer.target(m.path)
-        if not parts:
-            continue
-        state = _live_state(roots[key], parts)
-        action = "create" if state == "missing" else \
-            "merge" if state == "dir" and m.type == "dir" else "replace"
-        if action == "replace" and _same_as_live(m, roots[key].joinpath(*parts), state):
-            action = "unchanged"
-        rows.append((action, m.path, m.size))
-        if action == "merge" and m.path.rsplit("/", 1)[0] not in chosen:  # a top folder
-            for dirpath, dirs, files in os.walk(roots[key].joinpath(*parts)):
-                for name in sorted(dirs + files):
-                    st = os.lstat(Path(dirpath, name))
-                    rel = Path(dirpath, name).relative_to(roots[key]).as_posix()
-                    rel = f"images/{rel}" if key == "images" else rel
-                    if rel not in chosen and not stat.S_ISDIR(st.st_mode):
-                        rows.append(("keep", rel, st.st_size))
-    return rows

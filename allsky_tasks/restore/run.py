@@ -13,7 +13,7 @@ from ..errors import AllskyTasksError, RestoreError
 from ..service.control import PauseRecord, paused_service
 from ..service.lock import destination_lock
 from . import journal
-from .place import plan
+from .place_plan import plan
 from .prepare import Prepared, RestoreBlocked, RestoreOptions, prepare
 from .staging import member_roots, stage_and_place
 from .summary import RestoreSummary, summary_lines, write_log

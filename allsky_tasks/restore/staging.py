@@ -12,7 +12,8 @@ from . import journal
 from .checks import claimed_areas
 from .dirs import staging_area, sync_filesystem
 from .extract import extract
-from .place import Ownership, Placer
+from .ownership import Ownership
+from .place import Placer
 from .prepare import Prepared
 from .summary import RestoreSummary
 
