@@ -31,7 +31,6 @@ class Stop(Exception):
         self.problem, self.member = problem, member
 
 
-
 class Limiter:
     """The decompressed stream as tarfile reads it: counted, capped, its tail remembered."""
 

@@ -16,7 +16,9 @@ from ..safefs import open_source
 from .limits import Limiter, Limits, Stop  # Limits re-exported: scrub and many callers take it from here
 from .member_names import CONFIG_ROOTS, in_area, path_problem, resolve_link
 from .tar_scan import Scan, read_tar
-from .verify import CORRUPT, Member, compare, manifest_of, structure_problems
+from .members import Member, compare, manifest_of
+from .structure import structure_problems
+from .verify import CORRUPT
 
 __all__ = ["ArchiveRejected", "Limits", "SafetyReport", "validate_archive"]
 

@@ -9,7 +9,7 @@ import tarfile
 from .io import BLOCK, CHUNK
 from .limits import Limiter, Limits, Stop
 from .member_names import CONTROL, ancestors, path_problem
-from .verify import Member, member_of
+from .members import Member, member_of
 
 __all__ = ["Scan", "read_tar"]
 

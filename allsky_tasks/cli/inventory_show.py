@@ -15,7 +15,6 @@ _COLUMNS = ("Backup Date/Time", "Type", "Version", "Camera Type", "Camera Model"
             "Pinned", "Verified", "Spec", "Name")
 
 
-
 def _config_backup_cmd(env: Environment) -> str:
     """The command that makes a config backup: a config spec of this install if there is one."""
     for path in spec_files(env.specs_dir):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..archive.metadata import NAMESPACE
-from ..archive.verify import manifest_of
+from ..archive.members import manifest_of
 
 __all__ = ["Record", "make_record", "namespace", "set_members"]
 

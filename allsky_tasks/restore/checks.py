@@ -20,7 +20,9 @@ from ..archive.member_names import CONFIG_ROOTS
 from ..archive.safety import ArchiveRejected, Limits, SafetyReport, validate_archive
 from ..spec.sections import SECTIONS
 from ..backup.space import format_bytes, free_bytes, required_bytes
-from ..archive.verify import CORRUPT, Member, structure_problems
+from ..archive.members import Member
+from ..archive.structure import structure_problems
+from ..archive.verify import CORRUPT
 
 EXTRA = "include"  # members no section claims (a spec's `include:` globs)
 SETTINGS_RE = re.compile(r"config/settings_[^/]+\.json")

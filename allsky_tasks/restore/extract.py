@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterable
 
 from ..archive.member_names import FILE_ROOTS, path_problem, resolve_link
 from ..archive.safety import ArchiveRejected, Limits
-from ..archive.verify import CORRUPT, Member, member_of
+from ..archive.members import Member, member_of
+from ..archive.verify import CORRUPT
 from .dirs import DIR_FLAGS, STAGING_PREFIX, DirChain
 from .tar_stream import open_tar, read_member
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from ..archive.verify import Member
+from ..archive.members import Member
 from ..errors import RestoreError
 from ..safefs import atomic_write_bytes, check_dir, make_dir, read_bytes
 from ..service.marker import pid_alive

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import install
-from ..archive.verify import Member, manifest_of
+from ..archive.members import Member, manifest_of
 from .extract import Attrs
 
 __all__ = ["Ownership", "apply_attrs"]

@@ -11,7 +11,7 @@ from typing import Callable
 from ..errors import RestoreError
 from .dirs import DIR_FLAGS, DirChain
 from .ownership import Ownership, apply_attrs
-from ..archive.verify import Member
+from ..archive.members import Member
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..archive.verify import Member
+from ..archive.members import Member
 from .place import Placer
 
 __all__ = ["plan"]

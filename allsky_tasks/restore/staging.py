@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..archive.safety import SafetyReport
-from ..archive.verify import Member, manifest_of
+from ..archive.members import Member, manifest_of
 from ..environment import STATE_DIRNAME
 from . import journal
 from .checks import claimed_areas

@@ -19,7 +19,7 @@ from allsky_tasks.restore.dirs import STAGING_PREFIX, clean_stale_staging, stagi
 from allsky_tasks.restore.extract import extract
 from allsky_tasks.archive.member_names import CONFIG_ROOTS
 from allsky_tasks.archive.safety import ArchiveRejected, Limits
-from allsky_tasks.archive.verify import Member
+from allsky_tasks.archive.members import Member
 
 MTIME = 1_790_000_000
 Raw = tuple[tarfile.TarInfo, bytes]

@@ -13,7 +13,7 @@ from allsky_tasks.restore.checks import (EXTRA, Selection, check_archive, check_
                                          check_space, check_target, check_version, section_of,
                                          select)
 from allsky_tasks.archive.safety import Limits
-from allsky_tasks.archive.verify import Member
+from allsky_tasks.archive.members import Member
 
 from ..conftest import Site, backup
 from .test_extract import allsky_meta, folder, raw, write_tar
