@@ -9,7 +9,7 @@ from ..archive.safety import SafetyReport
 from ..archive.members import Member, manifest_of
 from ..environment import STATE_DIRNAME
 from . import journal
-from .checks import claimed_areas
+from .selection import claimed_areas
 from .dirs import staging_area, sync_filesystem
 from .extract import extract
 from .ownership import Ownership

@@ -17,7 +17,7 @@ from ..backup.scan import read_rows, scan
 from ..errors import AllskyTasksError, RestoreError
 from ..spec.model import Spec
 from ..spec.sections import SECTIONS
-from .checks import EXTRA, section_of
+from .selection import EXTRA, section_of
 from .prepare import Prepared
 
 __all__ = ["undo_backup"]
