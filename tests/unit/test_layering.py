@@ -14,7 +14,7 @@ BASE = {"environment", "errors", "progress", "install", "safefs", "__init__"}
 # itself, `__main__` and dodo.py (which is outside the package).
 RULES: dict[str, set[str]] = {
     "base": {"base"},
-    "demo": {"base"},
+    "demo": {"base", "demo"},
     "spec": {"base", "spec"},
     "archive": {"base", "spec", "archive"},
     "service": {"base", "service"},
