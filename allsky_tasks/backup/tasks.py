@@ -16,11 +16,17 @@ from ..environment import SCHEMA_PATH, Environment, spec_files
 from ..spec.docs import CACHE_NAME, spec_docs
 
 
+# The stages after the archive exists have their actions in after_pack.py; the rest in actions.py.
+_AFTER_PACK = frozenset({"run_verify", "run_copy", "run_prune", "run_summary"})
+
+
 def _dispatch(name: str, *args: Any) -> Any:
     """Run an action by name, importing the heavy modules only now."""
-    from . import actions
-
-    return getattr(actions, name)(*args)
+    if name in _AFTER_PACK:
+        from . import after_pack as module
+    else:
+        from . import actions as module
+    return getattr(module, name)(*args)
 
 
 def _action(name: str, *args: Any) -> tuple[Any, list[Any]]:
@@ -62,8 +68,8 @@ def _copies_current(state: str) -> bool:
 
 
 def _verify_uptodate(state: str) -> bool:
-    """uptodate check for verify (see actions.verify_uptodate): the archives on disk too."""
-    from .actions import verify_uptodate
+    """uptodate check for verify (see after_pack.verify_uptodate): the archives on disk too."""
+    from .after_pack import verify_uptodate
 
     return verify_uptodate(state)
 
