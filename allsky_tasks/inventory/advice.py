@@ -67,7 +67,10 @@ def listing_warnings(records: list[Record], dest: Path, home: Path, max_age_days
     if all(_same_device(folder, home) for folder in folders):
         good = next((r for r in configs if r.verified), configs[0])
         out.append(Advice(f"Every backup is on the same filesystem as {home}: a failed card "
-                            "loses both.", (f"allsky-tasks verify {good.name} && " if not
+                            "loses both. Add `copies:` to a spec (a USB disk, a NAS over SSH, "
+                            "cloud; see docs/copies.md) so every new backup is copied and "
+                            "checked off the card; until then, by hand:",
+                          (f"allsky-tasks verify {good.name} && " if not
                                             good.verified else "")
                           + f"cp -p {good.path} {sidecar_path(good.path)} /media/usb/"))
     return out
