@@ -34,13 +34,13 @@ RUN_ERRORS: dict[str, tuple[str, BaseException]] = {}
 
 
 def human(n: float) -> str:
-    """Allsky's formatBytes: 1024-based, B/KB/MB/GB/TB, one decimal."""
+    """Allsky's formatBytes: 1024-based, B/KB/MB/GB/TB, one decimal ("20.0 MB"; bytes whole)."""
     units = ("B", "KB", "MB", "GB", "TB")
-    i = 0
-    while n >= 1024 and i < len(units) - 1:
-        n /= 1024
+    value, i = float(n), 0
+    while abs(value) >= 1024 and i < len(units) - 1:
+        value /= 1024
         i += 1
-    return f"{n:.0f} {units[i]}" if i == 0 else f"{n:.1f} {units[i]}"
+    return f"{value:.0f} {units[i]}" if i == 0 else f"{value:.1f} {units[i]}"
 
 
 def _eta(seconds: float | None) -> str:

@@ -6,21 +6,10 @@ import os
 from pathlib import Path
 
 from ..errors import SpaceError
+from ..progress import human as format_bytes  # one formatter: Allsky's formatBytes
 
 MARGIN = 0.10  # on top of the estimate: estimates err, and a full disk hurts Allsky too
 MIN_MARGIN = 64 << 20  # at least this much stays free, however small the archive
-_UNITS = ("B", "KB", "MB", "GB", "TB")
-
-
-def format_bytes(n: float) -> str:
-    """Allsky's formatBytes: 1024-based, B/KB/MB/GB/TB, one decimal ("20.0 MB"; bytes whole)."""
-    value, unit = float(n), 0
-    while abs(value) >= 1024 and unit < len(_UNITS) - 1:
-        value /= 1024
-        unit += 1
-    return f"{value:.0f} B" if unit == 0 else f"{value:.1f} {_UNITS[unit]}"
-
-
 def existing_parent(path: Path) -> Path:
     """The path itself or its nearest ancestor that exists (a destination may not exist yet)."""
     path = Path(path).absolute()

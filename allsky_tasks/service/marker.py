@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import ServiceStartError, ServiceStopError, UnsafePathError
-from ..safefs import atomic_write_bytes, make_dir, read_bytes
+from ..safefs import atomic_write_bytes, fsync_dir, make_dir, read_bytes
 from .commands import ServiceConfig, ensure_started
 from .signals import signals_deferred
 
@@ -50,16 +50,6 @@ def pid_alive(pid: int, start: int | None = None) -> bool:
     return stat is None or (stat[0] not in "ZX" and (start is None or stat[1] == start))
 
 
-def _sync_dir(path: Path) -> None:
-    """Make a rename or unlink in `path` durable (a power cut must not lose the marker)."""
-    with suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 # What a marker may name as its unit: a systemd unit name, never an option or a path.
 UNIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9@._:-]{0,127}$")
 MARKER_LIMIT = 64 << 10
@@ -95,7 +85,8 @@ def write_marker(cfg: ServiceConfig, marker: Path, activity: str = "backup",
 def remove_marker(marker: Path) -> None:
     """Delete the marker durably."""
     marker.unlink(missing_ok=True)
-    _sync_dir(marker.parent)
+    with suppress(OSError):  # best effort: the unlink itself already happened
+        fsync_dir(marker.parent)
 
 
 def read_marker(marker: Path) -> dict[str, Any] | None:
