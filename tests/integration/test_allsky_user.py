@@ -31,21 +31,36 @@ def _reachable(path: str) -> bool:
         os.stat(real).st_mode & 0o001)
 
 
+PROJECT = Path(__file__).resolve().parents[2]
+# Where the test user sees the project: the checkout itself, or a bind mount of it when the
+# checkout sits below a folder other users cannot enter (a `mktemp -d` clone is mode 0700).
+_VIEW: dict[str, Path] = {}
+
+
+def _seen(path: str) -> str:
+    """`path` as the test user reaches it (through the bind mount when there is one)."""
+    view = _VIEW.get("project")
+    if view is not None and Path(path).is_relative_to(PROJECT):
+        return str(view / Path(path).relative_to(PROJECT))
+    return path
+
+
 def _python() -> tuple[str, dict[str, str]]:
     """An interpreter the test user can run, and the environment that finds our packages.
 
     pyenv keeps its interpreters below /root; then Debian's python3 of the same version runs
     the venv's packages.
     """
-    if _reachable(sys.executable):
+    if _reachable(sys.executable) and "project" not in _VIEW:
         return sys.executable, {}
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     for candidate in (f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
         if os.path.exists(candidate) and _reachable(candidate):
-            paths = [str(Path(__file__).resolve().parents[2]),
-                     sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+            paths = [_seen(str(PROJECT)), _seen(sysconfig.get_paths()["purelib"]),
+                     _seen(sysconfig.get_paths()["platlib"])]
             return candidate, {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
     pytest.skip(f"no {version} other users can run")
+
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd")
                                 or not shutil.which("sudo"),
@@ -68,11 +83,20 @@ def shared() -> Iterator[Path]:
     """A folder other users can reach (pytest's tmp_path is root-only)."""
     folder = Path(tempfile.mkdtemp(prefix="allsky-user-", dir="/tmp"))
     folder.chmod(0o755)
+    if not _reachable(str(PROJECT)):  # e.g. a clone in a root-only temp folder
+        view = folder / "project"
+        view.mkdir()
+        subprocess.run(["mount", "--bind", str(PROJECT), str(view)], check=True)
+        _VIEW["project"] = view
     try:
         yield folder
     finally:
         kill_standins(folder / "svc")
-        shutil.rmtree(folder, ignore_errors=True)
+        view = _VIEW.pop("project", None)
+        if view is not None:
+            subprocess.run(["umount", "-l", str(view)], check=False)
+        if view is None or not os.path.ismount(view):  # never delete through the bind mount
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _chown_tree(root: Path, user: pwd.struct_passwd) -> None:
@@ -106,7 +130,7 @@ def _run_as(user: pwd.struct_passwd, site: Site, *args: str) -> subprocess.Compl
 
 def _standin_argv(svc: Path, action: str) -> list[str]:
     """The stand-in's command with an interpreter the user can run."""
-    return [_python()[0], str(STANDIN), action, "--dir", str(svc)]
+    return [_python()[0], _seen(str(STANDIN)), action, "--dir", str(svc)]
 
 
 def _standin_command(svc: Path, action: str) -> str:
