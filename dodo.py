@@ -5,8 +5,8 @@ Run `doit list` to see them, `doit` to back up everything, `doit validate` to ch
 
 import gc
 
-from allsky_tasks.environment import from_environ
 from allsky_tasks.backup.tasks import doit_config, gen_recover, gen_stages, gen_validate
+from allsky_tasks.environment import from_environ
 
 ENV = from_environ()
 DOIT_CONFIG = doit_config(ENV)

@@ -6,11 +6,12 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 EVENTS_ENV = "ALLSKY_PROGRESS_FILE"
 QUIET_ENV = "ALLSKY_QUIET"
@@ -104,7 +105,7 @@ class Progress:
         return self._percent
 
     # -- API -------------------------------------------------------------------
-    def start(self, message: str = "") -> "Progress":
+    def start(self, message: str = "") -> Progress:
         """Announce the stage (and open a live bar on a terminal)."""
         RUN_STAGES.setdefault(self.spec, []).append(self.stage)
         self._event("start", total=self.total, message=message)

@@ -17,15 +17,25 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from bench_lib import PROJECT_DIR, PYTHON, Run, Series, TreeInfo, ensure_flat_tree, ensure_tree, machine_info, measure
+from bench_nightly import (
+    ALONE,
+    BORG,
+    INCREMENT,
+    NIGHTLY_SPEC,
+    NIGHTLY_TEXT,
+    ONE_NIGHT_SPEC,
+    BorgRepo,
+    NightlyHome,
+    ensure_nightly_home,
+    one_night_text,
+)
 from bench_report import archive_sizes, print_report, targets
-from bench_lib import (PROJECT_DIR, PYTHON, Run, Series, TreeInfo, ensure_flat_tree,
-                       ensure_tree, machine_info, measure)
-from bench_nightly import (ALONE, BORG, INCREMENT, NIGHTLY_SPEC, NIGHTLY_TEXT, ONE_NIGHT_SPEC,
-                           BorgRepo, NightlyHome, ensure_nightly_home, one_night_text)
 
 IMAGES_SPEC = "bench-images"
 CONFIG_SPEC = "bench-config"

@@ -11,11 +11,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Sequence
 
 PYTHON = sys.executable
 PROJECT_DIR = Path(__file__).resolve().parent.parent

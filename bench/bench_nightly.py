@@ -5,12 +5,22 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from bench_lib import (BYTES_PER_PIXEL, NIGHT_EXTRAS, THUMB_BYTES, TreeInfo, _describe,
-                       _finish_images, _reuse_or_reset, _save, count_tree, ensure_tree)
+from bench_lib import (
+    BYTES_PER_PIXEL,
+    NIGHT_EXTRAS,
+    THUMB_BYTES,
+    TreeInfo,
+    _describe,
+    _finish_images,
+    _reuse_or_reset,
+    _save,
+    count_tree,
+    ensure_tree,
+)
 
 NIGHTLY_SPEC, ONE_NIGHT_SPEC = "bench-nightly", "bench-one-night"
 INCREMENT = "per-night: ours add 5th night (incremental)"

@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from allsky_tasks.demo import make_demo_tree
-from allsky_tasks.environment import Environment
 from allsky_tasks.backup.estimate import estimate_compressed, estimate_total
 from allsky_tasks.backup.pack import pack
 from allsky_tasks.backup.scan import read_rows, scan
+from allsky_tasks.demo import make_demo_tree
+from allsky_tasks.environment import Environment
 from allsky_tasks.spec.load import load_spec
 
 ALL_SECTIONS = "{modules: true, databases: true, cameras: true, uservariables: true, " \

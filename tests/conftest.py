@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tarfile
 import sys
+import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -151,10 +151,9 @@ def read_members(archive: Path) -> dict[str, tarfile.TarInfo]:
     from allsky_tasks.archive.io import open_decompressed
 
     out: dict[str, tarfile.TarInfo] = {}
-    with archive.open("rb") as raw:
-        with tarfile.open(fileobj=open_decompressed(archive, raw), mode="r|") as tar:
-            for info in tar:
-                out[info.name] = info
+    with archive.open("rb") as raw, tarfile.open(fileobj=open_decompressed(archive, raw), mode="r|") as tar:
+        for info in tar:
+            out[info.name] = info
     return out
 
 
@@ -164,11 +163,10 @@ def archive_metadata(archive: Path) -> dict:
 
     from allsky_tasks.archive.io import open_decompressed
 
-    with archive.open("rb") as raw:
-        with tarfile.open(fileobj=open_decompressed(archive, raw), mode="r|") as tar:
-            for info in tar:
-                if info.name == "metadata.json":
-                    return json.load(tar.extractfile(info))
+    with archive.open("rb") as raw, tarfile.open(fileobj=open_decompressed(archive, raw), mode="r|") as tar:
+        for info in tar:
+            if info.name == "metadata.json":
+                return json.load(tar.extractfile(info))
     raise AssertionError(f"{archive}: no metadata.json")
 
 

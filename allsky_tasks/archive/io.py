@@ -5,18 +5,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import tarfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, BinaryIO, Callable, Iterator
+from typing import IO, BinaryIO
 
 import zstandard
 
 from ..safefs import atomic_write_bytes, fsync_dir  # noqa: F401 - re-exported: callers import them from here
-from .writer import HashingWriter
 from .compression import FramedZstdWriter
 from .tar_header import ustar_header
+from .writer import HashingWriter
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE

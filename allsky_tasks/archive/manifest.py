@@ -5,12 +5,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
-from .io import SUFFIXES, atomic_write_bytes
-from ..safefs import atomic_writer, open_file, read_bytes
 from ..errors import ManifestError, UnsafePathError
+from ..safefs import atomic_writer, open_file, read_bytes
+from .io import SUFFIXES, atomic_write_bytes
 from .metadata import NAMESPACE
 
 SIDECAR_MODE = 0o640  # same secrets as the archive's metadata: not world-readable

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import platform
+import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, IO
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import __version__, install
 from ..safefs import open_file
-from ..spec.sections import BY_KEY, IMAGES_SECTION, section_metadata
 from ..spec.model import Spec
+from ..spec.sections import BY_KEY, IMAGES_SECTION, section_metadata
 
 if TYPE_CHECKING:  # a type only: the archive layer never imports the backup stages
     from ..backup.scan import ScanSummary

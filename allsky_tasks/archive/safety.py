@@ -6,18 +6,19 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .io import CHUNK, HashingReader, ZstdFrameWalker, open_decompressed
 from ..errors import UnsafeArchiveError
 from ..safefs import open_source
+from .io import CHUNK, HashingReader, ZstdFrameWalker, open_decompressed
 from .limits import Limiter, Limits, Stop  # Limits re-exported: scrub and many callers take it from here
 from .member_names import CONFIG_ROOTS, in_area, path_problem, resolve_link
-from .tar_scan import Scan, read_tar
 from .members import Member, compare, manifest_of
 from .structure import structure_problems
+from .tar_scan import Scan, read_tar
 from .verify import CORRUPT
 
 __all__ = ["ArchiveRejected", "Limits", "SafetyReport", "validate_archive"]

@@ -7,16 +7,16 @@ import json
 import tarfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import zstandard
 
-from .io import (CHUNK, HashingReader, ZstdFrameWalker, archive_format, drain,
-                         open_decompressed)
 from ..errors import VerifyError
 from ..safefs import open_file
+from .io import CHUNK, HashingReader, ZstdFrameWalker, archive_format, drain, open_decompressed
 from .members import Member, StreamCompare, compare, manifest_of, member_of
 from .metadata import NAMESPACE
 from .structure import structure_problems

@@ -8,7 +8,7 @@ from typing import Any
 from ..environment import Environment
 from ..errors import VerifyError
 from ..progress import RUN_WARNINGS, human, tracked
-from .actions import PACKED, _load, _read_json, _say, _write_json, lock_wait, stage
+from .stage_io import PACKED, load_state, lock_wait, read_json, say, stage, write_json
 from .summary import backup_summary, render_summary
 
 
@@ -18,12 +18,12 @@ def run_verify(state: str) -> None:
     from . import reverify
 
     st = Path(state)
-    spec, _ = _load(st)
-    packed = _read_json(st / "pack.json") if (st / "pack.json").exists() else {"results": []}
+    spec, _ = load_state(st)
+    packed = read_json(st / "pack.json") if (st / "pack.json").exists() else {"results": []}
     written = {Path(r["archive"]).name: {"sha256": r["sha256"], "sizeBytes": r["size"]}
                for r in packed["results"]}
     done = st / "manifest.json"
-    new = [Path(a) for a in _read_json(done)["archives"]] if done.exists() else []
+    new = [Path(a) for a in read_json(done)["archives"]] if done.exists() else []
     new = [a for a in new if a.exists()]
     with tracked(spec.name, "verify", sum(a.stat().st_size for a in new)) as progress:
         def check(archive: Path, facts: dict[str, Any]) -> dict[str, Any]:
@@ -43,17 +43,17 @@ def run_verify(state: str) -> None:
 
         out = reverify.run(spec.destination, spec.name, spec.verify, new, check, expected)
         for r in out.read:
-            _say(f"verify {spec.name}: {Path(r['archive']).name} ok, {r['members']} members, "
+            say(f"verify {spec.name}: {Path(r['archive']).name} ok, {r['members']} members, "
                  f"sha256 {r['sha256'][:16]}...")
         for f in out.foreign:
             progress.warning(f"{Path(f['archive']).name} (not known to be {spec.name}'s) "
                              f"failed its full read: {f['problems'][0]}")
         if out.left:
-            _say(f"verify {spec.name}: max_duration spent; {len(out.left)} archive(s) wait "
+            say(f"verify {spec.name}: max_duration spent; {len(out.left)} archive(s) wait "
                  f"for the next run: {', '.join(out.left)}")
         progress.finish(ok=not (out.failed or out.still_failed), archives=len(out.read),
                         left=len(out.left))
-    _write_json(st / "verify.json", {"ok": not (out.failed or out.still_failed),
+    write_json(st / "verify.json", {"ok": not (out.failed or out.still_failed),
                                      "results": out.read, "failed": out.failed,
                                      "stillFailed": out.still_failed, "left": out.left})
     failed = [f"{Path(f['archive']).name}: {p}" for f in out.failed for p in f["problems"]]
@@ -74,14 +74,14 @@ def run_copy(state: str) -> None:
     from ..service.lock import destination_lock
 
     st = Path(state)
-    spec, _ = _load(st)
+    spec, _ = load_state(st)
     # Under the destination's lock: two runs never copy (or prune at a target) at once.
     with tracked(spec.name, "copy", total_bytes(pending(st))) as progress, \
             destination_lock(spec.destination):
         # ENCRYPTION HOOK (issue 13): items with `encrypt:` are sent as age ciphertext.
         from ..copies.encrypt import encryptor_for
 
-        report = run_copies(st, spec, progress.update, _say, encryptor_for=encryptor_for)
+        report = run_copies(st, spec, progress.update, say, encryptor_for=encryptor_for)
         for warning in report.warnings:
             progress.warning(warning)
         raise_failures(report, spec.name)
@@ -94,9 +94,9 @@ def verify_uptodate(state: str) -> bool:
 
     st = Path(state)
     try:
-        spec, _ = _load(st)
+        spec, _ = load_state(st)
         done = st / "manifest.json"
-        new = _read_json(done)["archives"] if done.exists() else []
+        new = read_json(done)["archives"] if done.exists() else []
         return nothing_due(spec.destination, spec.name, spec.verify, new)
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -108,17 +108,17 @@ def run_prune(state: str, env: Environment) -> None:
     from .prune_step import prune_spec, state_file
 
     st = Path(state)
-    spec, _ = _load(st)
+    spec, _ = load_state(st)
     with tracked(spec.name, "prune") as progress:
         record = prune_spec(spec, env, lock_wait())
         for note in record.get("notes", []):
             progress.warning(note)
-        _write_json(state_file(st), record)
+        write_json(state_file(st), record)
         progress.finish(**record)
     if record["rules"] is None:
-        _say(f"prune {spec.name}: no retention rules; nothing deleted")
+        say(f"prune {spec.name}: no retention rules; nothing deleted")
     else:
-        _say(f"prune {spec.name}: kept {len(record['kept'])} ({record['rules']}), deleted "
+        say(f"prune {spec.name}: kept {len(record['kept'])} ({record['rules']}), deleted "
              f"{len(record['deleted'])} file(s), freed {human(record['bytesFreed'])}")
 
 
@@ -129,4 +129,4 @@ def run_summary(state: str) -> None:
     with tracked(st.name, "backup") as progress:
         summary = backup_summary(st, st.name in PACKED, RUN_WARNINGS.get(st.name, []))
         progress.finish("done", **summary)
-    _say(render_summary(summary))
+    say(render_summary(summary))

@@ -40,7 +40,7 @@ class Entry:
                 self.gid, self.mtime_ns, self.linkname, self.section]
 
     @classmethod
-    def from_row(cls, row: list[object]) -> "Entry":
+    def from_row(cls, row: list[object]) -> Entry:
         """Inverse of to_row."""
         return cls(*row)  # type: ignore[arg-type]
 

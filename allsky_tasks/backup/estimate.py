@@ -6,8 +6,9 @@ import bisect
 import os
 import stat
 import tarfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from ..archive.compression import frame_wanted
 from .member_text import fixed_text, member_header, member_meta_text, tar_names

@@ -8,6 +8,7 @@ import tarfile
 from typing import TYPE_CHECKING
 
 from ..archive.tar_header import ustar_header
+from .sources import group_name, user_name
 
 if TYPE_CHECKING:
     from .entry import Entry
@@ -17,7 +18,6 @@ __all__ = ["fixed_text", "member_header", "member_meta_text", "tar_names"]
 
 def tar_names(uid: int, gid: int) -> tuple[str, str]:
     """User and group names as pack writes them into tar headers (cached there)."""
-    from .pack import group_name, user_name  # lazily: pack pulls in zstandard
     return user_name(uid), group_name(gid)
 
 

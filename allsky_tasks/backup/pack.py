@@ -3,52 +3,29 @@
 from __future__ import annotations
 
 import errno
-import grp
 import hashlib
 import os
-import re
-import pwd
 import stat
 import tarfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from ..archive.io import ARCHIVE_MODE, CHUNK, SUFFIXES, TarStream, compressed_writer, fsync_dir
-from ..archive.writer import drop_cached
 from ..archive.compression import frame_wanted
-from .digests import DigestPipeline, member_digests
-from ..errors import PackError
+from ..archive.io import ARCHIVE_MODE, CHUNK, TarStream, compressed_writer, fsync_dir
 from ..archive.metadata import MetadataBuilder, full_mode
-from .scan import Entry, ScanSummary
+from ..archive.writer import drop_cached
+from ..errors import PackError
 from ..spec.load import Spec
+from .digests import DigestPipeline, member_digests
+from .names import archive_name, clean_stale_parts
+from .scan import Entry, ScanSummary
+from .sources import RETRIES, SMALL, SOURCE_FLAGS, SQLITE_MAGIC, Changed, group_name, read_whole, user_name
 
-SMALL = 8 << 20  # files up to this size are read whole, so a change can be retried
-RETRIES = 3
-# Sources: never through a link swapped in since the scan, never blocking on a FIFO or device.
-_SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-@lru_cache(maxsize=256)
-def user_name(uid: int) -> str:
-    """User name for a uid, or the number as text."""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-@lru_cache(maxsize=256)
-def group_name(gid: int) -> str:
-    """Group name for a gid, or the number as text."""
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
+__all__ = ["PackResult", "Packer", "archive_name", "clean_stale_parts", "pack"]
 
 
 @dataclass
@@ -65,36 +42,6 @@ class PackResult:
     raw_bytes: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
-
-
-class _Changed(Exception):
-    """A file changed while it was read."""
-
-
-def archive_name(dest: Path, kind: str, suffix: str, now: datetime,
-                 night: str | None = None) -> Path:
-    """allsky-<type>-backup-YYYYMMDD-HHMMSS[-night-<folder>][-N]<suffix>, never an existing name."""
-    stem = f"allsky-{kind}-backup-{now:%Y%m%d-%H%M%S}"
-    if night and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", night):
-        stem += f"-night-{night}"  # a per-night archive says which night it holds
-    n = 0
-    while True:
-        name = stem if n == 0 else f"{stem}-{n}"
-        # The sidecar is named by the stem alone: a .tar.gz and a .tar.zst must not share one.
-        taken = [f"{name}{s}" for s in (*SUFFIXES, ".json")]
-        taken += [f".{name}{s}.part" for s in SUFFIXES]
-        if not any((dest / t).exists() for t in taken):
-            return dest / f"{name}{suffix}"
-        n += 1
-
-
-def clean_stale_parts(dest: Path) -> list[str]:
-    """Remove temp files left by a killed run (call only while holding the lock)."""
-    removed = []
-    for path in dest.glob(".allsky-*-backup-*.part*"):
-        path.unlink(missing_ok=True)
-        removed.append(path.name)
-    return removed
 
 
 class Packer:
@@ -155,7 +102,7 @@ class Packer:
         the service stopped: O_NONBLOCK opens it at once, and fstat then refuses it.
         """
         try:
-            fd = os.open(entry.source, _SOURCE_FLAGS)
+            fd = os.open(entry.source, SOURCE_FLAGS)
         except FileNotFoundError:
             self._problem(f"{entry.source}: vanished before it could be packed")
             return None
@@ -181,11 +128,11 @@ class Packer:
                 st = os.fstat(fd)
                 if st.st_size > SMALL:
                     return self._stream(entry, fd, st)
-                data = self._read_whole(fd, st)
-                if data[:16] == _SQLITE_MAGIC:
+                data = read_whole(fd, st)
+                if data[:16] == SQLITE_MAGIC:
                     return self._add_sqlite(entry)
                 return self._emit(entry, st, data)
-            except _Changed:
+            except Changed:
                 continue
             except OSError as e:
                 return self._problem(f"{entry.source}: read error: {e.strerror}")
@@ -193,21 +140,6 @@ class Packer:
                 os.close(fd)
         self._problem(f"{entry.source}: kept changing while being read ({RETRIES} tries); "
                       "not archived")
-
-    def _read_whole(self, fd: int, st: os.stat_result) -> bytes:
-        """Read a small file and prove it did not change while read."""
-        parts, total = [], 0
-        while True:
-            chunk = os.read(fd, max(st.st_size + 1 - total, 65536))
-            if not chunk:
-                break
-            parts.append(chunk)
-            total += len(chunk)
-        after = os.fstat(fd)
-        if total != st.st_size or after.st_size != st.st_size or \
-                after.st_mtime_ns != st.st_mtime_ns:
-            raise _Changed()
-        return b"".join(parts)
 
     def _emit(self, entry: Entry, st: os.stat_result, data: bytes, **extra: Any) -> None:
         """Write a file member from memory."""
@@ -225,7 +157,7 @@ class Packer:
         """Stream a large file in 1 MiB chunks; a change is detected after the fact."""
         with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
             head = os.pread(fd, 16, 0)
-            if head == _SQLITE_MAGIC:
+            if head == SQLITE_MAGIC:
                 return self._add_sqlite(entry)
             size, mode, mtime = st.st_size, st.st_mode & 0o7777, int(st.st_mtime)
             self.tar.select(frame_wanted(entry.arcname, size))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
+from ..service.control import ServiceConfig, pause_needed
+from ..spec.model import Spec
+from ..spec.sections import BY_KEY, IMAGES_SECTION
 from .estimate import Estimate, estimate_compressed, estimate_total
 from .scan import Entry, ScanSummary, read_rows
-from ..spec.sections import BY_KEY, IMAGES_SECTION
-from ..service.control import ServiceConfig, pause_needed
 from .space import existing_parent, format_bytes, free_bytes, required_bytes, spec_margin
-from ..spec.model import Spec
 
 ALLSKY_RATIO = 0.92  # Allsky's own estimate: raw x 0.92 for everything
 _CORE_PARTS = "overlays (myTemplates, images, fonts, config), module flows, env.json"

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..archive.records import (DEFAULT_EVERY, STATE, RecordStore, identity, make_record,
-                               parse_duration)
+from ..archive.records import DEFAULT_EVERY, STATE, RecordStore, identity, make_record, parse_duration
 
 ARCHIVE_SUFFIXES = (".tar.zst", ".tar.gz")
 

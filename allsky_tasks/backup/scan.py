@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from .. import install
 from ..errors import ScanError
 from ..safefs import open_file
-from ..spec.sections import SECTIONS, Section
 from ..spec.model import CONFIG_AREAS, NIGHT_RE, Spec
+from ..spec.sections import SECTIONS, Section
 from .entry import Entry, Stats
 from .walk import Walker
 from .walk_rules import ALWAYS_EXCLUDED, DB_SUFFIXES, exclusion
@@ -48,7 +49,7 @@ class ScanSummary:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ScanSummary":
+    def from_dict(cls, data: dict) -> ScanSummary:
         """Inverse of to_dict."""
         data = dict(data)
         data["stats"] = {k: Stats(**v) for k, v in data["stats"].items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 from ..archive.compression import zstd_params
 

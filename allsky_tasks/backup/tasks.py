@@ -6,8 +6,9 @@ stays fast and one broken spec cannot break it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from doit.tools import config_changed
 
@@ -15,17 +16,16 @@ from .. import __version__
 from ..environment import SCHEMA_PATH, Environment, spec_files
 from ..spec.docs import CACHE_NAME, spec_docs
 
-
-# The stages after the archive exists have their actions in after_pack.py; the rest in actions.py.
-_AFTER_PACK = frozenset({"run_verify", "run_copy", "run_prune", "run_summary"})
+# Which module holds each stage's action (the rest are in actions.py).
+_MODULES = {"run_pack": "pack_stage", "run_manifest": "pack_stage", "run_verify": "after_pack",
+            "run_copy": "after_pack", "run_prune": "after_pack", "run_summary": "after_pack"}
 
 
 def _dispatch(name: str, *args: Any) -> Any:
     """Run an action by name, importing the heavy modules only now."""
-    if name in _AFTER_PACK:
-        from . import after_pack as module
-    else:
-        from . import actions as module
+    from importlib import import_module
+
+    module = import_module(f"{__package__}.{_MODULES.get(name, 'actions')}")
     return getattr(module, name)(*args)
 
 

@@ -11,8 +11,17 @@ from typing import IO
 
 from ..errors import ScanError
 from .entry import Entry, Stats, json_str
-from .walk_rules import (ALWAYS_EXCLUDED, DB_SUFFIXES, JOURNAL_SUFFIXES, exclusion, is_journal, link_escapes,
-                         loops, shown, unsafe_name)
+from .walk_rules import (
+    ALWAYS_EXCLUDED,
+    DB_SUFFIXES,
+    JOURNAL_SUFFIXES,
+    exclusion,
+    is_journal,
+    link_escapes,
+    loops,
+    shown,
+    unsafe_name,
+)
 
 # Rows are hashed and written in blocks of this many lines: one hash update per block instead
 # of two per member, while memory stays flat however many files a folder holds.
@@ -28,7 +37,7 @@ class Walker:
         self.set_excludes(excludes)
         self.policy = policy
         self.hash = hashlib.sha256()
-        self.section_hashes: dict[str, "hashlib._Hash"] = {}
+        self.section_hashes: dict[str, hashlib._Hash] = {}
         self.seen: set[str] = set()
         self.dedupe = True  # sections may overlap; night folders never do
         self.stats: dict[str, Stats] = {}

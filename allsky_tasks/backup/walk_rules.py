@@ -7,7 +7,7 @@ import fnmatch
 import os
 import posixpath
 import re
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["ALWAYS_EXCLUDED", "DB_SUFFIXES", "JOURNAL_SUFFIXES", "exclusion", "is_journal", "link_escapes",
            "loops", "shown", "unsafe_name"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 from .inventory_common import DEST_HELP
 from .inventory_manage import cmd_delete, cmd_import, cmd_prune, pin_command

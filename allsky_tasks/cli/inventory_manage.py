@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..environment import Environment
 from ..errors import InventoryError
@@ -15,10 +15,9 @@ __all__ = ["cmd_delete", "cmd_import", "cmd_prune", "pin_command"]
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Check an outside archive and store it."""
+    from ..inventory.duplicates import already_stored
     from ..inventory.importer import import_archive
     from ..progress import tracked
-
-    from ..inventory.duplicates import already_stored
 
     _, dest = env_dest(args)
     src = Path(args.file)

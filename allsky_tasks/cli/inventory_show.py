@@ -65,9 +65,8 @@ def _spec_cell(r: Any, each: bool) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the grouped table and the warnings (or JSON)."""
-    from ..inventory.destinations import list_everywhere
     from ..inventory.advice import listing_warnings
-
+    from ..inventory.destinations import list_everywhere
     from ..inventory.full_read import mark_stale
 
     env, folders = env_dests(args)

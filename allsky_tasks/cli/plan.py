@@ -36,9 +36,9 @@ def spec_paths(names: list[str], specs_dir: Path) -> list[Path]:
 
 def plan_one(path: Path) -> dict[str, Any]:
     """Load, scan (into a temporary file) and plan one spec."""
-    from ..environment import from_environ
     from ..backup.plan import build_plan
     from ..backup.scan import scan
+    from ..environment import from_environ
     from ..spec.load import load_spec
 
     spec = load_spec(path, from_environ())
@@ -51,9 +51,9 @@ def plan_one(path: Path) -> dict[str, Any]:
 
 def _cmd(args: argparse.Namespace) -> int:
     """Plan every named spec; print the plans, then the errors (the first one sets the code)."""
-    from ..environment import from_environ
     from ..backup.plan import render_plan
     from ..backup.space import format_bytes
+    from ..environment import from_environ
 
     plans, failures = [], []
     for path in spec_paths(args.specs, from_environ().specs_dir):

@@ -7,11 +7,10 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-from ..environment import default_backup_dir, expand, from_environ
 from ..backup.space import format_bytes
+from ..environment import default_backup_dir, expand, from_environ
 
 if TYPE_CHECKING:  # the restore machinery is imported only when a restore runs
     from ..restore.prepare import Prepared

@@ -27,16 +27,14 @@ def run_doit(doit_args: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from ..backup import actions
+    from ..backup import reporter, stage_io
 
-    from ..backup import reporter
-
-    actions.FAILURES.clear()
+    stage_io.FAILURES.clear()
     reporter.ARGV = list(doit_args)
     with signals_as_interrupt():
         code = DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args)
-    if actions.FAILURES:
-        return actions.FAILURES[0].exit_code
+    if stage_io.FAILURES:
+        return stage_io.FAILURES[0].exit_code
     return code
 
 
@@ -54,7 +52,7 @@ def _cmd(args: argparse.Namespace) -> int:
         os.environ[QUIET_ENV] = "1"
         doit_args = ["--verbosity", "0", *doit_args]
     if args.lock_wait is not None:
-        from ..backup.actions import LOCK_WAIT_ENV
+        from ..backup.stage_io import LOCK_WAIT_ENV
 
         os.environ[LOCK_WAIT_ENV] = str(args.lock_wait)
     from .run_report import reported

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..environment import Environment, from_environ
 
@@ -48,7 +48,7 @@ def _warn(message: str) -> None:
 
 def reported(run: Callable[[], int]) -> int:
     """Run, then record and report each spec's outcome; a lock wait that ran out exits 0."""
-    from ..backup import actions
+    from ..backup import stage_io
     from ..monitor.notify import Channels
     from ..monitor.report import finish_run, start_run
     from ..monitor.runlog import outcomes
@@ -66,8 +66,8 @@ def reported(run: Callable[[], int]) -> int:
     finally:
         results = outcomes(RUN_STAGES, RUN_ERRORS, RUN_WARNINGS, LockWaitExpired)
         skipped = [r for r in results if r.result == "skipped"]
-        if code != 0 and actions.FAILURES and all(
-                isinstance(e, LockWaitExpired) for e in actions.FAILURES):
+        if code != 0 and stage_io.FAILURES and all(
+                isinstance(e, LockWaitExpired) for e in stage_io.FAILURES):
             code = 0  # only skipped: another run is at work; not an error
         for r in skipped:
             _warn(f"backup {r.spec} {r.message}")  # "skipped: another run ..."

@@ -12,8 +12,9 @@ to the image folder, which the web server publishes.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import CopyError
 from .target import Target

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
 
 from ..errors import EncryptionError
 
@@ -76,7 +77,7 @@ def keygen(path: Path) -> str:
     path = Path(path).expanduser()
     ident = pyrage.x25519.Identity.generate()
     recipient = str(ident.to_public())
-    stamp = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    stamp = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     text = f"# created: {stamp}\n# public key: {recipient}\n{ident}\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

@@ -215,7 +215,7 @@ class _Retr:
             self._conn.close()
             self._t._drop()  # an unfinished transfer leaves the control connection mid-reply
 
-    def __enter__(self) -> "_Retr":
+    def __enter__(self) -> _Retr:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,8 +6,9 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO
 
 from ..environment import expand
 from ..errors import CopyError, DestinationError

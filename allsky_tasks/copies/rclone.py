@@ -13,8 +13,9 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO
 
 from ..errors import CopyError
 from .target import Progress, RemoteFile
@@ -219,7 +220,7 @@ class _CatStream:
             if stream is not None:
                 stream.close()
 
-    def __enter__(self) -> "_CatStream":
+    def __enter__(self) -> _CatStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,9 +6,10 @@ optional one becomes a warning. The local archive is never touched either way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..archive.manifest import sidecar_path
 from ..errors import AllskyTasksError, CopyError

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any, BinaryIO, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
 
 from ..errors import CopyError
 from .s3_multipart import put_multipart
@@ -82,8 +83,8 @@ class S3Target:
         """The boto3 client, made on first use (boto3 loads only when a spec uses s3)."""
         if self._client is None:
             import boto3
-            from botocore.config import Config
             from botocore import exceptions as bx
+            from botocore.config import Config
 
             try:
                 session = boto3.session.Session(profile_name=self.profile)
@@ -205,7 +206,7 @@ class S3Target:
         """Give up unfinished uploads under the prefix older than `days` (but `keep`'s); return their keys."""
         import datetime as dt
 
-        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
         page = self.call("listing unfinished uploads", self.client.list_multipart_uploads,
                           Bucket=self.bucket, Prefix=self.prefix)
         gone = []
@@ -237,7 +238,7 @@ class _Body:
     def close(self) -> None:
         self._body.close()
 
-    def __enter__(self) -> "_Body":
+    def __enter__(self) -> _Body:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,8 +13,9 @@ import re
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO
 
 from ..errors import CopyError
 from .ssh_session import SshSession, sftp_quote
@@ -199,7 +200,7 @@ class _Stream:
             self.proc.kill()
         self.proc.wait()
 
-    def __enter__(self) -> "_Stream":
+    def __enter__(self) -> _Stream:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import shutil
+import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..environment import expand
 from ..errors import CopyError

@@ -8,8 +8,9 @@ no-op run never loads boto3 or paramiko.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Mapping, Protocol
+from typing import Any, BinaryIO, Protocol
 
 # Spec key of a `copies:` item -> "module:Class" below allsky_tasks.copies.
 KINDS: dict[str, str] = {

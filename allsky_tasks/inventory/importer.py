@@ -7,17 +7,17 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..archive.io import ARCHIVE_MODE, fsync_dir
-from ..errors import InventoryError, ManifestError, SpaceError
-from ..archive.io import SUFFIXES
-from .archive_metadata import clean_metadata
+from ..archive.io import ARCHIVE_MODE, SUFFIXES, fsync_dir
 from ..archive.manifest import sidecar_path, write_sidecar
 from ..archive.metadata import NAMESPACE
 from ..archive.safety import ArchiveRejected, Limits, SafetyReport, validate_archive
+from ..errors import InventoryError, ManifestError, SpaceError
+from .archive_metadata import clean_metadata
 
 _TEMP_PREFIX = ".import-"  # not .allsky-*: pack's stale-part cleanup must not touch it
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..archive.io import SUFFIXES, fsync_dir
-from ..errors import InventoryError, ManifestError
 from ..archive.manifest import read_sidecar, sidecar_path, write_sidecar
 from ..archive.records import RecordStore, is_backup_folder, store_for
+from ..errors import InventoryError, ManifestError
 from .archive_metadata import clean_metadata, read_archive_metadata
 from .record import Record, make_record, namespace
 

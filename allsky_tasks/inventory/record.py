@@ -8,8 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..archive.metadata import NAMESPACE
 from ..archive.members import manifest_of
+from ..archive.metadata import NAMESPACE
 
 __all__ = ["Record", "make_record", "namespace", "set_members"]
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
+from ..archive.manifest import sidecar_path, update_sidecar
 from ..environment import Environment, spec_files
 from ..errors import InventoryError, ManifestError, SpecError
-from .listing import delete_backup, list_backups, load_record
-from .record import Record, namespace
-from ..archive.manifest import sidecar_path, update_sidecar
 from ..spec.load import load_spec
 from ..spec.retention import Candidate, Rules, keep_reasons
+from .listing import delete_backup, list_backups, load_record
+from .record import Record, namespace
 
 
 @dataclass(frozen=True)

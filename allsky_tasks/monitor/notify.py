@@ -12,9 +12,9 @@ import re
 import stat
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from ..safefs import atomic_write_bytes
 

@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import install
-from ..errors import ManifestError
-from .tar_stream import open_tar, read_member
 from ..archive.manifest import read_sidecar
+from ..archive.members import Member
 from ..archive.metadata import NAMESPACE
 from ..archive.safety import ArchiveRejected, Limits, SafetyReport, validate_archive
-from ..backup.space import format_bytes, free_bytes, required_bytes
-from ..archive.members import Member
 from ..archive.structure import structure_problems
 from ..archive.verify import CORRUPT
+from ..backup.space import format_bytes, free_bytes, required_bytes
+from ..errors import ManifestError
 from .selection import Selection
+from .tar_stream import open_tar, read_member
 
 SETTINGS_RE = re.compile(r"config/settings_[^/]+\.json")
 CC_RE = re.compile(r"config/cc_[^/]+\.json")

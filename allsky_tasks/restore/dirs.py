@@ -6,9 +6,9 @@ import ctypes
 import errno
 import os
 import shutil
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from ..service.marker import pid_alive
 

@@ -8,13 +8,14 @@ import posixpath
 import re
 import stat
 import tarfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..archive.member_names import FILE_ROOTS, path_problem, resolve_link
-from ..archive.safety import ArchiveRejected, Limits
 from ..archive.members import Member, member_of
+from ..archive.safety import ArchiveRejected, Limits
 from ..archive.verify import CORRUPT
 from .dirs import DIR_FLAGS, STAGING_PREFIX, DirChain
 from .tar_stream import open_tar, read_member

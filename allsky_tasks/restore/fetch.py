@@ -12,8 +12,9 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..copies import records
 from ..copies.stage import sidecar_sha256

@@ -17,9 +17,10 @@ import re
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..archive.members import Member
 from ..errors import RestoreError

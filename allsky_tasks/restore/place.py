@@ -5,13 +5,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from ..archive.members import Member
 from ..errors import RestoreError
 from .dirs import DIR_FLAGS, DirChain
 from .ownership import Ownership, apply_attrs
-from ..archive.members import Member
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")

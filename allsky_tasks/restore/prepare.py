@@ -10,8 +10,17 @@ from ..archive.safety import Limits, SafetyReport
 from ..environment import default_backup_dir
 from ..errors import RestoreError
 from ..service.commands import ServiceConfig
-from .checks import (Check, check_archive, check_camera, check_metadata, check_modules, check_selection,
-                     check_space, check_target, check_version)
+from .checks import (
+    Check,
+    check_archive,
+    check_camera,
+    check_metadata,
+    check_modules,
+    check_selection,
+    check_space,
+    check_target,
+    check_version,
+)
 from .selection import Selection, select
 
 __all__ = ["Prepared", "RestoreBlocked", "RestoreOptions", "prepare"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ..backup.actions import stage
 from ..backup.recovery import recover
+from ..backup.stage_io import stage
 from ..environment import Environment
 
 JOURNAL_NAME = "restore-journal.json"  # in the state folder; see journal.py

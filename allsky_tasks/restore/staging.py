@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..archive.safety import SafetyReport
 from ..archive.members import Member, manifest_of
+from ..archive.safety import SafetyReport
 from ..environment import STATE_DIRNAME
 from . import journal
-from .selection import claimed_areas
 from .dirs import staging_area, sync_filesystem
 from .extract import extract
 from .ownership import Ownership
 from .place import Placer
 from .prepare import Prepared
+from .selection import claimed_areas
 from .summary import RestoreSummary
 
 __all__ = ["member_roots", "stage_and_place"]

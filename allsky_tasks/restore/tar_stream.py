@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 from ..archive.io import CHUNK, HashingReader, open_decompressed
 from ..archive.safety import ArchiveRejected, Limits

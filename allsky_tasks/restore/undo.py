@@ -17,8 +17,8 @@ from ..backup.scan import read_rows, scan
 from ..errors import AllskyTasksError, RestoreError
 from ..spec.model import Spec
 from ..spec.sections import SECTIONS
-from .selection import EXTRA, section_of
 from .prepare import Prepared
+from .selection import EXTRA, section_of
 
 __all__ = ["undo_backup"]
 

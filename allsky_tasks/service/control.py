@@ -7,15 +7,17 @@ import shlex
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import ServiceStartError, ServiceStopError
 from .commands import PAUSE_POLICIES, ServiceConfig, change_state, ensure_started, run_command
 from .marker import MARKER_NAME, Lookup, recover_stale_marker, remove_marker, utc_now, write_marker
 from .privilege import check_sudo
+
 # Re-exported for backup/actions.py, which imports them from here.
 from .signals import pause_deadline, signals_as_interrupt, signals_deferred
 
@@ -83,7 +85,7 @@ class _RestartWatch:
                 self.seen_at = time.monotonic()
                 return
 
-    def __enter__(self) -> "_RestartWatch":
+    def __enter__(self) -> _RestartWatch:
         self._thread.start()
         return self
 

@@ -6,10 +6,11 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Callable
 from contextlib import suppress
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from ..errors import ServiceStartError, ServiceStopError, UnsafePathError
 from ..safefs import atomic_write_bytes, fsync_dir, make_dir, read_bytes
@@ -24,7 +25,7 @@ MARKER_NAME = "service-paused.json"
 
 def utc_now() -> str:
     """The current UTC time, ISO 8601."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def proc_stat(pid: int) -> tuple[str, int] | None:
@@ -54,7 +55,7 @@ def pid_alive(pid: int, start: int | None = None) -> bool:
 UNIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9@._:-]{0,127}$")
 MARKER_LIMIT = 64 << 10
 # Given the spec named in a marker (or None) and its unit: the commands to start it with.
-Lookup = Callable[[Optional[str], str], ServiceConfig]
+Lookup = Callable[[str | None, str], ServiceConfig]
 
 
 def default_lookup(cfg: ServiceConfig | None = None) -> Lookup:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..environment import SCHEMA_PATH, Environment
 from ..errors import SpecError
+
 # Spec and its JSON form are re-exported: backup/actions.py and backup/pack.py take them from here.
 from .model import Spec, spec_from_json, spec_to_json
 from .sections import BY_KEY, SECTIONS

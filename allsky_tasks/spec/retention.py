@@ -6,8 +6,9 @@ Used by local prune (inventory/retention.py) and by the copies' target prune ali
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 # Rule order as borg applies them. keep_last is borg's --keep-last, except that two backups
 # made in the same second count as two (borg's is --keep-secondly; ours can share a second).

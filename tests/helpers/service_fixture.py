@@ -8,8 +8,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 STANDIN = Path(__file__).resolve().with_name("standin_service.py")
 

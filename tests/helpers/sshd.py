@@ -50,7 +50,7 @@ class Sshd:
         ssh.update(extra)
         return {"name": name, "ssh": ssh}
 
-    def setup(self) -> "Sshd":
+    def setup(self) -> Sshd:
         self.root.mkdir(parents=True, exist_ok=True)
         _keygen(self.root / "host_key")
         _keygen(self.client_key)
@@ -72,7 +72,7 @@ LogLevel ERROR
 """)
         return self
 
-    def start(self) -> "Sshd":
+    def start(self) -> Sshd:
         Path("/run/sshd").mkdir(exist_ok=True)
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

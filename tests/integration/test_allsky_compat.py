@@ -8,8 +8,6 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import pytest
-
 from allsky_tasks.environment import PROJECT_DIR, Environment
 
 from ..conftest import Site, archive_metadata, backup

@@ -12,16 +12,15 @@ import sys
 import sysconfig
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from allsky_tasks.archive.manifest import sidecar_path
 
 from ..conftest import Site, make_site
-from ..helpers.service_fixture import (STANDIN, kill_standins, standin_running,
-                                       start_standin, started_pids)
+from ..helpers.service_fixture import STANDIN, kill_standins, standin_running, start_standin, started_pids
 
 
 def _reachable(path: str) -> bool:

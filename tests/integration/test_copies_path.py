@@ -7,8 +7,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from allsky_tasks.copies import records
 from allsky_tasks.copies.mounts import PREFIXES_ENV
 from tests.helpers.disks import tmpfs

@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.cli import main
-from allsky_tasks.errors import InventoryError, UnsafeArchiveError
-from allsky_tasks.inventory.importer import import_archive, safe_stem
-from allsky_tasks.inventory.full_read import verify_backup
-from allsky_tasks.inventory.listing import info, list_backups
 from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
 from allsky_tasks.archive.safety import Limits
+from allsky_tasks.cli import main
+from allsky_tasks.errors import InventoryError, UnsafeArchiveError
+from allsky_tasks.inventory.full_read import verify_backup
+from allsky_tasks.inventory.importer import import_archive, safe_stem
+from allsky_tasks.inventory.listing import info, list_backups
 
 from ..conftest import Site, backup, last_read
-from ..unit.test_safety import (CASES, FIXTURES, Case, bomb, good_config, many_members_tar,
-                                member)
+from ..unit.test_safety import CASES, FIXTURES, Case, bomb, good_config, many_members_tar, member
 
 ALLSKY_MADE = sorted(FIXTURES.glob("*.tar.gz")) if FIXTURES.exists() else []
 

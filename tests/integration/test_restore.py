@@ -22,8 +22,7 @@ from allsky_tasks.restore.summary import write_log
 from allsky_tasks.service.commands import ServiceConfig
 
 from ..conftest import Site, backup, make_site, tree_state
-from ..helpers.service_fixture import kill_standins, service_spec, standin_pid, start_standin, \
-    standin_running
+from ..helpers.service_fixture import kill_standins, service_spec, standin_pid, standin_running, start_standin
 from ..unit.test_extract import allsky_meta, folder, link, raw, write_tar
 from .test_allsky_compat import CONFIG, IMAGES
 

@@ -16,8 +16,7 @@ import pytest
 from allsky_tasks.archive.manifest import sidecar_path
 
 from ..conftest import Site, gnu_tar_extract
-from ..helpers.service_fixture import (row_count, service_spec, standin_running,
-                                       start_standin, started_pids, wait_until)
+from ..helpers.service_fixture import row_count, service_spec, standin_running, start_standin, started_pids, wait_until
 
 DB = "config/myFiles/allsky.db"
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from allsky_tasks.archive.io import ZstdFrameWalker
-from allsky_tasks.archive.writer import WINDOW, HashingWriter
 from allsky_tasks.archive.compression import MEDIA_MIN, SWITCH_MIN, FramedZstdWriter, frame_wanted
-from allsky_tasks.errors import VerifyError
+from allsky_tasks.archive.io import ZstdFrameWalker
 from allsky_tasks.archive.verify import verify
+from allsky_tasks.archive.writer import WINDOW, HashingWriter
+from allsky_tasks.errors import VerifyError
 
 from ..conftest import Site, archive_metadata, backup, gnu_tar_extract, make_site, tree_state
 
@@ -175,8 +175,8 @@ def test_archive_writer_hands_full_windows_to_the_disk(tmp_path: Path) -> None:
 
 
 def test_media_frame_archive_imports_and_verifies(tmp_path: Path) -> None:
-    from allsky_tasks.inventory.importer import import_archive
     from allsky_tasks.inventory.full_read import verify_backup
+    from allsky_tasks.inventory.importer import import_archive
 
     site = make_site(tmp_path, nights=2, frames_per_night=2, frame_size=(480, 360))
     ours = backup(site, "imgs", "type: images\nfolders: all\n")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from allsky_tasks.archive.verify import verify
 from allsky_tasks.backup import digests
 from allsky_tasks.backup.digests import THREAD_MAX, THREAD_MIN, DigestPipeline, member_digests
-from allsky_tasks.archive.verify import verify
 
 from ..conftest import backup, gnu_tar_extract, make_site, tree_state
 
@@ -81,10 +81,9 @@ def test_sink_error_on_the_thread_reaches_the_caller_and_the_thread_ends() -> No
 
 def test_a_failure_inside_the_block_is_the_one_reported() -> None:
     sink = _Sink()
-    with pytest.raises(KeyboardInterrupt):
-        with member_digests(sink, threaded=True) as pipeline:
-            pipeline.add({"n": 0, "sha256": ""}, _data(0, THREAD_MIN))
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), member_digests(sink, threaded=True) as pipeline:
+        pipeline.add({"n": 0, "sha256": ""}, _data(0, THREAD_MIN))
+        raise KeyboardInterrupt
     assert not pipeline._worker.alive
 
 

@@ -15,8 +15,14 @@ import pytest
 pytest.importorskip("pyrage", reason="the Python package pyrage is not installed")
 
 from allsky_tasks.copies.encrypt import (  # noqa: E402
-    AgeEncryptor, decryptor, encrypt_stream, encryptor_for, keygen, load_identities,
-    parse_recipients)
+    AgeEncryptor,
+    decryptor,
+    encrypt_stream,
+    encryptor_for,
+    keygen,
+    load_identities,
+    parse_recipients,
+)
 from allsky_tasks.errors import EncryptionError  # noqa: E402
 
 
@@ -130,19 +136,17 @@ def test_sealed_ciphertext_is_kept_after_a_failure_and_reused_then_removed(tmp_p
     archive = backups / "allsky-config-backup-20260301-120000.tar.zst"
     archive.write_bytes(os.urandom(100_000))
     enc = AgeEncryptor([keygen(tmp_path / "id.txt")])
-    with pytest.raises(RuntimeError):
-        with sealed(archive, enc, work) as (path, size, sha):
-            first = path.read_bytes()
-            assert (size, sha) == (len(first), hashlib.sha256(first).hexdigest())
-            raise RuntimeError("network gone")
+    with pytest.raises(RuntimeError), sealed(archive, enc, work) as (path, size, sha):
+        first = path.read_bytes()
+        assert (size, sha) == (len(first), hashlib.sha256(first).hexdigest())
+        raise RuntimeError("network gone")
     assert path.read_bytes() == first  # kept for the next run
     with sealed(archive, enc, work) as (again, size2, sha2):
         assert again == path and again.read_bytes() == first and sha2 == sha
     assert not path.exists() and list(work.iterdir()) == []  # removed after success
     # Another recipient list or a changed archive: encrypted afresh.
-    with pytest.raises(RuntimeError):
-        with sealed(archive, enc, work) as (path, _, sha):
-            raise RuntimeError("again")
+    with pytest.raises(RuntimeError), sealed(archive, enc, work) as (path, _, sha):
+        raise RuntimeError("again")
     other = AgeEncryptor([keygen(tmp_path / "id2.txt")])
     with sealed(archive, other, work) as (path2, _, sha_other):
         assert path2 != path and sha_other != sha

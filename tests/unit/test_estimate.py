@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.backup.estimate import (OVERHEAD_KEY, Estimate, estimate_compressed, estimate_total,
-                                   read_range)
+from allsky_tasks.backup.estimate import OVERHEAD_KEY, Estimate, estimate_compressed, estimate_total, read_range
 from allsky_tasks.backup.scan import Entry, read_rows
 
 from ..conftest import Site, backup, make_site, read_members

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import zstandard
 
+from allsky_tasks.archive.member_names import CONFIG_ROOTS
+from allsky_tasks.archive.members import Member
+from allsky_tasks.archive.safety import ArchiveRejected, Limits
 from allsky_tasks.restore.dirs import STAGING_PREFIX, clean_stale_staging, staging_area
 from allsky_tasks.restore.extract import extract
-from allsky_tasks.archive.member_names import CONFIG_ROOTS
-from allsky_tasks.archive.safety import ArchiveRejected, Limits
-from allsky_tasks.archive.members import Member
 
 MTIME = 1_790_000_000
 Raw = tuple[tarfile.TarInfo, bytes]
@@ -220,11 +220,10 @@ def test_staging_is_private_and_always_removed(tmp_path: Path) -> None:
     (stale / "tree").mkdir(parents=True)
     live = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-not-ours"
     live.mkdir()
-    with pytest.raises(RuntimeError):
-        with staging_area(tmp_path) as staging:
-            assert stat.S_IMODE(staging.stat().st_mode) == 0o700
-            assert not stale.exists() and live.exists()
-            (staging / "tree" / "half-written").write_bytes(b"x")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), staging_area(tmp_path) as staging:
+        assert stat.S_IMODE(staging.stat().st_mode) == 0o700
+        assert not stale.exists() and live.exists()
+        (staging / "tree" / "half-written").write_bytes(b"x")
+        raise RuntimeError("interrupted")
     assert not staging.exists()
     assert clean_stale_staging(tmp_path) == []

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
 from allsky_tasks.cli import main
 from allsky_tasks.errors import InventoryError, VerifyError
 from allsky_tasks.inventory.advice import listing_warnings
 from allsky_tasks.inventory.full_read import verify_backup
 from allsky_tasks.inventory.listing import delete_backup, info, list_backups, load_record, resolve
-from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
 from allsky_tasks.inventory.retention import set_pinned
 
 from ..conftest import Site, archive_metadata, backup

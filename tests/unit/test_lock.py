@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -19,9 +19,8 @@ def test_lock_through_symlink_is_refused_and_target_untouched(tmp_path: Path) ->
     dest = tmp_path / "backups"
     dest.mkdir()
     (dest / LOCK_NAME).symlink_to(victim)
-    with pytest.raises(UnsafePathError, match="symbolic link") as info:
-        with destination_lock(dest):
-            pytest.fail("must not lock through a link")
+    with pytest.raises(UnsafePathError, match="symbolic link") as info, destination_lock(dest):
+        pytest.fail("must not lock through a link")
     assert str(dest / LOCK_NAME) in str(info.value)
     assert victim.read_text() == "precious\n"
 
@@ -30,9 +29,8 @@ def test_lock_dangling_symlink_creates_nothing(tmp_path: Path) -> None:
     dest = tmp_path / "backups"
     dest.mkdir()
     (dest / LOCK_NAME).symlink_to(tmp_path / "created-by-attacker")
-    with pytest.raises(UnsafePathError):
-        with destination_lock(dest):
-            pass
+    with pytest.raises(UnsafePathError), destination_lock(dest):
+        pass
     assert not (tmp_path / "created-by-attacker").exists()
 
 
@@ -44,17 +42,15 @@ def test_lock_that_is_not_a_file_is_refused_without_blocking(tmp_path: Path, kin
         os.mkfifo(dest / LOCK_NAME)
     else:
         (dest / LOCK_NAME).mkdir()
-    with pytest.raises((UnsafePathError, DestinationError)) as info:
-        with destination_lock(dest):
-            pass
+    with pytest.raises((UnsafePathError, DestinationError)) as info, destination_lock(dest):
+        pass
     assert LOCK_NAME in str(info.value)
 
 
 def test_second_holder_gets_lock_error(tmp_path: Path) -> None:
-    with destination_lock(tmp_path):
-        with pytest.raises(LockError, match=f"pid {os.getpid()}"):
-            with destination_lock(tmp_path):
-                pass
+    with destination_lock(tmp_path), pytest.raises(LockError, match=f"pid {os.getpid()}"):
+        with destination_lock(tmp_path):
+            pass
 
 
 @pytest.fixture
@@ -70,7 +66,6 @@ def readonly(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_read_only_destination_is_our_error_naming_it(readonly: Path) -> None:
-    with pytest.raises(DestinationError) as info:
-        with destination_lock(readonly):
-            pass
+    with pytest.raises(DestinationError) as info, destination_lock(readonly):
+        pass
     assert str(readonly) in str(info.value) and info.value.exit_code == 24

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.copies.mounts import (PREFIXES_ENV, mount_problem, must_be_mounted,
-                                        require_mounted)
+from allsky_tasks.copies.mounts import PREFIXES_ENV, mount_problem, must_be_mounted, require_mounted
 from allsky_tasks.errors import DestinationError
 from tests.helpers.disks import tmpfs
 

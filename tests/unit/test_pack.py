@@ -11,15 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.errors import PackError
 from allsky_tasks.archive.manifest import sidecar_path
+from allsky_tasks.archive.verify import verify
 from allsky_tasks.backup.pack import archive_name, pack
 from allsky_tasks.backup.scan import read_rows, scan
+from allsky_tasks.errors import PackError
 from allsky_tasks.spec.load import load_spec
-from allsky_tasks.archive.verify import verify
 
-from ..conftest import (Site, archive_metadata, backup, gnu_tar_extract, make_site,
-                        read_members, tree_state)
+from ..conftest import Site, archive_metadata, backup, gnu_tar_extract, make_site, read_members, tree_state
 
 ALL_SECTIONS = ("type: config\nsections: {modules: true, databases: true, cameras: true, "
                 "uservariables: true, remote: true, ssl: true, myfiles: true, darks: true}\n")

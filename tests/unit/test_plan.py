@@ -13,8 +13,8 @@ import pytest
 
 from allsky_tasks.backup.plan import build_plan, render_plan, share
 from allsky_tasks.backup.scan import scan
-from allsky_tasks.spec.load import load_spec
 from allsky_tasks.backup.summary import estimate_record
+from allsky_tasks.spec.load import load_spec
 
 from ..conftest import Site, backup
 

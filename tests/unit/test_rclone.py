@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from allsky_tasks.copies.target import target_from_spec
 from allsky_tasks.copies.rclone import RcloneTarget
+from allsky_tasks.copies.target import target_from_spec
 from allsky_tasks.errors import CopyError
 from tests.helpers.cloud_servers import Proc, need_binary, rclone_webdav
 

@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.restore.checks import (check_archive, check_camera, check_metadata, check_modules,
-                                         check_selection, check_space, check_target, check_version)
-from allsky_tasks.restore.selection import EXTRA, Selection, section_of, select
-from allsky_tasks.archive.safety import Limits
 from allsky_tasks.archive.members import Member
+from allsky_tasks.archive.safety import Limits
+from allsky_tasks.restore.checks import (
+    check_archive,
+    check_camera,
+    check_metadata,
+    check_modules,
+    check_selection,
+    check_space,
+    check_target,
+    check_version,
+)
+from allsky_tasks.restore.selection import EXTRA, Selection, section_of, select
 
 from ..conftest import Site, backup
 from .test_extract import allsky_meta, folder, raw, write_tar

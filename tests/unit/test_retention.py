@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
 from allsky_tasks.inventory.full_read import verify_backup
 from allsky_tasks.inventory.listing import list_backups, load_record
-from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
 from allsky_tasks.inventory.retention import Item, plan_prune, prune, set_pinned
 
 from ..conftest import Site, backup

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from allsky_tasks.errors import UnsafePathError
-from allsky_tasks.safefs import (atomic_write_bytes, check_owned, make_dir, open_file, open_regular,
-                                 read_bytes)
+from allsky_tasks.safefs import atomic_write_bytes, check_owned, make_dir, open_file, open_regular, read_bytes
 
 
 @pytest.fixture

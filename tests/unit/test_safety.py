@@ -7,17 +7,18 @@ import io
 import json
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import zstandard
 
 from allsky_tasks.archive.io import open_decompressed
-from allsky_tasks.environment import PROJECT_DIR
-from allsky_tasks.errors import UnsafeArchiveError
 from allsky_tasks.archive.member_names import path_problem, resolve_link
 from allsky_tasks.archive.safety import ArchiveRejected, Limits, validate_archive
+from allsky_tasks.environment import PROJECT_DIR
+from allsky_tasks.errors import UnsafeArchiveError
 
 from ..conftest import Site, backup
 

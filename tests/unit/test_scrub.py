@@ -6,13 +6,13 @@ import json
 import os
 import shutil
 import stat
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from allsky_tasks.archive.manifest import sidecar_path
 from allsky_tasks.archive.records import STATE, RecordStore, due, parse_duration
+from allsky_tasks.archive.safety import Limits
 from allsky_tasks.archive.scrub import fresh, scrub
 from allsky_tasks.backup import reverify
 from allsky_tasks.cli import main
@@ -23,11 +23,9 @@ from allsky_tasks.inventory.listing import info, list_backups, load_record
 from allsky_tasks.restore.checks import check_archive, check_metadata
 from allsky_tasks.restore.prepare import RestoreOptions
 from allsky_tasks.restore.run import restore
-from allsky_tasks.archive.safety import Limits
 
 from ..conftest import Site, backup, last_read
-from .test_safety import (_link, config_members, directory, member, metadata_for,
-                          write_archive)
+from .test_safety import _link, config_members, directory, member, metadata_for, write_archive
 
 CONFIG = "type: config\nsections: {databases: true}\n"
 

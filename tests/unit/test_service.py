@@ -18,8 +18,14 @@ from allsky_tasks.errors import ServiceStartError, ServiceStopError, SpecError, 
 from allsky_tasks.service.control import ServiceConfig, pause_needed, paused_service
 from allsky_tasks.service.marker import MARKER_NAME, recover_stale_marker
 from allsky_tasks.service.signals import signals_as_interrupt
-from tests.helpers.service_fixture import (service_spec, standin_pid, standin_running,
-                                           start_standin, started_pids, wait_until)
+from tests.helpers.service_fixture import (
+    service_spec,
+    standin_pid,
+    standin_running,
+    start_standin,
+    started_pids,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,10 +114,9 @@ def test_running_service_is_stopped_and_started(svc: Path, state: Path) -> None:
 @pytest.mark.parametrize("error", [ValueError("pack failed"), KeyboardInterrupt()], ids=["exception", "ctrl-c"])
 def test_restarted_when_body_raises(svc: Path, state: Path, error: BaseException) -> None:
     start_standin(svc)
-    with pytest.raises(type(error)):
-        with paused_service(_cfg(svc), True, "always", state):
-            assert not standin_running(svc)
-            raise error
+    with pytest.raises(type(error)), paused_service(_cfg(svc), True, "always", state):
+        assert not standin_running(svc)
+        raise error
     assert standin_running(svc)
     assert not (state / MARKER_NAME).exists()
 
@@ -204,10 +209,9 @@ def test_pause_recovers_stale_marker_first(svc: Path, state: Path) -> None:
 
 def test_signals_as_interrupt_in_process() -> None:
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
-        with signals_as_interrupt():
-            os.kill(os.getpid(), signal.SIGTERM)
-            wait_until(lambda: False, "SIGTERM to interrupt", timeout=30)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), signals_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait_until(lambda: False, "SIGTERM to interrupt", timeout=30)
     assert signal.getsignal(signal.SIGTERM) is before
     seen: list[object] = []
     thread = threading.Thread(target=lambda: seen.append(signals_as_interrupt().__enter__()))
@@ -351,9 +355,8 @@ def test_untrusted_marker_is_refused_and_says_why(svc: Path, state: Path, tmp_pa
     assert "service marker refused" in str(info.value) and str(marker) in str(info.value)
     # paused_service refuses too, before stopping anything
     start_standin(svc)
-    with pytest.raises(UnsafePathError):
-        with paused_service(cfg, True, "always", state):
-            pytest.fail("the body must not run")
+    with pytest.raises(UnsafePathError), paused_service(cfg, True, "always", state):
+        pytest.fail("the body must not run")
     assert standin_running(svc) and not pwned.exists()
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from allsky_tasks.backup.space import MIN_MARGIN, check_space, existing_parent, format_bytes, free_bytes, required_bytes
 from allsky_tasks.errors import SpaceError
-from allsky_tasks.backup.space import (MIN_MARGIN, check_space, existing_parent, format_bytes, free_bytes,
-                                required_bytes)
 
 
 @pytest.mark.parametrize("n, text", [

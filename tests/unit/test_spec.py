@@ -9,9 +9,9 @@ import pytest
 
 from allsky_tasks.environment import SCHEMA_PATH
 from allsky_tasks.errors import SpecError
-from allsky_tasks.spec.sections import BY_KEY
 from allsky_tasks.spec.load import load_spec
 from allsky_tasks.spec.model import spec_from_json, spec_to_json
+from allsky_tasks.spec.sections import BY_KEY
 from allsky_tasks.spec.semantics import display_path
 
 from ..conftest import DATA, SHIPPED_SPECS, Site

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.errors import PackError
 from allsky_tasks.backup.sqlite_capture import METHOD, capture_sqlite, is_sqlite
+from allsky_tasks.errors import PackError
 from tests.helpers.service_fixture import row_count, start_standin, wait_until
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.errors import VerifyError
-from allsky_tasks.archive.manifest import read_sidecar, read_trailers, record_verify, sidecar_path
+from allsky_tasks.archive.manifest import read_sidecar, record_verify, sidecar_path
 from allsky_tasks.archive.records import STATE, RecordStore
 from allsky_tasks.archive.verify import verify, verify_streamed
+from allsky_tasks.errors import VerifyError
 
 from ..conftest import Site, backup
 
