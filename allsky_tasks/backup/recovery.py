@@ -10,7 +10,7 @@ from pathlib import Path
 from ..environment import Environment
 from ..errors import UnsafePathError
 from ..safefs import check_dir
-from ..service.commands import ServiceConfig
+from ..service.config import ServiceConfig
 from ..service.marker import Lookup, recover_stale_marker
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")

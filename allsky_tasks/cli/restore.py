@@ -80,7 +80,7 @@ def _cmd(args: argparse.Namespace) -> int:
     from ..progress import tracked
     from ..restore.prepare import RestoreBlocked, RestoreOptions, prepare
     from ..restore.run import dry_run, execute
-    from ..service.commands import ServiceConfig
+    from ..service.config import ServiceConfig
     from ..service.signals import signals_as_interrupt
 
     env = from_environ()

@@ -6,20 +6,38 @@ import base64
 import hashlib
 import io
 import os
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from ..errors import CopyError
 from .target import Progress
 
-if TYPE_CHECKING:
-    from .s3 import S3Target
-
-__all__ = ["MAX_PARTS", "MIN_PART", "UPLOAD_THREADS", "b64", "part_size", "put_multipart"]
+__all__ = ["MAX_PARTS", "MIN_PART", "UPLOAD_THREADS", "MultipartStore", "b64", "part_size", "put_multipart"]
 
 MIN_PART = 8 << 20
 MAX_PARTS = 10_000
 UPLOAD_THREADS = 4  # parts in flight at once (hides per-request latency; 32 MiB of memory)
+
+
+class MultipartStore(Protocol):
+    """What an upload needs of its bucket (the S3 target is one): named here so this module needs no target."""
+
+    bucket: str
+    last_resumed_bytes: int  # set by the upload: bytes the store held already
+
+    @property
+    def client(self) -> Any: ...
+
+    def describe(self) -> str: ...
+
+    def call(self, what: str, fn: Any, **kwargs: Any) -> Any: ...
+
+    def fail(self, what: str, exc: BaseException) -> CopyError: ...
+
+    def uploads(self, key: str) -> Iterator[dict[str, Any]]: ...
+
+    def abort_upload(self, key: str, upload_id: str) -> None: ...
 
 
 def part_size(size: int) -> int:
@@ -33,7 +51,7 @@ def b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def put_multipart(target: S3Target, local: BinaryIO, size: int, name: str, key: str,
+def put_multipart(target: MultipartStore, local: BinaryIO, size: int, name: str, key: str,
                   extra: dict[str, str], progress: Progress) -> None:
     """Upload `local` as a multipart upload of `key`, resuming an unfinished one whose parts match."""
     psize = part_size(size)
@@ -104,7 +122,7 @@ def _collect(futures: Any, parts: dict[int, dict[str, Any]], progress: Progress)
         parts[part["PartNumber"]] = part
         progress(length)
 
-def _resumable(target: S3Target, local: BinaryIO, key: str, psize: int,
+def _resumable(target: MultipartStore, local: BinaryIO, key: str, psize: int,
                size: int) -> tuple[str | None, dict[int, dict[str, Any]]]:
     """An unfinished upload of `key` whose stored parts match the local bytes; others are aborted."""
     best: tuple[str | None, dict[int, dict[str, Any]]] = (None, {})

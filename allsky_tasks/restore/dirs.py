@@ -12,9 +12,11 @@ from pathlib import Path
 
 from ..service.marker import pid_alive
 
-__all__ = ["DIR_FLAGS", "STAGING_PREFIX", "DirChain", "clean_stale_staging", "staging_area", "sync_filesystem"]
+__all__ = ["DIR_FLAGS", "JOURNAL_NAME", "STAGING_PREFIX", "DirChain", "clean_stale_staging", "staging_area",
+           "sync_filesystem"]
 
 STAGING_PREFIX = ".allsky-restore-"
+JOURNAL_NAME = "restore-journal.json"  # in the state folder while files are placed; see journal.py
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

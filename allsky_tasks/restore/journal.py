@@ -26,9 +26,8 @@ from ..archive.members import Member
 from ..errors import RestoreError
 from ..safefs import atomic_write_bytes, check_dir, make_dir, read_bytes
 from ..service.marker import pid_alive
-from .dirs import STAGING_PREFIX
+from .dirs import JOURNAL_NAME, STAGING_PREFIX
 from .place import Placer
-from .recovery import JOURNAL_NAME
 
 JOURNAL_LIMIT = 256 << 20
 # Tests only: SIGKILL this process right after placing that many members (a counted kill point).

@@ -9,7 +9,7 @@ from typing import Any
 from ..archive.safety import Limits, SafetyReport
 from ..environment import default_backup_dir
 from ..errors import RestoreError
-from ..service.commands import ServiceConfig
+from ..service.config import ServiceConfig
 from .checks import (
     Check,
     check_archive,

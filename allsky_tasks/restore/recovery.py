@@ -7,8 +7,7 @@ import os
 from ..backup.recovery import recover
 from ..backup.stage_io import stage
 from ..environment import Environment
-
-JOURNAL_NAME = "restore-journal.json"  # in the state folder; see journal.py
+from .dirs import JOURNAL_NAME
 
 
 def recover_all(env: Environment) -> list[str]:

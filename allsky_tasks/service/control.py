@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ServiceStartError, ServiceStopError
-from .commands import PAUSE_POLICIES, ServiceConfig, change_state, ensure_started, run_command
+from .commands import change_state, ensure_started, run_command
+from .config import PAUSE_POLICIES, ServiceConfig
 from .marker import MARKER_NAME, Lookup, recover_stale_marker, remove_marker, utc_now, write_marker
 from .privilege import check_sudo
 

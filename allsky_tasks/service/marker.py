@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import ServiceStartError, ServiceStopError, UnsafePathError
 from ..safefs import atomic_write_bytes, fsync_dir, make_dir, read_bytes
-from .commands import ServiceConfig, ensure_started
+from .commands import ensure_started
+from .config import ServiceConfig
 from .signals import signals_deferred
 
 __all__ = ["MARKER_NAME", "Lookup", "default_lookup", "pid_alive", "proc_stat", "read_marker",

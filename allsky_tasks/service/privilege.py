@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 from ..errors import ServiceStopError
-from .commands import ServiceConfig
+from .config import ServiceConfig
 
 PRIVILEGED = ("stop", "start")  # status needs no root
 

@@ -19,7 +19,7 @@ from allsky_tasks.errors import RestoreError, UnsafeArchiveError
 from allsky_tasks.restore.prepare import RestoreBlocked, RestoreOptions, prepare
 from allsky_tasks.restore.run import execute, restore
 from allsky_tasks.restore.summary import write_log
-from allsky_tasks.service.commands import ServiceConfig
+from allsky_tasks.service.config import ServiceConfig
 
 from ..conftest import Site, backup, make_site, tree_state
 from ..helpers.service_fixture import kill_standins, service_spec, standin_pid, standin_running, start_standin

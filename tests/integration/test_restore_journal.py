@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.restore.journal import JOURNAL_NAME, KILL_AFTER_ENV
+from allsky_tasks.restore.dirs import JOURNAL_NAME
+from allsky_tasks.restore.journal import KILL_AFTER_ENV
 
 from ..conftest import Site, backup
 from ..helpers.service_fixture import STANDIN, kill_standins, standin_running, start_standin

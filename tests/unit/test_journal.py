@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from allsky_tasks.errors import RestoreError, UnsafePathError
-from allsky_tasks.restore.journal import JOURNAL_NAME, finish_pending
+from allsky_tasks.restore.dirs import JOURNAL_NAME
+from allsky_tasks.restore.journal import finish_pending
 
 
 def _dead_pid() -> int:

@@ -50,12 +50,13 @@ def _type_checking_lines(tree: ast.AST) -> set[int]:
     return lines
 
 
-def imports_of(path: Path, root: Path) -> list[tuple[int, tuple[str, ...]]]:
-    """Every allsky_tasks module a file imports (function-level imports included)."""
+def imports_of(path: Path, root: Path, *, type_only: bool = False) -> list[tuple[int, tuple[str, ...]]]:
+    """Every allsky_tasks module a file imports (function-level imports included; with
+    `type_only`, those under `if TYPE_CHECKING:` too)."""
     rel = path.relative_to(root).with_suffix("").parts
     package = rel[:-1] if rel[-1] != "__init__" else rel[:-1]
     tree = ast.parse(path.read_text(), str(path))
-    skip = _type_checking_lines(tree)
+    skip = set() if type_only else _type_checking_lines(tree)
     found: list[tuple[int, tuple[str, ...]]] = []
     for node in ast.walk(tree):
         if getattr(node, "lineno", None) in skip:
@@ -96,6 +97,73 @@ def violations(root: Path) -> list[str]:
             if dst not in allowed:
                 bad.append(f"{path.relative_to(root)}:{line}: {src} -> {dst} ({'.'.join(mod)})")
     return bad
+
+
+def import_graph(root: Path) -> dict[tuple[str, ...], set[tuple[str, ...]]]:
+    """Module -> the package's modules it imports, type-only and function-level imports included."""
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        modules[parts[:-1] if parts[-1] == "__init__" else parts] = path
+    graph: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+    for mod, path in modules.items():
+        graph[mod] = set()
+        for _, target in imports_of(path, root, type_only=True):
+            while target and target not in modules:  # `from . import name`: a name, not a module
+                target = target[:-1]
+            if target != mod:
+                graph[mod].add(target)
+    return graph
+
+
+def import_cycles(root: Path) -> list[str]:
+    """Each group of modules that import each other, directly or round a longer circle (Tarjan)."""
+    graph = import_graph(root)
+    index: dict[tuple[str, ...], int] = {}
+    low: dict[tuple[str, ...], int] = {}
+    stack: list[tuple[str, ...]] = []
+    found: list[str] = []
+
+    def visit(mod: tuple[str, ...]) -> None:
+        index[mod] = low[mod] = len(index)
+        stack.append(mod)
+        for dep in sorted(graph[mod]):
+            if dep not in index:
+                visit(dep)
+                low[mod] = min(low[mod], low[dep])
+            elif dep in stack:
+                low[mod] = min(low[mod], index[dep])
+        if low[mod] == index[mod]:
+            group = [stack.pop()]
+            while group[-1] != mod:
+                group.append(stack.pop())
+            if len(group) > 1:
+                found.append(" <-> ".join(sorted(".".join(m) for m in group)))
+
+    for mod in sorted(graph):
+        if mod not in index:
+            visit(mod)
+    return sorted(found)
+
+
+def test_package_has_no_import_cycles() -> None:
+    # Two modules that need each other are one concern, or share a piece that belongs in a third.
+    assert import_cycles(PKG) == []
+
+
+@pytest.mark.parametrize("where,text,cycle", [
+    ("copies/s3_multipart.py", "if TYPE_CHECKING:\n    from .s3 import S3Target\n",
+     "copies.s3 <-> copies.s3_multipart"),
+    ("restore/journal.py", "def _late():\n    from .recovery import recover_all\n",
+     "restore.journal <-> restore.recovery"),
+    ("service/privilege.py", "from .commands import run_command\n", "service.commands <-> service.privilege"),
+])
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path: Path, where: str, text: str, cycle: str) -> None:
+    copy = tmp_path / "allsky_tasks"
+    shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / where
+    target.write_text(target.read_text() + "\n\n" + text)
+    assert import_cycles(copy) == [cycle]
 
 
 def test_package_follows_its_layers() -> None:
