@@ -83,5 +83,5 @@ class FramedZstdWriter:
     def close(self) -> None:
         """End the last frame (with its checksum); a stream has at least one frame."""
         if not self._fresh or not self.frames:
-            self._writer.close()
+            self._writer.close()  # type: ignore[no-untyped-call]  # zstandard's stub leaves close() bare
             self.frames += 1

@@ -9,11 +9,13 @@ import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol, cast
 
 import zstandard
 
-from ..safefs import atomic_write_bytes, fsync_dir  # noqa: F401 - re-exported: callers import them from here
+# Re-exported: the archive code writes and syncs through these names.
+from ..safefs import atomic_write_bytes as atomic_write_bytes
+from ..safefs import fsync_dir as fsync_dir
 from .compression import FramedZstdWriter
 from .tar_header import ustar_header
 from .writer import HashingWriter
@@ -38,7 +40,7 @@ def archive_format(path: Path | str) -> str:
 class HashingReader(io.RawIOBase):
     """Counts and hashes every compressed byte read from the file."""
 
-    def __init__(self, raw: BinaryIO, observer: Callable[[memoryview], None] | None = None
+    def __init__(self, raw: IO[bytes], observer: Callable[[memoryview], None] | None = None
                  ) -> None:
         self.raw = raw
         self.sha256 = hashlib.sha256()
@@ -51,7 +53,7 @@ class HashingReader(io.RawIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         """Read, hash and count."""
-        n = self.raw.readinto(buffer)
+        n = self.raw.readinto(buffer)  # type: ignore[attr-defined]  # a binary file has it; typing.IO omits it
         if n:
             view = memoryview(buffer)[:n]
             self.sha256.update(view)
@@ -61,10 +63,16 @@ class HashingReader(io.RawIOBase):
         return n or 0
 
 
+class ByteSink(Protocol):
+    """Where a tar stream writes: a compressor in front of the archive file, or any binary file."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
+
 class TarStream:
     """Writes tar members (PAX format, headers as tarfile makes them) to a byte stream."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: ByteSink) -> None:
         self.out = out
         self.offset = 0
 
@@ -104,14 +112,15 @@ class TarStream:
 
 @contextmanager
 def compressed_writer(fmt: str, level: int, raw: BinaryIO, mtime: int,
-                      media_fast: bool = True) -> Iterator[tuple[IO[bytes], HashingWriter]]:
+                      media_fast: bool = True) -> Iterator[tuple[ByteSink, HashingWriter]]:
     """A writable stream compressing into `raw`; also yields the hashing layer."""
     hashed = HashingWriter(raw)
     try:
         if fmt == "zstd":
             # Frame checksums on, so one flipped bit anywhere fails decompression.
-            stream = FramedZstdWriter(hashed, level, media_fast)
-            yield stream, hashed  # type: ignore[misc]
+            # zstd only writes to it; its stub wants typing.IO, which an io.RawIOBase is not.
+            stream = FramedZstdWriter(cast(IO[bytes], hashed), level, media_fast)
+            yield stream, hashed
             stream.close()  # ends the last frame (with its checksum)
         else:
             gz = gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=hashed,
@@ -124,13 +133,17 @@ def compressed_writer(fmt: str, level: int, raw: BinaryIO, mtime: int,
     hashed.finish()
 
 
-def open_decompressed(path: Path, raw: BinaryIO) -> BinaryIO:
+def open_decompressed(path: Path, raw: IO[bytes] | HashingReader) -> BinaryIO:
     """A decompressing reader over `raw` for the archive's format."""
+    # Both decompressors only read from it; zstandard's stub wants typing.IO, which an
+    # io.RawIOBase (HashingReader) is not.
+    source = cast(IO[bytes], raw)
     if archive_format(path) == "zstd":
         dctx = zstandard.ZstdDecompressor()
         # read_across_frames: a second frame appended to the file must not hide.
-        return dctx.stream_reader(raw, read_size=CHUNK, read_across_frames=True)  # type: ignore[return-value]
-    return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return dctx.stream_reader(source, read_size=CHUNK, read_across_frames=True)
+    # A GzipFile has every method of a binary file, but typeshed does not call it a typing.BinaryIO.
+    return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
 
 
 def drain(stream: BinaryIO) -> int:

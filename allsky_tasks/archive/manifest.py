@@ -111,8 +111,11 @@ def _copy_with_trailers(src: IO[str], out: IO[str], additions: dict[str, Any]) -
 
 
 def _trailer_key(line: str) -> str:
-    """The key of a trailer line."""
-    return json.loads(line[len(_TRAILER):].split(":", 1)[0])
+    """The key of a trailer line; ValueError if it is not a JSON string (not our layout)."""
+    key = json.loads(line[len(_TRAILER):].split(":", 1)[0])
+    if not isinstance(key, str):
+        raise ValueError(f"a trailer key is not a string: {key!r}")
+    return key
 
 
 def update_sidecar(archive: Path, additions: dict[str, Any]) -> None:
@@ -144,8 +147,10 @@ def read_trailers(archive: Path) -> dict[str, Any] | None:
     for line in reversed(lines[:-2]):
         if not line.startswith(_TRAILER):
             return out if line == _MANIFEST_END else None
-        key, value = line[len(_TRAILER):].split(":", 1)
-        out.setdefault(json.loads(key), json.loads(value))
+        try:
+            out.setdefault(_trailer_key(line), json.loads(line[len(_TRAILER):].split(":", 1)[1]))
+        except (ValueError, IndexError):  # a damaged or foreign line: not our layout
+            return None
     return None
 
 

@@ -90,14 +90,15 @@ def _stream(path: Path, fmt: str, limits: Limits, scan: Scan,
                     raise _SinkFailed() from e
 
         digest = None
+        hashed: HashingReader
         if fresh:
             from .readback import FileDigest
 
             digest = FileDigest(path)
-            hashed = _Counting(raw, observe)  # type: ignore[arg-type]
+            hashed = _Counting(raw, observe)
         else:
-            hashed = HashingReader(raw, observe)  # type: ignore[arg-type]
-        stream = open_decompressed(Path("x" + _SUFFIX[fmt]), hashed)  # type: ignore[arg-type]
+            hashed = HashingReader(raw, observe)
+        stream = open_decompressed(Path("x" + _SUFFIX[fmt]), hashed)
         limiter = Limiter(stream, hashed, limits)
         try:
             read_tar(limiter, scan)
@@ -130,7 +131,7 @@ class _Counting(HashingReader):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         """Read and count."""
-        n = self.raw.readinto(buffer)
+        n = self.raw.readinto(buffer)  # type: ignore[attr-defined]  # a binary file has it; typing.IO omits it
         if n:
             self.size += n
             if self.observer is not None:

@@ -21,7 +21,7 @@ from ..errors import VerifyError
 from .io import CHUNK
 from .metadata import NAMESPACE
 from .safety import ArchiveRejected, Limits, SafetyReport, validate_archive
-from .verify import structure_problems
+from .structure import structure_problems
 
 # The names restore requires (restore.checks.check_metadata applies the same two rules).
 _NAMED = (("settingsfile", re.compile(r"config/settings_[^/]+\.json")),
@@ -116,7 +116,8 @@ def scrub(path: Path, recorded: dict[str, Any] | None = None, limits: Limits = L
     if problems:
         raise VerifyError(str(path), problems)
     ours = report.metadata.get(NAMESPACE)
-    spec = ours.get("spec") if isinstance(ours, dict) else None
+    ours = ours if isinstance(ours, dict) else {}
+    spec = ours.get("spec")
     return {"ok": True, "kind": report.kind, "members": report.members,
             "sha256": report.sha256, "sizeBytes": report.size,
             "type": report.metadata.get("backupType"),

@@ -76,7 +76,7 @@ def read_archive(path: Path, on_read: Callable[[int], None] | None = None,
             # 64 KiB: tarfile's stream buffer at 1 MiB halves speed on many small members.
             with tarfile.open(fileobj=stream, mode="r|", bufsize=64 << 10) as tar:
                 while (info := tar.next()) is not None:
-                    tar.members.clear()  # stream mode never looks back: hold no headers
+                    tar.members.clear()  # type: ignore[attr-defined]  # not in the stub; stream mode: hold no headers
                     current = info.name
                     keep = (on_member is None and info.name == "metadata.json"
                             and result.metadata is None)

@@ -6,6 +6,7 @@ import ctypes
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from typing import BinaryIO
 
 from .worker import QueueWorker
@@ -14,7 +15,7 @@ WINDOW = 8 << 20  # write-out unit: dirty pages stay bounded on a 1 GB Pi
 _WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4  # linux/fs.h SYNC_FILE_RANGE_*
 
 
-def _load_sync_file_range() -> object | None:
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
     """libc's sync_file_range (Linux), or None where there is none."""
     try:
         func = ctypes.CDLL(None, use_errno=True).sync_file_range

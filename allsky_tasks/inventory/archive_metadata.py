@@ -33,9 +33,9 @@ def read_archive_metadata(archive: Path) -> tuple[dict[str, Any] | None, dict[st
     raw_meta: bytes | None = None
     facts: dict[str, Any] = {}
     with open_file(archive, "rb") as raw:  # never through a link, never blocking
-        hashed = HashingReader(raw, walker.feed if walker else None)  # type: ignore[arg-type]
+        hashed = HashingReader(raw, walker.feed if walker else None)
         try:
-            stream = open_decompressed(archive, hashed)  # type: ignore[arg-type]
+            stream = open_decompressed(archive, hashed)
             with tarfile.open(fileobj=stream, mode="r|", bufsize=1 << 16) as tar:  # see safety
                 while (info := tar.next()) is not None:
                     if info.name == "metadata.json" and info.isreg() and \

@@ -205,7 +205,7 @@ def extract(archive: Path, tree: Path, areas: tuple[str, ...], selected: Callabl
                 stager.compare(member)
                 if stager.selected(key):
                     stager.write(tar, info, member)
-                tar.members.clear()  # stream mode never looks back
+                tar.members.clear()  # type: ignore[attr-defined]  # not in the stub; stream mode never looks back
         stager.finish()
     finally:
         stager.chain.close()

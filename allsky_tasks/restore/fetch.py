@@ -14,11 +14,12 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..copies import records
 from ..copies.stage import sidecar_sha256
 from ..copies.target import Encryptor, Target
+from ..environment import STATE_DIRNAME
 from ..errors import CopyError, UnsafeArchiveError
 from ..inventory.importer import import_archive
 
@@ -48,8 +49,10 @@ def pick(target: Target, name: str, suffix: str = "") -> str:
 def _expected_sha(target: Target, backup_dir: Path, stored: str) -> str | None:
     """The SHA-256 the stored file must have: from our record, else from the copied sidecar."""
     for entry in records.load(backup_dir, target.name)["copies"].values():
-        if entry.get("stored") == stored:
-            return entry.get("storedSha256")
+        # The state folder may be damaged: an entry without a SHA-256 text is no record.
+        if isinstance(entry, dict) and entry.get("stored") == stored \
+                and isinstance(sha := entry.get("storedSha256"), str):
+            return sha
     return sidecar_sha256(target, stored)
 
 
@@ -57,7 +60,7 @@ def fetch(target: Target, name: str, backup_dir: Path,
           on_bytes: Callable[[int], None] | None = None,
           decryptor: Encryptor | None = None) -> Path:
     """Fetch one copy, check it, import it into `backup_dir`; return the local archive."""
-    work = backup_dir / records.STATE_DIRNAME / FETCH_DIR / str(os.getpid())
+    work = backup_dir / STATE_DIRNAME / FETCH_DIR / str(os.getpid())
     try:
         target.check_ready()
         suffix = decryptor.suffix if decryptor is not None else ""
@@ -101,7 +104,7 @@ def fetch(target: Target, name: str, backup_dir: Path,
 class _Hashing:
     """A read-only stream that hashes and counts what passes through."""
 
-    def __init__(self, inner: Any, digest: Any, on_bytes: Callable[[int], None] | None) -> None:
+    def __init__(self, inner: BinaryIO, digest: Any, on_bytes: Callable[[int], None] | None) -> None:
         self.inner, self.digest, self.on_bytes = inner, digest, on_bytes
 
     def read(self, n: int = -1) -> bytes:

@@ -37,8 +37,9 @@ class Ownership:
         row = self.rows.get(member.path) or self.perms.get(member.path)
         row = row if isinstance(row, dict) else {}
         text = row.get("mode")
-        ok = isinstance(text, str) and 3 <= len(text) <= 4 and set(text) <= _MODE_TEXT
-        mode = self._mode(member, int(text, 8) if ok else int(member.mode, 8))
+        if not (isinstance(text, str) and 3 <= len(text) <= 4 and set(text) <= _MODE_TEXT):
+            text = member.mode  # none recorded, or not octal text: the archive's own
+        mode = self._mode(member, int(text, 8))
         return mode, self._id(row.get("owner"), "user"), self._id(row.get("group"), "group")
 
     def _warn(self, text: str) -> None:
