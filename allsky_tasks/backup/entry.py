@@ -9,7 +9,7 @@ __all__ = ["Entry", "Stats", "json_str"]
 
 
 # json's own C string escaper; ASCII output keeps surrogate-escaped names writable.
-json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+json_str = json.encoder.encode_basestring_ascii
 
 
 @dataclass(slots=True)

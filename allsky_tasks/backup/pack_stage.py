@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,17 +20,23 @@ from .scan import Entry, ScanSummary, read_rows
 from .stage_io import PACKED, load_state, lock_wait, read_json, say, service_for, stage, write_json
 from .summary import estimate_record
 
+# One archive to write: its summary, its rows (read afresh at each call), extra metadata.
+Job = tuple[ScanSummary, Callable[[], Iterator[Entry]], dict[str, Any]]
 
-def _jobs(st: Path, spec: Spec, summary: ScanSummary
-          ) -> list[tuple[ScanSummary, Callable[[], Iterator[Entry]], dict[str, Any]]]:
+
+def _night_rows(rows_path: Path, night: str) -> Iterator[Entry]:
+    """The scan's rows of one night folder."""
+    return nightly.night_rows(read_rows(rows_path), night)
+
+
+def _jobs(st: Path, spec: Spec, summary: ScanSummary) -> list[Job]:
     """(summary, rows, extra metadata) per archive to write: one, or one per changed night."""
     rows_path = st / "scan.jsonl"
     if not spec.per_night:
         return [(summary, lambda: read_rows(rows_path), {})]
-    jobs = []
+    jobs: list[Job] = []
     for night in nightly.nights_to_pack(summary, nightly.load_record(st)):
-        jobs.append((nightly.night_summary(summary, night),
-                     lambda n=night: nightly.night_rows(read_rows(rows_path), n),
+        jobs.append((nightly.night_summary(summary, night), functools.partial(_night_rows, rows_path, night),
                      {"perNight": {"set": spec.name, "folder": night}}))
     return jobs
 
@@ -111,7 +118,7 @@ def _plan(st: Path, fingerprint: str) -> dict[str, Any] | None:
     return plan if plan and plan.get("fingerprint") == fingerprint else None
 
 
-def _needed_bytes(st: Path, spec: Spec, summary: ScanSummary, jobs: list) -> int:
+def _needed_bytes(st: Path, spec: Spec, summary: ScanSummary, jobs: list[Job]) -> int:
     """Bytes the archives to write will need, from the plan's measured estimate."""
     from .plan import share
 

@@ -26,7 +26,7 @@ def _group(est: Estimate) -> dict[str, Any]:
             "metadataBytes": est.metadata_bytes}
 
 
-def _sections(spec: Spec, summary: ScanSummary, ests: dict[str, Estimate]) -> list[dict]:
+def _sections(spec: Spec, summary: ScanSummary, ests: dict[str, Estimate]) -> list[dict[str, Any]]:
     """One row per selected config section, in the section table's order; core always."""
     rows = []
     for key in ("core",) + tuple(k for k in spec.sections if k != "core"):
@@ -41,13 +41,13 @@ def _sections(spec: Spec, summary: ScanSummary, ests: dict[str, Estimate]) -> li
     return rows
 
 
-def _folders(summary: ScanSummary, ests: dict[str, Estimate]) -> list[dict]:
+def _folders(summary: ScanSummary, ests: dict[str, Estimate]) -> list[dict[str, Any]]:
     """One row per selected night folder (an empty one still shows, with zeros)."""
     return [{"name": name, **_group(ests.get(name, Estimate(name)))}
             for name in summary.image_folders]
 
 
-def _others(spec: Spec, ests: dict[str, Estimate], shown: set[str]) -> list[dict]:
+def _others(spec: Spec, ests: dict[str, Estimate], shown: set[str]) -> list[dict[str, Any]]:
     """Groups outside the table with files in them: loose files in images/, extra includes."""
     labels = {"images": ("images/", "files loose in the images folder"),
               "include": ("Extra includes", ", ".join(spec.include))}

@@ -39,10 +39,10 @@ def _error_class(fail: BaseFail) -> str:
     text = fail.get_msg() if hasattr(fail, "get_msg") else str(fail)
     if text.startswith("[") and "]" in text:
         return text[1:text.index("]")]
-    return fail.get_name()
+    return str(fail.get_name())
 
 
-class OperatorReporter(ConsoleReporter):
+class OperatorReporter(ConsoleReporter):  # type: ignore[misc]  # doit has no types: its class is Any
     """ConsoleReporter with per-spec failure lines and a quiet mode."""
 
     desc = "console output, one line per failed spec; quiet with ALLSKY_QUIET=1"

@@ -137,7 +137,7 @@ def run(dest: Path, spec: str, verify: dict[str, Any], new: list[Path],
             same = rec is not None and rec.get("identity") == identity(os.stat(path))
         except OSError:
             continue
-        if same and rec.get("ok") is False and str(path) not in {f["archive"] for f in out.failed}:
+        if same and rec is not None and rec.get("ok") is False and str(path) not in {f["archive"] for f in out.failed}:
             out.still_failed.append(path.name)
     from ..archive.records import due
 

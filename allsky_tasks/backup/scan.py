@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .. import install
 from ..errors import ScanError
@@ -49,7 +49,7 @@ class ScanSummary:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> ScanSummary:
+    def from_dict(cls, data: dict[str, Any]) -> ScanSummary:
         """Inverse of to_dict."""
         data = dict(data)
         data["stats"] = {k: Stats(**v) for k, v in data["stats"].items()}
@@ -167,7 +167,9 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
     walker.areas = CONFIG_AREAS if spec.type == "config" else ("images",)
     walker.dedupe = spec.type == "config" or bool(spec.include)
     camera_info = None
-    image_all, folders, targets = False, [], []
+    image_all = False
+    folders: list[str] = []
+    targets: list[str] = []
     if spec.type == "config":
         try:
             camera = install.read_camera(spec.home)

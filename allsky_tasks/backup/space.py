@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import SpaceError
-from ..progress import human as format_bytes  # one formatter: Allsky's formatBytes
+from ..progress import human
 
+format_bytes = human  # one formatter: Allsky's formatBytes
 MARGIN = 0.10  # on top of the estimate: estimates err, and a full disk hurts Allsky too
 MIN_MARGIN = 64 << 20  # at least this much stays free, however small the archive
 def existing_parent(path: Path) -> Path:
@@ -25,7 +27,7 @@ def free_bytes(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def spec_margin(free_space: dict | None) -> tuple[float, int]:
+def spec_margin(free_space: dict[str, Any] | None) -> tuple[float, int]:
     """(proportional margin, floor in bytes) from a spec's `free_space:` (defaults 10 %, 64 MiB)."""
     free_space = free_space or {}
     margin = float(free_space.get("margin_percent", MARGIN * 100)) / 100

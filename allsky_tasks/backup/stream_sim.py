@@ -19,11 +19,12 @@ def _compressor(fmt: str, level: int, media: bool = False
         import zstandard  # lazily: plan and doit list must start fast
 
         params = zstd_params(level, media)
-        z = zstandard.ZstdCompressor(compression_params=params).compressobj()
-        modes = (zstandard.COMPRESSOBJ_FLUSH_BLOCK, zstandard.COMPRESSOBJ_FLUSH_FINISH)
-    else:  # Allsky's .tar.gz: the deflate stream GzipFile writes, with its gzip header
-        z = zlib.compressobj(level, zlib.DEFLATED, 31)
-        modes = (zlib.Z_SYNC_FLUSH, zlib.Z_FINISH)
+        zc = zstandard.ZstdCompressor(compression_params=params).compressobj()
+        zmodes = (zstandard.COMPRESSOBJ_FLUSH_BLOCK, zstandard.COMPRESSOBJ_FLUSH_FINISH)
+        return zc.compress, lambda end: zc.flush(zmodes[end])
+    # Allsky's .tar.gz: the deflate stream GzipFile writes, with its gzip header
+    z = zlib.compressobj(level, zlib.DEFLATED, 31)
+    modes = (zlib.Z_SYNC_FLUSH, zlib.Z_FINISH)
     return z.compress, lambda end: z.flush(modes[end])
 
 
