@@ -239,7 +239,7 @@ def sealed(source: Path, encryptor: Any, work: Path) -> Iterator[tuple[Path, int
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as raw, open(source, "rb") as src:
-                out = _HashingWriter(raw)  # type: ignore[arg-type]
+                out = _HashingWriter(raw)
                 encryptor.encrypt(src, out)
                 raw.flush()
                 os.fsync(raw.fileno())

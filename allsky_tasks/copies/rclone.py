@@ -149,7 +149,7 @@ class RcloneTarget:
         """Stream the file back (`rclone cat`); a failure is raised at the end of the stream."""
         proc = subprocess.Popen(self._argv("cat", self.path(name)), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        return _CatStream(proc, self, name)  # type: ignore[return-value]
+        return _CatStream(proc, self, name)  # type: ignore[return-value]  # read-only: what readers use of a BinaryIO
 
     def delete(self, name: str) -> None:
         """`rclone deletefile` one file."""
@@ -164,7 +164,7 @@ def _local_path(local: BinaryIO, where: str) -> str:
     return path
 
 
-def _follow_stats(proc: subprocess.Popen, progress: Progress, errors: list[str]) -> int:
+def _follow_stats(proc: subprocess.Popen[str], progress: Progress, errors: list[str]) -> int:
     """Report rclone's transferred bytes from its JSON stats lines; keep error lines."""
     sent = 0
     assert proc.stderr is not None
@@ -187,7 +187,7 @@ def _follow_stats(proc: subprocess.Popen, progress: Progress, errors: list[str])
 class _CatStream:
     """stdout of `rclone cat`, raising CopyError at the end if rclone failed."""
 
-    def __init__(self, proc: subprocess.Popen, target: RcloneTarget, name: str) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], target: RcloneTarget, name: str) -> None:
         self._proc, self._target, self._name = proc, target, name
         self._err: list[bytes] = []
         self._thread = threading.Thread(target=self._drain, daemon=True)

@@ -89,7 +89,7 @@ def _read_json(path: Path) -> Any:
 def path_copy_present(item: dict[str, Any], entry: dict[str, Any]) -> bool:
     """Cheap fact at a path target: the stored copy is still there with the recorded size."""
     try:
-        return os.stat(expand(item["path"]) / entry["stored"]).st_size == entry["storedSize"]
+        return bool(os.stat(expand(item["path"]) / entry["stored"]).st_size == entry["storedSize"])
     except (OSError, KeyError, TypeError):
         return False
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..archive.manifest import sidecar_path
+from ..environment import STATE_DIRNAME
 from ..errors import AllskyTasksError, CopyError
 from . import records
 from .prune import prune_target
@@ -33,14 +34,19 @@ def total_bytes(pending: list[tuple[dict[str, Any], str]]) -> int:
     return sum((records.local_facts(Path(a)) or (0, 0))[0] for _, a in pending)
 
 
+def _named_progress(on_bytes: Callable[[int, str], None], what: str) -> Callable[[int], None]:
+    """Progress of one copy, named for the operator."""
+    return lambda n: on_bytes(n, what)
+
+
 def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
-               say: Callable[[str], None], encryptor_for: Callable[[dict], Any] | None = None
+               say: Callable[[str], None], encryptor_for: Callable[[dict[str, Any]], Any] | None = None
                ) -> CopyReport:
     """Copy what `records.pending` lists, then prune each target that got a copy."""
     report = CopyReport()
     verified = {r["archive"]: r for r in records._read_json(state / "verify.json")["results"]}
     pending = records.pending(state)
-    state_dir = spec.destination / records.STATE_DIRNAME
+    state_dir = spec.destination / STATE_DIRNAME
     done_targets: dict[str, dict[str, Any]] = {}
     for item, archive_str in pending:
         archive = Path(archive_str)
@@ -52,7 +58,7 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
             side = sidecar_path(archive)
             entry = copy_archive(target, item, archive, side if side.exists() else None,
                                  verified[archive_str]["sha256"], spec.name,
-                                 lambda n, a=archive.name, t=label: on_bytes(n, f"{t}: {a}"),
+                                 _named_progress(on_bytes, f"{label}: {archive.name}"),
                                  encryptor)
             report.copied.append({"target": item["name"], **entry})
             done_targets[item["name"]] = item

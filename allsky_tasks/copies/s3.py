@@ -12,11 +12,14 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator, Mapping
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import CopyError
 from .s3_multipart import put_multipart
 from .target import Progress, RemoteFile
+
+if TYPE_CHECKING:
+    from botocore.response import StreamingBody
 
 MULTIPART_THRESHOLD = 16 << 20  # single PUT (full-object SHA-256 at the store) below this
 STALE_UPLOAD_DAYS = 7  # multipart uploads of ours older than this are given up and aborted
@@ -221,7 +224,7 @@ class S3Target:
 class _Body:
     """A read-only stream over an S3 body whose errors become CopyError naming the target."""
 
-    def __init__(self, body: Any, target: S3Target, name: str) -> None:
+    def __init__(self, body: StreamingBody, target: S3Target, name: str) -> None:
         self._body, self._target, self._name = body, target, name
 
     def read(self, n: int = -1) -> bytes:

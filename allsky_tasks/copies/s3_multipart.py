@@ -85,7 +85,7 @@ def put_multipart(target: MultipartStore, local: BinaryIO, size: int, name: str,
     # A few parts in flight overlap hashing, reading and the network; memory stays at
     # UPLOAD_THREADS parts (32 MiB by default). Progress is reported from this thread only.
     with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="s3-part") as pool:
-        flying: set[Future] = set()
+        flying: set[Future[tuple[dict[str, Any], int]]] = set()
         try:
             for number in todo:
                 if len(flying) >= UPLOAD_THREADS:

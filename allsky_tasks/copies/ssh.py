@@ -154,8 +154,8 @@ class SshTarget(SshSession):
         if not self._shell:
             return self._get_to_temp(name)
         argv = ["ssh", *self._options(), self.host, f"cat -- {shlex.quote(self._remote(name))}"]
-        return _Stream(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE), self, name)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return _Stream(proc, self, name)  # type: ignore[return-value]  # read-only: what readers use of a BinaryIO
 
     def _get_to_temp(self, name: str) -> BinaryIO:
         """sftp `get` into a private temp file (already unlinked), opened for reading."""
@@ -179,7 +179,7 @@ class SshTarget(SshSession):
 class _Stream:
     """A remote file read through `ssh cat`; a failed read raises CopyError at the end."""
 
-    def __init__(self, proc: subprocess.Popen, target: SshTarget, name: str) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], target: SshTarget, name: str) -> None:
         self.proc, self.target, self.name = proc, target, name
 
     def read(self, n: int = -1) -> bytes:

@@ -92,7 +92,7 @@ class SshSession:
         return CopyError(f"copy target {self.describe()}: {what}: {last}")
 
     def _run(self, argv: list[str], what: str, stdin: str | None = None,
-             timeout: float | None = TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
+             timeout: float | None = TIMEOUT, check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
             proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
                                   timeout=timeout, stdin=None if stdin is not None else subprocess.DEVNULL)
@@ -108,12 +108,12 @@ class SshSession:
         return proc
 
     def _ssh(self, command: str, what: str, check: bool = True,
-             timeout: float | None = TIMEOUT) -> subprocess.CompletedProcess:
+             timeout: float | None = TIMEOUT) -> subprocess.CompletedProcess[str]:
         return self._run(["ssh", *self._options(), self.host, command], what,
                          check=check, timeout=timeout)
 
     def _sftp(self, commands: list[str], what: str, timeout: float | None = TIMEOUT
-              ) -> subprocess.CompletedProcess:
+              ) -> subprocess.CompletedProcess[str]:
         return self._run(["sftp", "-q", *self._options(), "-b", "-", self.host], what,
                          stdin="\n".join(commands) + "\n", timeout=timeout)
 

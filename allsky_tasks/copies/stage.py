@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..environment import STATE_DIRNAME
 from ..errors import CopyError
 from . import records
 from .target import Encryptor, Progress, Target, target_from_spec
@@ -139,7 +140,7 @@ def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar
     facts = records.local_facts(archive)
     if facts is None:
         raise CopyError(f"copy target {target.describe()}: the local archive {archive} is gone")
-    work = backup_dir / records.STATE_DIRNAME / records.FOLDER / "work"
+    work = backup_dir / STATE_DIRNAME / records.FOLDER / "work"
     stored = archive.name + (encryptor.suffix if encryptor is not None else "")
     started = time.monotonic()
     try:
@@ -182,7 +183,7 @@ def verify_copy(target: Target, backup_dir: Path, archive_name: str,
     """Re-read one recorded copy at the target; record and return the result."""
     record = records.load(backup_dir, target.name)
     entry = record["copies"].get(archive_name)
-    if entry is None:  # a new card: no record, but the copied sidecar knows the SHA-256
+    if not isinstance(entry, dict):  # a new card (or a damaged record): the copied sidecar knows the SHA-256
         return _verify_by_sidecar(target, archive_name, progress)
     try:
         target.check_ready()

@@ -100,5 +100,5 @@ def target_from_spec(item: Mapping[str, Any], context: Mapping[str, Any]) -> Tar
     if len(kinds) != 1:
         raise ValueError(f"copies item {item.get('name')!r} needs exactly one of {', '.join(KINDS)}")
     module, cls = KINDS[kinds[0]].split(":")
-    factory = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+    factory: Callable[..., Target] = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
     return factory(item, context)

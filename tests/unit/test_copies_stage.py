@@ -144,3 +144,16 @@ def test_sidecar_failure_keeps_the_verified_archive_and_the_next_run_sends_only_
     again = copy_archive(target, item, archive, side, sha, "cfg", moved.append)
     assert again["method"] == "already there" and again["ok"] is True and moved == []
     assert (target.folder / side.name).read_bytes() == side.read_bytes()
+
+
+def test_a_damaged_record_entry_is_checked_against_the_copied_sidecar(setup) -> None:
+    backups, item, target = setup
+    archive, sha = _archive(backups, 1, 1000)
+    side = archive.with_name(archive.name.replace(".tar.zst", ".json"))
+    side.write_text(json.dumps({"allskyTasks": {"archive": {"sha256": sha}}}))
+    copy_archive(target, item, archive, side, sha, "cfg", lambda n: None)
+    record = records.load(backups, "disk")
+    record["copies"][archive.name] = "damaged"  # the state folder may be a shared stick
+    records.save(backups, record)
+    result = verify_copy(target, backups, archive.name)
+    assert result["ok"] is True and result["method"].endswith("(vs the sidecar)")
