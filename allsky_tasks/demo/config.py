@@ -9,6 +9,7 @@ import random
 import sqlite3
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -21,7 +22,7 @@ VERSION = "v2025.xx.xx"
 OTHER_CAMERA = ("ZWO", "ASI120MC-S")  # a camera used before the current one: its files linger in config/
 
 
-def _settings(cam_type: str, model: str, size: tuple[int, int]) -> dict:
+def _settings(cam_type: str, model: str, size: tuple[int, int]) -> dict[str, Any]:
     """A settings_<type>_<model>.json as the WebUI writes it (a realistic subset of its ~150 keys)."""
     return {
         "cameratype": cam_type, "cameramodel": model, "cameranumber": 0, "lastchanged": "2025-11-02 14:07:31",
@@ -40,7 +41,7 @@ def _settings(cam_type: str, model: str, size: tuple[int, int]) -> dict:
     }
 
 
-def _capabilities(cam_type: str, model: str, sensor: str) -> dict:
+def _capabilities(cam_type: str, model: str, sensor: str) -> dict[str, Any]:
     """A cc_<type>_<model>.json: the camera capabilities the capture program reports (a few KB)."""
     controls = [("Gain", 1, 16, 1), ("Exposure", 1, 200000000, 10000), ("AutoExposure", 0, 1, 1),
                 ("WB_R", 0, 32, 2.5), ("WB_B", 0, 32, 2.0), ("AWB", 0, 1, 1), ("Brightness", -1, 1, 0),
@@ -55,7 +56,7 @@ def _capabilities(cam_type: str, model: str, sensor: str) -> dict:
                           "IsWritable": True, "Description": f"{n} control ({sensor})"} for n, lo, hi, d in controls]}
 
 
-def _step(module: str, name: str, kind: str = "system", **extra: object) -> dict:
+def _step(module: str, name: str, kind: str = "system", **extra: object) -> dict[str, Any]:
     """One flow step as in config/modules/postprocessing_*.json."""
     return {"module": module, "metadata": {"name": name, "module": module.removesuffix(".py"),
             "events": {"0": "day", "1": "night"}, "arguments": {}, "experimental": False},

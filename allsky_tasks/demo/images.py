@@ -79,6 +79,7 @@ def write_night(out: Writer, night: str, start: datetime, frames: int, sky: Imag
         columns.append(img.crop((w // 2, 0, w // 2 + 1, h)))
         trails = img if trails is None else ImageChops.lighter(trails, img)
         mid = img if i == frames // 2 else mid
+    assert trails is not None and mid is not None  # make_demo_tree asks for one frame at least
     keogram = Image.new("RGB", (len(columns), h))
     for x, col in enumerate(columns):
         keogram.paste(col, (x, 0))

@@ -6,6 +6,7 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 __all__ = ["CONFIG_DIR", "CONFIG_FILE", "IMAGE_DIR", "IMAGE_FILE", "SECRET_FILE", "Writer", "finish_dirs"]
 
@@ -21,7 +22,8 @@ class Writer:
         """Remember the root and start the clock used for config-like files."""
         self.root, self.clock = root, installed.timestamp()
 
-    def write(self, rel: str, data: bytes | str | dict, mode: int = CONFIG_FILE, mtime: float | None = None) -> Path:
+    def write(self, rel: str, data: bytes | str | dict[str, Any], mode: int = CONFIG_FILE,
+              mtime: float | None = None) -> Path:
         """Write one file (dicts become indented JSON) and set its mode and mtime."""
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

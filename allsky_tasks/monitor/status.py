@@ -65,12 +65,13 @@ def spec_status(env: Environment, names: list[str] | None = None,
     """Each spec's status, and warnings about the backups as a whole."""
     from ..inventory.advice import listing_warnings
     from ..inventory.listing import list_backups
+    from ..inventory.record import Record
     from ..spec.load import load_spec
 
     now = time.time() if now is None else now
     runs = last_runs(env)
     out: list[SpecStatus] = []
-    listings: dict[Path, list] = {}
+    listings: dict[Path, list[Record]] = {}
     for path in spec_files(env.specs_dir):
         if names and path.stem not in names:
             continue

@@ -128,7 +128,7 @@ def show(root: Path, now: datetime | None = None) -> dict[str, Any] | None:
         delay = re.search(r"^RandomizedDelaySec=(\d+)$", timer, re.M)
         user = re.search(r"^User=(.*)$", service, re.M)
         cmd = re.search(r"^ExecStart=(.*)$", service, re.M)
-        info = {"backend": "systemd", "files": [str(p["service"]), str(p["timer"])], "at": at,
+        info: dict[str, Any] = {"backend": "systemd", "files": [str(p["service"]), str(p["timer"])], "at": at,
                 "randomDelaySeconds": int(delay.group(1)) if delay else 0,
                 "user": user.group(1) if user else None, "command": cmd.group(1) if cmd else None}
         info["systemdNext"] = _systemd_next() if live(root) else None

@@ -6,6 +6,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from ..environment import PROJECT_DIR
 from ..errors import ScheduleError
@@ -114,7 +115,17 @@ def cron_file(plan: Plan, offset_minutes: int) -> str:
 CRON_RE = re.compile(r"^(\d{1,2}) (\d{1,2}) \* \* \* (\S+) (.*)$")
 
 
-def parse_cron(text: str) -> dict[str, object] | None:
+class CronLine(TypedDict):
+    """The schedule line of a cron file of ours."""
+
+    minute: int
+    hour: int
+    user: str
+    environment: dict[str, str]
+    argv: list[str]
+
+
+def parse_cron(text: str) -> CronLine | None:
     """The schedule a cron file of ours holds: minute, hour, user, argv (after the env)."""
     for line in text.splitlines():
         m = CRON_RE.match(line)
@@ -122,8 +133,8 @@ def parse_cron(text: str) -> dict[str, object] | None:
             words = shlex.split(m.group(4).replace("\\%", "%").split("; ", 2)[-1])
             n = next((i for i, w in enumerate(words) if "=" not in w), len(words))
             env, argv = dict(w.split("=", 1) for w in words[:n]), words[n:]
-            return {"minute": int(m.group(1)), "hour": int(m.group(2)), "user": m.group(3),
-                    "environment": env, "argv": argv}
+            return CronLine(minute=int(m.group(1)), hour=int(m.group(2)), user=m.group(3),
+                            environment=env, argv=argv)
     return None
 
 

@@ -76,7 +76,8 @@ class _RestartWatch:
     """Notices when something else starts the service during the pause (a status look a second)."""
 
     def __init__(self, cfg: ServiceConfig) -> None:
-        self.cfg, self.seen_at = cfg, None
+        self.cfg = cfg
+        self.seen_at: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="service-watch", daemon=True)
 
