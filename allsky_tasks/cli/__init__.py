@@ -18,7 +18,7 @@ from ..errors import AllskyTasksError
 COMMAND_MODULES = ("run", "plan", "inventory", "restore", "init", "schedule", "keys")
 
 
-def _register(subs: argparse._SubParsersAction, name: str) -> None:
+def _register(subs: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     """Add the commands of one command module, if it is installed."""
     try:
         module = importlib.import_module(f"{__name__}.{name}")
@@ -29,7 +29,8 @@ def _register(subs: argparse._SubParsersAction, name: str) -> None:
     module.register(subs)
 
 
-def _parser(names: tuple[str, ...]) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+def _parser(names: tuple[str, ...]
+            ) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[argparse.ArgumentParser]]:
     """A parser with the commands of these modules, and its subcommand action."""
     from .. import __version__
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..environment import Environment, spec_files
 from ..errors import CopyError
+
+if TYPE_CHECKING:
+    from ..inventory.advice import Advice
 
 
 def _cloud_url(text: str) -> dict[str, Any] | None:
@@ -105,7 +108,7 @@ def copies_lines(dest: Path, names: list[str]) -> list[str]:
     return out if len(out) > 2 else []
 
 
-def drop_solved_advice(warnings: list, dest: Path, names: list[str]) -> list:
+def drop_solved_advice(warnings: list[Advice], dest: Path, names: list[str]) -> list[Advice]:
     """No "same filesystem as the home" advice when the newest config backup has a verified copy."""
     from ..copies import records
 

@@ -52,7 +52,7 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subs: argparse._SubParsersAction) -> None:
+def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `init` command."""
     p = subs.add_parser("init", help="copy the example specs to your own folder",
                         description="Copy the shipped example specs (backup_specs/) into DIR, "

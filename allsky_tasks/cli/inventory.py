@@ -11,7 +11,7 @@ from .inventory_show import cmd_info, cmd_list
 from .inventory_verify import cmd_verify
 
 
-def register(subs: argparse._SubParsersAction) -> None:
+def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the inventory commands."""
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str,
             archive: bool = True) -> argparse.ArgumentParser:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..environment import Environment, from_environ, spec_files
 from .inventory_common import env_dests, human_size, resolve_archive, table, verified_text, verify_every
+
+if TYPE_CHECKING:
+    from ..inventory.record import Record
 
 __all__ = ["cmd_info", "cmd_list"]
 
@@ -27,7 +30,7 @@ def _config_backup_cmd(env: Environment) -> str:
     return "allsky-tasks run backup"
 
 
-def _collapse_sets(group: list, each: bool) -> list:
+def _collapse_sets(group: list[Record], each: bool) -> list[Record]:
     """One row per per-night set (the set is one backup), unless each archive is wanted."""
     from dataclasses import replace
 
@@ -54,7 +57,7 @@ def _collapse_sets(group: list, each: bool) -> list:
     return rows
 
 
-def _spec_cell(r: Any, each: bool) -> str:
+def _spec_cell(r: Record, each: bool) -> str:
     """The Spec column; with --archives a per-night archive also names its night."""
     from ..inventory.record import namespace
 
@@ -151,7 +154,7 @@ def _print_info(data: dict[str, Any]) -> None:
     line("Spec", data["spec"])
     line("Pinned", "yes" if data["pinned"] else "no")
     check = data.get("verify") or {}
-    line("Verified", verified_text(data["verified"], check.get("verifiedAt"), data.get("stale")
+    line("Verified", verified_text(data["verified"], check.get("verifiedAt"), bool(data.get("stale"))
                                ) + (" (older than the spec's verify.every: due again)"
                                     if data.get("stale") and data["verified"] else ""))
     for problem in check.get("problems") or []:

@@ -30,7 +30,7 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subs: argparse._SubParsersAction) -> None:
+def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `keygen`."""
     p = subs.add_parser("keygen", help="write a new age identity for encrypted copies; print its public key",
                         description="Write a new age identity (mode 0600, never overwriting) and print "

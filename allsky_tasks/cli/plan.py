@@ -76,14 +76,14 @@ def _cmd(args: argparse.Namespace) -> int:
                 f"{format_bytes(space['freeBytes'])} free",
                 hint="free space there, choose another destination, or lower the spec's "
                      "free_space: {margin_percent, min_free_mb}"))
-    for e in failures[1:]:  # main prints the first, and exits with its code
-        print(f"allsky-tasks: {type(e).__name__}: {e}", file=sys.stderr)
+    for failure in failures[1:]:  # main prints the first, and exits with its code
+        print(f"allsky-tasks: {type(failure).__name__}: {failure}", file=sys.stderr)
     if failures:
         raise failures[0]
     return 0
 
 
-def register(subs: argparse._SubParsersAction) -> None:
+def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `plan` command."""
     p = subs.add_parser(
         "plan", help="show what each backup would contain and its estimated size",

@@ -153,7 +153,7 @@ def _targets(name: str, looked_in: list[Path], folders: list[str]
     return list(newest.values())
 
 
-def register(subs: argparse._SubParsersAction) -> None:
+def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `restore` command."""
     p = subs.add_parser(
         "restore", help="restore a backup: checked, staged, reversible",

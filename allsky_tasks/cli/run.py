@@ -32,7 +32,7 @@ def run_doit(doit_args: list[str]) -> int:
     stage_io.FAILURES.clear()
     reporter.ARGV = list(doit_args)
     with signals_as_interrupt():
-        code = DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args)
+        code: int = DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args)  # doit has no types
     if stage_io.FAILURES:
         return stage_io.FAILURES[0].exit_code
     return code
@@ -60,7 +60,7 @@ def _cmd(args: argparse.Namespace) -> int:
     return reported(lambda: run_doit(doit_args))
 
 
-def register(subs: argparse._SubParsersAction) -> None:
+def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `run` command."""
     p = subs.add_parser("run", help="run doit tasks (default: back up every spec)",
                         description="Run doit on the project's dodo.py. Exit code: 0, or the "

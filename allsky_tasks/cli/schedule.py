@@ -159,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if healthy else UnhealthyError.exit_code
 
 
-def register(subs: argparse._SubParsersAction) -> None:
+def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `schedule` and `status`."""
     from ..monitor.status import DEFAULT_MAX_AGE_HOURS
     from ..schedule.units import DEFAULT_AT, DEFAULT_LOCK_WAIT
