@@ -4,9 +4,11 @@ Run `doit list` to see them, `doit` to back up everything, `doit validate` to ch
 """
 
 import gc
+from collections.abc import Iterator
+from typing import Any
 
 from allsky_tasks.backup.tasks import doit_config, gen_recover, gen_stages, gen_validate
-from allsky_tasks.environment import from_environ
+from allsky_tasks.environment import Environment, from_environ
 
 ENV = from_environ()
 DOIT_CONFIG = doit_config(ENV)
@@ -15,22 +17,22 @@ DOIT_CONFIG = doit_config(ENV)
 gc.freeze()
 
 
-def _recover(env):  # noqa: ANN001, ANN202 - the restore layer only when the task runs
+def _recover(env: Environment) -> Any:  # the restore layer loads only when the task runs
     from allsky_tasks.restore.recovery import run_recover
 
     return run_recover(env)
 
 
-def task_recover():  # noqa: ANN201
+def task_recover() -> dict[str, Any]:
     """Finish an interrupted restore and restart a stopped service, before any spec's checks."""
     return gen_recover(ENV, _recover)
 
 
-def task_validate():  # noqa: ANN201 - doit task creator
+def task_validate() -> Iterator[dict[str, Any]]:  # doit task creator
     """Check every backup spec (schema and semantics)."""
     yield from gen_validate(ENV)
 
 
-def task_backup_chain():  # noqa: ANN201
+def task_backup_chain() -> Iterator[dict[str, Any]]:
     """scan, pack, manifest, verify and backup tasks per spec."""
     yield from gen_stages(ENV)

@@ -68,7 +68,8 @@ class Bench:
 
     def __init__(self, workdir: Path, runs: int, src: Path | None) -> None:
         """Create the specs folders and an empty results table."""
-        self.workdir, self.runs, self.src, self.series = workdir, runs, src, {}
+        self.workdir, self.runs, self.src = workdir, runs, src
+        self.series: dict[str, Series] = {}
         self.counter = 0
         for name, text in SPECS.items():
             self.write_spec(name, text)
@@ -116,9 +117,10 @@ class Bench:
 def state(backups: Path, spec: str, name: str) -> dict[str, Any]:
     """One of our JSON state files for a spec ({} if this version has no such file)."""
     try:
-        return json.loads((backups / ".allsky-tasks" / "specs" / spec / name).read_text())
+        data = json.loads((backups / ".allsky-tasks" / "specs" / spec / name).read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def archives(backups: Path) -> list[Path]:
@@ -129,7 +131,7 @@ def archives(backups: Path) -> list[Path]:
 def stage_seconds(record: dict[str, Any]) -> float | None:
     """A stage's own seconds from pack.json/verify.json (one archive, or several in results)."""
     if "seconds" in record:
-        return record["seconds"]
+        return float(record["seconds"])
     found = [r["seconds"] for r in record.get("results", []) if isinstance(r, dict) and "seconds" in r]
     return round(sum(found), 3) if found else None
 
@@ -144,7 +146,8 @@ def walk_in_process(root: str) -> tuple[int, int]:
     """The same scandir walk as WALK, run here (no interpreter start-up)."""
     scope: dict[str, Any] = {}
     exec(WALK.rsplit("print", 1)[0], scope)  # noqa: S102 - our own constant
-    return scope["walk"](os.path.realpath(root))
+    walk: Callable[[str], tuple[int, int]] = scope["walk"]
+    return walk(os.path.realpath(root))
 
 
 def warm_up(b: Bench, *trees: TreeInfo | None) -> None:

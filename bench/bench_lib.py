@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 PYTHON = sys.executable
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -203,7 +204,7 @@ class Series:
     seconds: list[float] = field(default_factory=list)
     peak_rss_mb: list[float] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # figures and lists of them, by key
 
     def add(self, run: Run) -> Run:
         """Record one run."""
@@ -235,7 +236,7 @@ class Series:
 
 
 def measure(cmd: Sequence[str] | str, env: dict[str, str] | None = None,
-            cwd: Path | None = None, check: bool = True) -> Run:
+            cwd: Path | str | None = None, check: bool = True) -> Run:
     """Run one command in a fresh child; wall time and ru_maxrss of that child's tree (wait4).
 
     wait4 returns the rusage of exactly this child plus the descendants it reaped, so each

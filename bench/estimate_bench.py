@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from allsky_tasks.backup.estimate import estimate_compressed, estimate_total
 from allsky_tasks.backup.pack import pack
@@ -39,7 +40,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def run_case(root: Path, env: Environment, name: str, text: str, budget: int,
-             keep: bool) -> dict:
+             keep: bool) -> dict[str, Any]:
     """Scan, estimate and pack one spec; return the figures."""
     path = env.specs_dir / f"{name}.yaml"
     path.write_text(text + "service: {pause: never}\n", encoding="utf-8")

@@ -20,10 +20,10 @@ def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> None:
     """Wait until something accepts connections on the port (or the process died)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -51,7 +51,7 @@ class Proc:
     def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> None:
         self.argv, self.port, self.env, self.cwd = argv, port, env, cwd
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ SSHD = "/usr/sbin/sshd"
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _keygen(path: Path) -> None:
@@ -33,7 +34,7 @@ class Sshd:
 
     root: Path
     port: int = field(default_factory=_free_port)
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def client_key(self) -> Path:
@@ -129,7 +130,7 @@ def require_openssh() -> None:
 
 
 @pytest.fixture
-def sshd(tmp_path: Path):
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
     """A running sshd for one test."""
     require_openssh()
     server = Sshd(tmp_path / "sshd").setup().start()
