@@ -11,7 +11,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -108,10 +108,8 @@ def check_dir(path: Path) -> None:
 
 def make_dir(path: Path, mode: int = 0o750) -> Path:
     """Create a folder of ours (and its parents) if needed, refusing a link or non-folder there."""
-    try:
+    with suppress(FileExistsError):  # a dangling link or a file: check_dir names it
         path.mkdir(parents=True, exist_ok=True, mode=mode)
-    except FileExistsError:
-        pass  # a dangling link or a file: check_dir names it
     check_dir(path)
     return path
 
@@ -195,7 +193,5 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o640) -> None:
 
 @contextmanager
 def _suppress_missing() -> Iterator[None]:
-    try:
+    with suppress(FileNotFoundError):
         yield
-    except FileNotFoundError:
-        pass

@@ -378,12 +378,15 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"bench: needs the {tool} command", file=sys.stderr)
             return 2
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    size = (width, height)
     args.workdir.mkdir(parents=True, exist_ok=True)
     started, load_start = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
-    say: Callable[[str], None] = lambda m: print(f"[{time.perf_counter() - started:6.1f}s] {m}",
-                                                 flush=True)
-    tree = ensure_tree(args.workdir, args.gb, args.nights, size, args.workers)  # type: ignore[arg-type]
+
+    def say(m: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {m}", flush=True)
+
+    tree = ensure_tree(args.workdir, args.gb, args.nights, size, args.workers)
     say(f"tree {tree.home}: {tree.image_files} image files, {tree.image_bytes / 1e9:.2f} GB"
         f"{' (reused)' if tree.reused else f' (generated in {tree.generate_seconds}s)'}")
     flat = ensure_flat_tree(args.workdir, tree, args.flat_factor) if args.flat_check else None

@@ -13,6 +13,7 @@ Run: .venv/bin/python bench/bench_copies.py [--mb 256] [--reps 3]
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -146,8 +147,8 @@ def bench_noop(work: Path, reps: int) -> dict[str, float]:
         times: dict[str, list[float]] = {"with": [], "without": []}
         for _ in range(reps):
             for key, (argv, env) in runs.items():
-                times[key].append(_time(lambda: subprocess.run(argv, env=env, check=True,
-                                                               capture_output=True)))
+                times[key].append(_time(functools.partial(subprocess.run, argv, env=env, check=True,
+                                                          capture_output=True)))
     finally:
         server.kill()
     return {k: statistics.median(v) for k, v in times.items()}

@@ -131,7 +131,7 @@ def ensure_tree(workdir: Path, gb: float, nights: int, size: tuple[int, int],
         last = newest - timedelta(days=block[0])
         jobs.append((str(root / f"part{k}" / "allsky"), len(block), frames, size, last.isoformat()))
     with ProcessPoolExecutor(max_workers=len(jobs)) as pool:
-        list(pool.map(_make_part, *zip(*jobs)))
+        list(pool.map(_make_part, *zip(*jobs, strict=True)))
     home = root / "allsky"
     os.rename(root / "part0" / "allsky", home)
     for k in range(1, len(jobs)):

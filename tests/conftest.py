@@ -15,6 +15,9 @@ import pytest
 from allsky_tasks.demo import DemoTree, make_demo_tree
 from allsky_tasks.environment import PROJECT_DIR, Environment
 
+# The real-server fixtures (sshd, s3_server, s3_env), for every test that names one.
+pytest_plugins = ["tests.helpers.sshd", "tests.helpers.cloud_servers"]
+
 SHIPPED_SPECS = PROJECT_DIR / "backup_specs"
 DATA = Path(__file__).parent / "data"
 

@@ -51,7 +51,7 @@ class HashingReader(io.RawIOBase):
         """This is a read-only stream."""
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]  # narrower: what readers pass
         """Read, hash and count."""
         n = self.raw.readinto(buffer)  # type: ignore[attr-defined]  # a binary file has it; typing.IO omits it
         if n:
@@ -143,7 +143,7 @@ def open_decompressed(path: Path, raw: IO[bytes] | HashingReader) -> BinaryIO:
         # read_across_frames: a second frame appended to the file must not hide.
         return dctx.stream_reader(source, read_size=CHUNK, read_across_frames=True)
     # A GzipFile has every method of a binary file, but typeshed does not call it a typing.BinaryIO.
-    return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
+    return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]  # see above
 
 
 def drain(stream: BinaryIO) -> int:

@@ -81,8 +81,9 @@ def _stream(path: Path, fmt: str, limits: Limits, scan: Scan,
         def observe(view: memoryview) -> None:
             # Small slices: the walker copies its buffer per header, so a MiB of tiny
             # frames fed at once costs seconds; 4 KiB at a time costs milliseconds.
-            for at in range(0, len(view), 4096) if walker is not None else ():
-                walker.feed(view[at:at + 4096])  # type: ignore[union-attr]
+            if walker is not None:
+                for at in range(0, len(view), 4096):
+                    walker.feed(view[at:at + 4096])
             if sink is not None:
                 try:
                     sink(view)
@@ -107,7 +108,8 @@ def _stream(path: Path, fmt: str, limits: Limits, scan: Scan,
             if walker is not None and not walker.complete:
                 raise EOFError("the zstd frame ends early (file cut short)")
         except _SinkFailed as e:
-            raise e.__cause__ from None  # type: ignore[misc]
+            assert e.__cause__ is not None  # always raised from the sink's OSError
+            raise e.__cause__ from None
         except Stop as e:
             raise ArchiveRejected(path, e.problem, e.member or scan.current,
                                   hashed.size) from None
@@ -129,7 +131,7 @@ def _stream(path: Path, fmt: str, limits: Limits, scan: Scan,
 class _Counting(HashingReader):
     """Counts compressed bytes without hashing them (a FileDigest hashes the file)."""
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]  # narrower: what readers pass
         """Read and count."""
         n = self.raw.readinto(buffer)  # type: ignore[attr-defined]  # a binary file has it; typing.IO omits it
         if n:

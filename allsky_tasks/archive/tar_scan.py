@@ -102,7 +102,8 @@ def read_tar(limiter: Limiter, scan: Scan) -> None:
     """Iterate the members; after the tar end marker only NULs may follow."""
     headroom = limiter.limits.max_header_bytes + 2 * CHUNK
     limiter.window = headroom  # headers may be read only this far ahead (open reads one)
-    with tarfile.open(fileobj=limiter, mode="r|", bufsize=_TARBUF) as tar:  # type: ignore
+    # Stream mode only reads; the stub's file protocol asks for seek and write too.
+    with tarfile.open(fileobj=limiter, mode="r|", bufsize=_TARBUF) as tar:  # type: ignore[call-overload]
         while (info := tar.next()) is not None:
             limiter.window = None  # member data is capped by the total and ratio limits
             scan.add(tar, info)

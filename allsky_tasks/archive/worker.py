@@ -28,7 +28,7 @@ class QueueWorker(Generic[Item]):
         while (item := self._queue.get()) is not _END:
             if self.error is None:
                 try:
-                    self._handle(item)  # type: ignore[arg-type]
+                    self._handle(item)  # type: ignore[arg-type]  # all but the end mark are items
                 except BaseException as e:  # handed to the producer by put/close
                     self.error = e
             self.done += 1

@@ -96,7 +96,7 @@ class HashingWriter(io.RawIOBase):
         self.raw.write(data)
         self._behind.wrote(len(data))
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]  # narrower: what writers pass
         """Queue for hashing and writing (a copy unless immutable: callers reuse buffers)."""
         chunk = data if isinstance(data, bytes) else bytes(data)
         self._worker.put(chunk)

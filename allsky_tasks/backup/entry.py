@@ -42,7 +42,7 @@ class Entry:
     @classmethod
     def from_row(cls, row: list[object]) -> Entry:
         """Inverse of to_row."""
-        return cls(*row)  # type: ignore[arg-type]
+        return cls(*row)  # type: ignore[arg-type]  # a row to_row wrote: the fields in their order
 
 
 @dataclass

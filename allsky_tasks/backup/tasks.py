@@ -110,7 +110,7 @@ def _env_key(env: Environment) -> dict[str, str]:
 def _tasks(env: Environment) -> Iterator[tuple[str, Path, str, Path]]:
     """(name, spec path, doc line, state folder) per spec file; never reads beyond YAML."""
     paths = spec_files(env.specs_dir)
-    for path, doc in zip(paths, spec_docs(paths, env.state_dir / CACHE_NAME)):
+    for path, doc in zip(paths, spec_docs(paths, env.state_dir / CACHE_NAME), strict=True):
         yield path.stem, path, doc, spec_state(env, path.stem)
 
 

@@ -78,7 +78,4 @@ def is_journal(path: str, name: str) -> bool:
     """SQLite side files are never archived raw: the database is captured whole."""
     if "-" not in name:
         return False
-    for suffix in JOURNAL_SUFFIXES:
-        if name.endswith(suffix) and os.path.isfile(path[: -len(suffix)]):
-            return True
-    return False
+    return any(name.endswith(suffix) and os.path.isfile(path[: -len(suffix)]) for suffix in JOURNAL_SUFFIXES)

@@ -102,7 +102,8 @@ def copies_lines(dest: Path, names: list[str]) -> list[str]:
         found = records.entries_for(recs, name)
         if not found:
             continue
-        where = ", ".join(f"{t}: {'verified ' + e.get('verifiedAt', '') if e.get('ok') else 'FAILED (' + str(e.get('problem') or 'not verified') + ')'}"
+        where = ", ".join(f"{t}: " + ("verified " + e.get("verifiedAt", "") if e.get("ok")
+                                      else f"FAILED ({e.get('problem') or 'not verified'})")
                           for t, e in found)
         out.append(f"  {name}: {where}")
     return out if len(out) > 2 else []

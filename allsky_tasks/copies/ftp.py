@@ -7,6 +7,7 @@ FTPS checks the server's certificate against the system's CAs (or SSL_CERT_FILE)
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import socket
 import ssl
@@ -91,10 +92,8 @@ class FtpTarget:
     def close(self) -> None:
         """End the connection politely."""
         if self._ftp is not None:
-            try:
+            with contextlib.suppress(ftplib.Error, OSError, EOFError):
                 self._ftp.quit()
-            except (ftplib.Error, OSError, EOFError):
-                pass
             self._drop()
 
     @staticmethod
@@ -169,7 +168,7 @@ class FtpTarget:
         ftp = self.ftp
         self._do(f"reading {name}", ftp.voidcmd, "TYPE I")  # binary: listings leave ASCII mode on
         conn = self._do(f"reading {name}", ftp.transfercmd, f"RETR {self._check(name)}")
-        return _Retr(self, conn, name)  # type: ignore[return-value]
+        return _Retr(self, conn, name)  # type: ignore[return-value]  # read-only: what readers use of a BinaryIO
 
     def delete(self, name: str) -> None:
         """DELE one file."""
@@ -198,10 +197,8 @@ class _Retr:
         self._done = True
         self._file.close()
         if isinstance(self._conn, ssl.SSLSocket):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self._conn.unwrap()  # a clean TLS close, as ftplib's own retrbinary does
-            except (OSError, ValueError):
-                pass
         self._conn.close()
         self._t._do(f"reading {self._name}", self._t.ftp.voidresp)
 

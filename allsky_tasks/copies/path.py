@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -137,10 +138,8 @@ class PathTarget:
             fd = os.open(self.folder / name, os.O_RDONLY | NOFOLLOW)
         except OSError as e:
             raise self._error(f"cannot open {name}", e) from e
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # read the disk, not the cache
-        except (OSError, AttributeError):
-            pass
         return os.fdopen(fd, "rb", buffering=0)
 
     def delete(self, name: str) -> None:

@@ -116,8 +116,8 @@ def pending(state: Path) -> list[tuple[dict[str, Any], str]]:
             archive = Path(result["archive"])
             entry = record["copies"].get(archive.name) if same_config else None
             current = copy_is_current(entry, archive, result["sha256"])
-            if current and "path" in item:
-                current = path_copy_present(item, entry)  # type: ignore[arg-type]
+            if current and entry is not None and "path" in item:
+                current = path_copy_present(item, entry)
             if not current:
                 out.append((item, str(archive)))
     return out

@@ -197,7 +197,7 @@ class S3Target:
         """Stream the object back."""
         reply = self.call(f"reading {name}", self.client.get_object, Bucket=self.bucket,
                            Key=self.key(name))
-        return _Body(reply["Body"], self, name)  # type: ignore[return-value]
+        return _Body(reply["Body"], self, name)  # type: ignore[return-value]  # read-only: what readers use of a BinaryIO
 
     def delete(self, name: str) -> None:
         """Remove an object (and any unfinished upload of it)."""

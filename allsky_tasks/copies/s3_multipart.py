@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
@@ -107,10 +108,8 @@ def put_multipart(target: MultipartStore, local: BinaryIO, size: int, name: str,
     except ClientError as exc:
         # The store refused the parts: that upload cannot be resumed, so give it up and no
         # hidden parts linger. (A lost connection keeps it: the next run completes it.)
-        try:
+        with contextlib.suppress(CopyError):
             target.abort_upload(key, upload_id)
-        except CopyError:
-            pass
         raise target.fail(what, exc) from None
     except BotoCoreError as exc:
         raise target.fail(what, exc) from None

@@ -100,26 +100,25 @@ class SshTarget(SshSession):
         limit = ["-l", str(self.limit_kbps)] if self.limit_kbps else []
         argv = ["sftp", "-q", *limit, *self._options(), "-b", "-", self.host]
         batch = f"put {flags} /dev/fd/{fd} {sftp_quote(self._remote(hidden))}\n"
-        err = tempfile.TemporaryFile("w+")
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=err, text=True, pass_fds=(fd,))
-        assert proc.stdin is not None
-        proc.stdin.write(batch)
-        proc.stdin.close()
-        reported = have if resume else 0
-        ident = os.fstat(fd)
-        while True:
-            try:
-                proc.wait(timeout=0.25)
-                break
-            except subprocess.TimeoutExpired:
-                pos = _read_position(proc.pid, (ident.st_dev, ident.st_ino))
-                if pos is not None and pos > reported:
-                    progress(pos - reported)
-                    reported = pos
-        err.seek(0)
-        message = err.read()
-        err.close()
+        with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: nothing drains it while we poll
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=err, text=True, pass_fds=(fd,))
+            assert proc.stdin is not None
+            proc.stdin.write(batch)
+            proc.stdin.close()
+            reported = have if resume else 0
+            ident = os.fstat(fd)
+            while True:
+                try:
+                    proc.wait(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:
+                    pos = _read_position(proc.pid, (ident.st_dev, ident.st_ino))
+                    if pos is not None and pos > reported:
+                        progress(pos - reported)
+                        reported = pos
+            err.seek(0)
+            message = err.read()
         if proc.returncode != 0:
             raise self._fail(f"upload of {name} stopped (the partial copy stays hidden "
                              "and is resumed next time)", message)
@@ -166,7 +165,7 @@ class SshTarget(SshSession):
             os.close(fd)
             self._sftp([f"get {sftp_quote(self._remote(name))} {sftp_quote(tmp)}"],
                        f"cannot read {name}", timeout=None)
-            stream = open(tmp, "rb")
+            stream = open(tmp, "rb")  # noqa: SIM115 - returned open: the caller closes it
         finally:
             os.unlink(tmp)  # the open stream keeps the bytes until it is closed
         return stream

@@ -75,10 +75,11 @@ def _close(target: Target) -> None:
 
 def transfer(target: Target, payload: Payload, progress: Progress) -> str:
     """Store one payload at the target, verified before (or right after) its final name."""
+    # A StagedTarget (put_hidden, publish; see target.py) is found by hasattr, not by its type.
     staged = hasattr(target, "put_hidden")
     with open(payload.source, "rb") as local:
         if staged:
-            name = target.put_hidden(local, payload.size, payload.stored, progress)  # type: ignore[attr-defined]
+            name = target.put_hidden(local, payload.size, payload.stored, progress)  # type: ignore[attr-defined]  # see above
         else:
             target.put(local, payload.size, payload.stored, progress)
             name = payload.stored
@@ -96,7 +97,7 @@ def transfer(target: Target, payload: Payload, progress: Progress) -> str:
                         f"{problem}; the copy was deleted, the local archive is untouched",
                         hint="run the backup again; if it repeats, check the disk or network")
     if staged:
-        target.publish(name, payload.stored)  # type: ignore[attr-defined]
+        target.publish(name, payload.stored)  # type: ignore[attr-defined]  # see above
         return method
     return method
 

@@ -40,8 +40,9 @@ def read_archive_metadata(archive: Path) -> tuple[dict[str, Any] | None, dict[st
                 while (info := tar.next()) is not None:
                     if info.name == "metadata.json" and info.isreg() and \
                             info.size <= MAX_METADATA and raw_meta is None:
-                        raw_meta = tar.extractfile(info).read()  # type: ignore[union-attr]
-                    tar.members.clear()  # type: ignore[attr-defined]
+                        member = tar.extractfile(info)  # a regular file: never None
+                        raw_meta = member.read() if member is not None else None
+                    tar.members.clear()  # type: ignore[attr-defined]  # not in the stub; stream mode: hold no headers
             drain(stream)
             while hashed.read(CHUNK):
                 pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -158,10 +159,8 @@ def _record_check(final: Path, report: SafetyReport) -> None:
     from ..archive.records import STATE, RecordStore, make_record
     from ..errors import UnsafePathError
 
-    try:
+    with contextlib.suppress(OSError, UnsafePathError):  # the import stands; `verify` records it later
         RecordStore(final.parent / STATE).put(final, make_record(
             final.stat(), True, kind=report.kind, members=report.members, sha256=report.sha256,
             sizeBytes=report.size, type=report.metadata.get("backupType"), spec=None,
             method=f"import ({report.kind}): safety checks of import and restore"))
-    except (OSError, UnsafePathError):
-        pass  # the import stands; `allsky-tasks verify` records it later

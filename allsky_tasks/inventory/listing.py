@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -76,10 +77,8 @@ def load_record(path: Path, cache: bool = True, anywhere: bool = False) -> Recor
         return make_record(path, None, "none", st, facts.get("problem"), check)
     meta = clean_metadata(meta)
     if cache and "problem" not in facts and (anywhere or ours_to_cache(path)):
-        try:
+        with contextlib.suppress(ManifestError, OSError):  # a read-only folder (or a planted link) still lists
             write_sidecar(path, meta, {**facts, "cachedFrom": "archive"})
-        except (ManifestError, OSError):
-            pass  # a read-only folder (or a planted link) still lists
     return make_record(path, meta, "archive", st, facts.get("problem"), check)
 
 

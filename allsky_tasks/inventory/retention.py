@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,10 +139,8 @@ def _size(path: Path) -> int:
     """Bytes of a backup and its sidecar (0 for what is gone)."""
     total = 0
     for p in (path, sidecar_path(path)):
-        try:
+        with contextlib.suppress(OSError):
             total += p.lstat().st_size
-        except OSError:
-            pass
     return total
 
 

@@ -24,7 +24,7 @@ from .tar_stream import open_tar, read_member
 
 SETTINGS_RE = re.compile(r"config/settings_[^/]+\.json")
 CC_RE = re.compile(r"config/cc_[^/]+\.json")
-FLOW_RE = re.compile(r"config/modules/postprocessing_(%s)\.json" % "|".join(install.FLOWS))
+FLOW_RE = re.compile(rf"config/modules/postprocessing_({'|'.join(install.FLOWS)})\.json")
 FLOW_LIMIT = 4 << 20
 
 

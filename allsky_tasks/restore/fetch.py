@@ -74,7 +74,7 @@ def fetch(target: Target, name: str, backup_dir: Path,
         with os.fdopen(fd, "wb") as out, target.open_read(stored) as stream:
             if decryptor is not None:
                 # ENCRYPTION HOOK: the ciphertext is hashed as it streams into decrypt().
-                decryptor.decrypt(_Hashing(stream, digest, on_bytes), out)  # type: ignore[arg-type]
+                decryptor.decrypt(_Hashing(stream, digest, on_bytes), out)  # type: ignore[arg-type]  # read-only stream
             else:
                 while chunk := stream.read(1 << 20):
                     digest.update(chunk)

@@ -147,7 +147,7 @@ def finish_pending(state_dir: Path) -> str | None:
                            hint=(f"restore the undo backup: allsky-tasks restore {Path(undo).name} --yes"
                                  if undo else "restore the backup again") + f" (journal kept as {failed})") from None
     started = time.monotonic()
-    placer = Placer(staging, roots, _JournalAttrs(data["members"]), resume=True)  # type: ignore[arg-type]
+    placer = Placer(staging, roots, _JournalAttrs(data["members"]), resume=True)
     try:
         placer.place(members)
         relink = data.get("relink")

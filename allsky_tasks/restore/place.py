@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -11,7 +12,8 @@ from pathlib import Path
 from ..archive.members import Member
 from ..errors import RestoreError
 from .dirs import DIR_FLAGS, DirChain
-from .ownership import Ownership, apply_attrs
+from .extract import AttrsFor
+from .ownership import apply_attrs
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
@@ -23,7 +25,7 @@ class Placer:
     # Folders are merged; a file, symlink or folder where the archive has something else is moved
     # into the staging trash first; nothing in the live tree is ever followed, except the roots.
 
-    def __init__(self, staging: Path, roots: dict[str, Path], attrs: Ownership,
+    def __init__(self, staging: Path, roots: dict[str, Path], attrs: AttrsFor,
                  resume: bool = False, on_placed: Callable[[int], None] | None = None) -> None:
         self.attrs, self.roots = attrs, roots
         # resume: finishing a killed placement (see journal.py); what is no longer staged is done.
@@ -172,10 +174,8 @@ class Placer:
             if name not in self.placed:
                 continue
             tmp = f".{live}.restore-{os.getpid()}"
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=config)
-            except FileNotFoundError:
-                pass
             os.link(name.split("/")[-1], tmp, src_dir_fd=config, dst_dir_fd=config,
                     follow_symlinks=False)
             os.replace(tmp, live, src_dir_fd=config, dst_dir_fd=config)

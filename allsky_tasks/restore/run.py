@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 from .. import install
 from ..environment import STATE_DIRNAME
@@ -62,7 +62,7 @@ def execute(prep: Prepared) -> RestoreSummary:
                 summary.warnings += [f"undo backup: {w}" for w in warnings]
                 summary.steps.append(f"Took undo backup {undo.name}")
             cfg = prep.options.service
-            pause: ContextManager[PauseRecord | None] = nullcontext() \
+            pause: AbstractContextManager[PauseRecord | None] = nullcontext() \
                 if not config or cfg is None else paused_service(
                     cfg, True, "a config restore replaces files the service reads", state_dir,
                     activity="restore")

@@ -52,7 +52,7 @@ def _under(path: str, root: str | None) -> bool:
 def _glob(path: str, pattern: str) -> bool:
     """A section glob: one path component per pattern component."""
     a, b = path.split("/"), pattern.split("/")
-    return len(a) == len(b) and all(fnmatch.fnmatchcase(x, y) for x, y in zip(a, b))
+    return len(a) == len(b) and all(fnmatch.fnmatchcase(x, y) for x, y in zip(a, b, strict=True))
 
 
 def section_of(path: str, metadata: dict[str, Any]) -> str:
@@ -60,10 +60,10 @@ def section_of(path: str, metadata: dict[str, Any]) -> str:
     names = {"{settingsfile}": metadata.get("settingsfile"), "{ccfile}": metadata.get("ccfile")}
     for section in SECTIONS:
         roots = [names.get(p, p) for p in section.paths]
-        if any(_under(path, r) for r in roots if isinstance(r, str)) or \
-                any(_glob(path, g) for g in section.globs):
-            if not any(_under(path, e) for e in section.exclude):
-                return section.key
+        claimed = any(_under(path, r) for r in roots if isinstance(r, str)) or \
+            any(_glob(path, g) for g in section.globs)
+        if claimed and not any(_under(path, e) for e in section.exclude):
+            return section.key
     return EXTRA
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,8 @@ def _read(cache_path: Path) -> dict[str, Any]:
 
 def _write(cache_path: Path, data: dict[str, Any]) -> None:
     """Replace the cache atomically; a cache that cannot be written is simply not kept."""
-    try:
+    with contextlib.suppress(OSError, AllskyTasksError):
         atomic_write_bytes(cache_path, (json.dumps(data, indent=1) + "\n").encode(), 0o640)
-    except (OSError, AllskyTasksError):
-        pass
 
 
 def spec_docs(paths: list[Path], cache_path: Path) -> list[str]:

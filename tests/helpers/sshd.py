@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -75,10 +76,10 @@ LogLevel ERROR
 
     def start(self) -> Sshd:
         Path("/run/sshd").mkdir(exist_ok=True)
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.root / "sshd.log", "ab"),
-                                     start_new_session=True)
+        with open(self.root / "sshd.log", "ab") as log:  # sshd keeps its own copy
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=log, start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -86,7 +87,7 @@ LogLevel ERROR
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise AssertionError((self.root / "sshd.log").read_text())
+                    raise AssertionError((self.root / "sshd.log").read_text()) from None
                 time.sleep(0.05)
         raise AssertionError("sshd did not start")
 
@@ -95,10 +96,8 @@ LogLevel ERROR
         if self.proc is None or self.proc.poll() is not None:
             return
         for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.proc.wait()
 
 

@@ -12,8 +12,8 @@ import boto3
 
 from allsky_tasks.copies import records
 from allsky_tasks.environment import PROJECT_DIR
-from tests.helpers.cloud_servers import make_bucket, rclone_webdav, s3_env, s3_server  # noqa: F401
-from tests.helpers.sshd import Sshd, sshd  # noqa: F401 - fixture
+from tests.helpers.cloud_servers import make_bucket, rclone_webdav
+from tests.helpers.sshd import Sshd
 
 from ..conftest import Site, tree_state
 from .test_restore import comparable

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 from allsky_tasks.environment import PROJECT_DIR
-from tests.helpers.cloud_servers import s3_env, s3_server  # noqa: F401
 
 from ..conftest import Site
 

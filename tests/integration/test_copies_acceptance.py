@@ -11,7 +11,7 @@ from allsky_tasks.copies import records
 from allsky_tasks.copies.mounts import PREFIXES_ENV
 from allsky_tasks.environment import PROJECT_DIR
 from tests.helpers.disks import tmpfs
-from tests.helpers.sshd import Sshd, sshd  # noqa: F401 - fixture
+from tests.helpers.sshd import Sshd
 
 from ..conftest import Site, tree_state
 from .test_restore import comparable

@@ -14,7 +14,7 @@ from allsky_tasks.copies import records
 from allsky_tasks.copies.ssh import SshTarget, hidden_name
 from allsky_tasks.copies.stage import copy_archive, verify_copy
 from allsky_tasks.errors import CopyError
-from tests.helpers.sshd import Sshd, sshd  # noqa: F401 - fixture
+from tests.helpers.sshd import Sshd
 
 
 def _archive(folder: Path, size: int) -> tuple[Path, str]:

@@ -83,7 +83,7 @@ def test_the_set_lists_and_verifies_as_one_backup(site: Site) -> None:
     nights = len(site.tree.nights) + 1
     listing = cli("list")
     assert listing.count(f"set:nights ({nights} nights)") == 1
-    assert "Images Backups (%d)" % nights in listing  # the count is of archives
+    assert f"Images Backups ({nights})" in listing  # the count is of archives
     assert cli("list", "--archives").count("allsky-images-backup-") == nights
     assert cli("verify", "set:nights").count(": ok (ours") == nights
     rows = json.loads(cli("list", "--json"))["backups"]

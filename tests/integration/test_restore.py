@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -371,7 +372,7 @@ def test_cli_checks_dry_run_block_and_restore(site: Site, monkeypatch: pytest.Mo
     assert "[pass] Archive verifies" in out and "Dry run: nothing was changed" in out
     assert main(base + ["--sections", "core,nope"]) == 21
     assert "[FAIL] Selection not empty: section 'nope'" in capsys.readouterr().out
-    monkeypatch.setattr("sys.stdin", open(os.devnull))
+    monkeypatch.setattr("sys.stdin", io.StringIO())  # not a terminal
     assert main(base) == 2 and "needs --yes" in capsys.readouterr().err
     assert main(base + ["--yes", "--no-undo", "--files", "config/overlay/*"]) == 0
     out = capsys.readouterr().out

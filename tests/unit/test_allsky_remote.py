@@ -11,8 +11,7 @@ import pytest
 
 from allsky_tasks.copies.target import target_from_spec
 from allsky_tasks.errors import CopyError
-from tests.helpers.cloud_servers import ftp_server, make_bucket, s3_env, s3_server  # noqa: F401
-from tests.helpers.sshd import sshd  # noqa: F401
+from tests.helpers.cloud_servers import ftp_server, make_bucket
 
 
 def home_with(tmp_path: Path, protocol: str, env: dict[str, str], which: str = "server") -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_sampling_reads_at_most_the_budget_per_group(bigger: Site, budget: int) 
         spans[path].append((offset, offset + n))
     for ranges in spans.values():
         ranges.sort()
-        assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:]))
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(ranges))
 
 
 def test_sample_spans_every_kind_of_file(bigger: Site) -> None:

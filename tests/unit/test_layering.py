@@ -188,7 +188,8 @@ def test_the_check_fails_on_a_forbidden_import(tmp_path: Path, where: str, line:
     copy = tmp_path / "allsky_tasks"
     shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
     target = copy / where
-    target.write_text(target.read_text() + "\n\ndef _forbidden():\n" + (line if line.startswith(" ") else "    " + line))
+    body = line if line.startswith(" ") else "    " + line
+    target.write_text(target.read_text() + "\n\ndef _forbidden():\n" + body)
     found = violations(copy)
     assert len(found) == 1 and found[0].startswith(where), found
 

@@ -48,9 +48,9 @@ def test_lock_that_is_not_a_file_is_refused_without_blocking(tmp_path: Path, kin
 
 
 def test_second_holder_gets_lock_error(tmp_path: Path) -> None:
-    with destination_lock(tmp_path), pytest.raises(LockError, match=f"pid {os.getpid()}"):
-        with destination_lock(tmp_path):
-            pass
+    with destination_lock(tmp_path), pytest.raises(LockError, match=f"pid {os.getpid()}"), \
+            destination_lock(tmp_path):
+        pass
 
 
 @pytest.fixture

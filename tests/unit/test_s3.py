@@ -20,7 +20,7 @@ from allsky_tasks.copies.s3 import S3Target
 from allsky_tasks.copies.s3_multipart import part_size
 from allsky_tasks.copies.target import target_from_spec
 from allsky_tasks.errors import CopyError
-from tests.helpers.cloud_servers import make_bucket, moto_server, s3_env, s3_server  # noqa: F401
+from tests.helpers.cloud_servers import make_bucket, moto_server
 
 pytest.importorskip("boto3", reason="the Python package boto3 is not installed")
 
@@ -99,7 +99,8 @@ def test_keys_only_directly_under_the_prefix_are_listed(s3_server, tmp_path: Pat
 
 def test_missing_bucket_is_named(s3_server, tmp_path: Path) -> None:
     t = target(s3_server.port, bucket="no-such-bucket")
-    with pytest.raises(CopyError, match=r"(?s)cloud \(s3://no-such-bucket/pi/backups/.*does not exist.*create the bucket"):
+    with pytest.raises(CopyError,
+                       match=r"(?s)cloud \(s3://no-such-bucket/pi/backups/.*does not exist.*create the bucket"):
         t.check_ready()
     with pytest.raises(CopyError, match="cloud.*NoSuchBucket"):
         upload(t, blob(tmp_path, 100))

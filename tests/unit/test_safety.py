@@ -70,7 +70,7 @@ def metadata_for(members: list[Member], kind: str = "config", **extra: Any) -> d
 def tar_bytes(members: list[Member], end: bool = True) -> bytes:
     """An uncompressed tar stream (PAX), with or without its end-of-archive marker."""
     buf = io.BytesIO()
-    tar = tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT)
+    tar = tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - closing writes the end
     for info, data in members:
         tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
     if end:

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_rows_and_fingerprints_are_the_hash_of_exactly_the_rows_written(site: Si
     trailer = json.dumps([scan_mod.FORMAT_VERSION, spec.digest, summary.camera]).encode()
     assert summary.fingerprint == hashlib.sha256(rows.encode() + trailer).hexdigest()
     for section, digest in summary.section_fingerprints.items():
-        own = "".join(line for e, line in zip(entries, lines) if e.section == section)
+        own = "".join(line for e, line in zip(entries, lines, strict=True) if e.section == section)
         assert digest == hashlib.sha256(own.encode()).hexdigest()
     assert list(summary.section_fingerprints) == list(dict.fromkeys(e.section for e in entries))
     for key, stats in summary.stats.items():

@@ -54,7 +54,7 @@ def test_hostile_allsky_archives_are_never_called_verified(site: Site,
     (dest / STATE).mkdir()
     paths = [_hostile(dest, name, extra) for name, extra in HOSTILE.items()]
     for path in paths:
-        with pytest.raises(VerifyError) as err:
+        with pytest.raises(VerifyError):
             verify_backup(path)
         record = load_record(path)
         assert record.verified is False and record.verify_problems

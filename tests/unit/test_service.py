@@ -134,9 +134,9 @@ def test_stop_refused(svc: Path, state: Path) -> None:
     start_standin(svc)
     pid = standin_pid(svc)
     body_ran = False
-    with pytest.raises(ServiceStopError) as info:
-        with paused_service(_cfg(svc, refuse_stop=True), True, "always", state):
-            body_ran = True
+    with pytest.raises(ServiceStopError) as info, \
+            paused_service(_cfg(svc, refuse_stop=True), True, "always", state):
+        body_ran = True
     text = str(info.value)
     assert "standin" in text and "--refuse-stop" in text and "code 1" in text and "refusing to stop" in text
     assert info.value.hint and info.value.exit_code == 15
@@ -147,18 +147,18 @@ def test_stop_refused(svc: Path, state: Path) -> None:
 
 def test_stop_times_out(svc: Path, state: Path) -> None:
     start_standin(svc)
-    with pytest.raises(ServiceStopError, match="did not finish within 1 s"):
-        with paused_service(_cfg(svc, slow_stop=60, timeout=1), True, "always", state):
-            pytest.fail("the body must not run")
+    with pytest.raises(ServiceStopError, match="did not finish within 1 s"), \
+            paused_service(_cfg(svc, slow_stop=60, timeout=1), True, "always", state):
+        pytest.fail("the body must not run")
     assert standin_running(svc)
     assert not (state / MARKER_NAME).exists()
 
 
 def test_start_refused(svc: Path, state: Path) -> None:
     start_standin(svc)
-    with pytest.raises(ServiceStartError) as info:
-        with paused_service(_cfg(svc, refuse_start=True), True, "always", state):
-            pass
+    with pytest.raises(ServiceStartError) as info, \
+            paused_service(_cfg(svc, refuse_start=True), True, "always", state):
+        pass
     assert info.value.exit_code == 16 and "refusing to start" in str(info.value)
     assert not standin_running(svc)
     assert (state / MARKER_NAME).exists()
@@ -166,9 +166,9 @@ def test_start_refused(svc: Path, state: Path) -> None:
 
 def test_start_refused_after_body_error_keeps_body_error(svc: Path, state: Path) -> None:
     start_standin(svc)
-    with pytest.raises(ValueError, match="pack failed") as info:
-        with paused_service(_cfg(svc, refuse_start=True), True, "always", state):
-            raise ValueError("pack failed")
+    with pytest.raises(ValueError, match="pack failed") as info, \
+            paused_service(_cfg(svc, refuse_start=True), True, "always", state):
+        raise ValueError("pack failed")
     assert any("could not be started again" in n for n in info.value.__notes__)
     assert (state / MARKER_NAME).exists() and not standin_running(svc)
 
@@ -190,9 +190,9 @@ def test_recover_leaves_marker_of_live_run(svc: Path, state: Path) -> None:
         marker = _write_marker(state, cfg, other.pid)
         assert recover_stale_marker(cfg, state) is None
         assert marker.exists() and not standin_running(svc)
-        with pytest.raises(ServiceStopError, match="another backup or restore"):
-            with paused_service(cfg, True, "always", state):
-                pytest.fail("the body must not run")
+        with pytest.raises(ServiceStopError, match="another backup or restore"), \
+                paused_service(cfg, True, "always", state):
+            pytest.fail("the body must not run")
         assert marker.exists() and not standin_running(svc)
     finally:
         other.kill()
@@ -226,10 +226,9 @@ def _pause_in_child(svc: Path, state: Path, tmp_path: Path,
     ready = tmp_path / "ready"
     spec = spec or service_spec(svc)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    log = open(tmp_path / "child.log", "wb")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(spec), str(state), str(ready)],
-                             env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    with open(tmp_path / "child.log", "wb") as log:  # the child keeps its own copy
+        child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(spec), str(state), str(ready)],
+                                 env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: ready.exists() or child.poll() is not None, "the child to pause the service")
         assert ready.exists(), (tmp_path / "child.log").read_text()

@@ -161,7 +161,7 @@ def test_pack_archive_reads_the_same_in_gnu_tar_and_tarfile(site: Site, tmp_path
         "tar: Ignoring unknown extended header keyword 'hdrcharset'"}
     lines = listing.stdout.decode("utf-8", "surrogateescape").splitlines()
     assert len(lines) == len(members)
-    for line, m in zip(lines, members):
+    for line, m in zip(lines, members, strict=True):
         perms, owner, size, _, _, rest = line.split(None, 5)
         assert stat.filemode(m.mode | FILE_TYPES[m.type]) == perms
         assert (owner, int(size)) == (f"{m.uid}/{m.gid}", m.size)
