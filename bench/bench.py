@@ -1,4 +1,4 @@
-"""Issue 8 benchmark: our images/config backup, no-op re-run, scan and verify vs tar/zstd.
+"""Benchmark: our images/config backup, no-op re-run, scan and verify vs tar/zstd.
 
 Generates (or reuses, keyed by its parameters) a realistic Allsky tree under --workdir, then
 times every command in a fresh child process (wall seconds, peak RSS of the child's process

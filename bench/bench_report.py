@@ -1,4 +1,4 @@
-"""Report for bench.py: the results table, the issue 8 targets and their pass/fail."""
+"""Report for bench.py: the results table, the targets (bench/README.md) and their pass/fail."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def archive_sizes(series: dict[str, Series]) -> dict[str, Any] | None:
 
 
 def targets(series: dict[str, Series]) -> list[dict[str, Any]]:
-    """Each target of issue 8 with its measured value and pass/fail."""
+    """Each target (bench/README.md) with its measured value and pass/fail."""
     s, out = series, []
 
     def ratio(name: str, ours: str, ref: str, limit: float | None) -> None:
@@ -61,7 +61,7 @@ def targets(series: dict[str, Series]) -> list[dict[str, Any]]:
     ratio("images backup, all hashing (validate+scan+plan+pack) <= 1.0x tar|zstd",
           "ours pack (validate+scan+pack)", "tar | zstd -3 -T0", 1.0)
     # The chain's verify of the fresh archive reads it back from the disk once: SHA-256 of
-    # the file vs the one written, frame checksums, headers vs manifest (issue 15).
+    # the file vs the one written, frame checksums, headers vs manifest (docs/verification.md).
     ratio("whole backup: chain incl. verify <= 1.5x tar|zstd", "ours backup (full chain)",
           "tar | zstd -3 -T0", 1.5)
     if "ours no-op re-run" in s:
@@ -77,7 +77,7 @@ def targets(series: dict[str, Series]) -> list[dict[str, Any]]:
         out.append({"target": "per-night: add one night <= pack that night alone + 0.3 s",
                     "value": round(v, 3), "limit": NIGHT_EXTRA_S, "unit": "s",
                     "pass": v <= NIGHT_EXTRA_S})
-    # Issue 14: the nightly "add last night", our whole chain against borg create (goal 1.0x).
+    # The nightly "add last night": our whole chain against borg create (goal 1.0x).
     ratio("per-night: add a 5th night, whole chain <= 1.0x borg create", INCREMENT, BORG, 1.0)
     peak = max((x.peak for n, x in s.items() if n.startswith("ours") or ": ours" in n
                 or ": run " in n), default=0.0)

@@ -78,7 +78,7 @@ def run_copy(state: str) -> None:
     # Under the destination's lock: two runs never copy (or prune at a target) at once.
     with tracked(spec.name, "copy", total_bytes(pending(st))) as progress, \
             destination_lock(spec.destination):
-        # ENCRYPTION HOOK (issue 13): items with `encrypt:` are sent as age ciphertext.
+        # Items with `encrypt:` are sent as age ciphertext (copies/encrypt.py).
         from ..copies.encrypt import encryptor_for
 
         report = run_copies(st, spec, progress.update, say, encryptor_for=encryptor_for)

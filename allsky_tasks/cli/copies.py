@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def _cloud_url(text: str) -> dict[str, Any] | None:
-    """issue 13: `s3://bucket[/prefix][?endpoint_url=..&region=..&profile=..]` or `rclone:REMOTE:path`,
+    """`s3://bucket[/prefix][?endpoint_url=..&region=..&profile=..]` or `rclone:REMOTE:path`,
     so a fresh install without specs can restore from the cloud (credentials from the AWS chain
     or the rclone config, never the URL)."""
     if text.startswith("s3://"):
@@ -37,7 +37,7 @@ def _cloud_url(text: str) -> dict[str, Any] | None:
 
 def _from_url(text: str) -> dict[str, Any] | None:
     """`ssh://[user@]host[:port]/folder[?key_file=..&known_hosts=..]` or a folder path."""
-    cloud = _cloud_url(text)  # issue 13
+    cloud = _cloud_url(text)
     if cloud is not None:
         return cloud
     if text.startswith("ssh://"):
@@ -179,7 +179,7 @@ def fetch_for_restore(env: Environment, source: str, name: str, backup_dir: Path
     from ..restore.fetch import fetch
 
     item = find_item(env, source)
-    # issue 13: an encrypted target needs --identity; it decrypts while the copy streams in.
+    # An encrypted target needs --identity; it decrypts while the copy streams in.
     decryptor = None
     if identity is not None:
         from ..copies.encrypt import decryptor as make_decryptor

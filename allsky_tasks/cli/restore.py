@@ -100,7 +100,7 @@ def _cmd(args: argparse.Namespace) -> int:
         from .copies import fetch_for_restore
 
         args.archive = str(fetch_for_restore(env, args.from_target, args.archive, backup_dir,
-                                             identity=args.identity))  # issue 13: --identity
+                                             identity=args.identity))
     for archive, folders in _targets(args.archive, looked_in, args.folders):
         one = replace(options, folders=folders)
         with signals_as_interrupt():
@@ -179,7 +179,7 @@ def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="fetch ARCHIVE (a name, or latest, latest-config, latest-images) from a "
                         "copy target first: a spec's copies name, ssh://user@host[:port]/folder, "
                         "s3://bucket/prefix[?endpoint_url=URL], rclone:REMOTE:path or a folder")
-    p.add_argument("--identity", metavar="FILE",  # issue 13: encrypted copies
+    p.add_argument("--identity", metavar="FILE",
                    help="with --from: the age identity (from `allsky-tasks keygen`) or SSH private "
                         "key that decrypts an encrypted copy while it streams in")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")

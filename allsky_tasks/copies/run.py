@@ -53,7 +53,7 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
         label = f"{item['name']}"
         try:
             target = make_target(item, spec.home, spec.name, state_dir)
-            # ENCRYPTION HOOK: issue 13 returns an Encryptor for items with `encrypt:`.
+            # An Encryptor for items with `encrypt:` (None: sent as they are).
             encryptor = encryptor_for(item) if encryptor_for is not None else None
             side = sidecar_path(archive)
             entry = copy_archive(target, item, archive, side if side.exists() else None,

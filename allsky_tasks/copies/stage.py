@@ -105,9 +105,9 @@ def transfer(target: Target, payload: Payload, progress: Progress) -> str:
 @contextmanager
 def encrypted(source: Path, encryptor: Encryptor | None, work: Path,
               known: tuple[str, int] | None = None) -> Iterator[Payload]:
-    """The payload for a local file: itself, or (hook for copies/encrypt.py) its ciphertext.
+    """The payload for a local file: itself, or (with copies/encrypt.py) its ciphertext.
 
-    ENCRYPTION HOOK: with an Encryptor the ciphertext is written to a private temp file in the
+    With an Encryptor the ciphertext is written to a private temp file in the
     state folder first, hashed as it is written, and that file is what is sent, verified at
     the target (its SHA-256 and size) and recorded as stored*. The temp file is removed after.
     """
@@ -117,7 +117,7 @@ def encrypted(source: Path, encryptor: Encryptor | None, work: Path,
         sha, size = known if known is not None else hash_file(source)
         yield Payload(source, source.name, size, sha)
         return
-    # ISSUE 13 (copies/encrypt.py): the ciphertext is hashed as it is written, and kept after a
+    # The ciphertext (copies/encrypt.py) is hashed as it is written, and kept after a
     # failed copy so the next run sends the same bytes (an S3/SSH upload resumes); removed after.
     from .encrypt import sealed
 

@@ -61,7 +61,7 @@ class Target(Protocol):
 
 
 class StagedTarget(Target, Protocol):
-    """Optional extension (issue 12): targets that let the stage verify a copy BEFORE it gets
+    """Optional extension: targets that let the stage verify a copy BEFORE it gets
     its final name, so nothing unverified is ever visible under a final name.
 
     The copy stage (copies/stage.py) uses these when a target has them (checked with
@@ -78,7 +78,7 @@ class StagedTarget(Target, Protocol):
 
 
 class Encryptor(Protocol):
-    """Hook for encrypted copies (copies/encrypt.py, issue 13): the stage stores the ciphertext
+    """Encrypted copies (copies/encrypt.py implements it): the stage stores the ciphertext
     under `name + suffix` and records and verifies the ciphertext's size and SHA-256."""
 
     suffix: str  # ".age"

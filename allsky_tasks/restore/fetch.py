@@ -73,7 +73,7 @@ def fetch(target: Target, name: str, backup_dir: Path,
         fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as out, target.open_read(stored) as stream:
             if decryptor is not None:
-                # ENCRYPTION HOOK: the ciphertext is hashed as it streams into decrypt().
+                # The ciphertext is hashed as it streams into decrypt().
                 decryptor.decrypt(_Hashing(stream, digest, on_bytes), out)  # type: ignore[arg-type]  # read-only stream
             else:
                 while chunk := stream.read(1 << 20):

@@ -18,7 +18,7 @@ FOLDER_RE = re.compile(r"^(2\d{7}|test\w*)$")
 LEVELS = {"zstd": (1, 19, 3), "allsky": (1, 9, 6)}
 # Keys of a `copies:` item that are not a target kind (every other key is one: path, ssh, ...).
 COPY_COMMON_KEYS = ("name", "required", "keep_last", "must_be_mounted", "encrypt")
-# Kinds that put copies on someone else's server (issue 13): config copies need `encrypt:`.
+# Kinds that put copies on someone else's server: config copies to them need `encrypt:`.
 CLOUD_KINDS = ("s3", "rclone", "allsky_remote")
 
 
@@ -128,7 +128,7 @@ def _copies_problems(items: list[dict[str, Any]], where: str, kind: Any = None) 
         seen.add(item.get("name", ""))
         if "must_be_mounted" in item and "path" not in item:
             out.append(f"{where}::$.copies[{i}].must_be_mounted: only for path targets")
-        # issue 13: env.json secrets leave the device in clear only when the operator says so.
+        # env.json secrets leave the device in clear only when the operator says so.
         if kind == "config" and "encrypt" not in item and any(k in item for k in CLOUD_KINDS):
             out.append(f"{where}::$.copies[{i}].encrypt: a config backup holds env.json's "
                        "passwords and keys; add encrypt: {recipients: [age1...]} (from "

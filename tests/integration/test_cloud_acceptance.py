@@ -1,4 +1,4 @@
-"""Issue 13's acceptance: encrypted copies to S3 (moto), an rclone remote and Allsky's Remote
+"""Cloud copies end to end: encrypted copies to S3 (moto), an rclone remote and Allsky's Remote
 Server (sftp to a real sshd), a no-op second run, restore from each, tampering, wrong identity."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 12's acceptance: a USB copy and an SSH copy, inventory, verify --target, restore --from."""
+"""Off-device copies end to end: a USB copy and an SSH copy, inventory, verify --target, restore --from."""
 
 from __future__ import annotations
 

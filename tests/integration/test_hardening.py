@@ -1,4 +1,4 @@
-"""Issue 16 end to end: recovery in every run, lock order, forged markers, through real runs."""
+"""Hardening end to end: recovery in every run, lock order, forged markers, through real runs."""
 
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def test_exclusion_answers_as_fnmatchcase(patterns: tuple[str, ...]) -> None:
         assert check(arc, name) == expected, (patterns, arc)
 
 
-# --- night-folder symlinks (issue 16): one rule for every selection ---
+# --- night-folder symlinks: one rule for every selection ---
 
 def _linked_site(tmp_path: Path):  # type: ignore[no-untyped-def]
     from tests.conftest import make_site

@@ -286,7 +286,7 @@ def test_sigkill_leaves_marker_then_recovery(svc: Path, state: Path, tmp_path: P
     assert standin_running(svc) and not marker.exists()
 
 
-# --- hostile markers (issue 16): a marker never carries commands, and must be ours ---
+# --- hostile markers: a marker never carries commands, and must be ours ---
 
 def _forged(state: Path, unit: str, pwned: Path, **extra: Any) -> Path:
     """A marker naming a dead run and carrying an attacker's start command."""
