@@ -1,4 +1,4 @@
-"""The folders a restore works in: its private staging folder, and folders opened without following links."""
+"""The folders a restore works in (its private staging folder, the journal's name), opened without following links."""
 
 from __future__ import annotations
 
