@@ -16,7 +16,7 @@ from typing import Any
 
 from ..archive.compression import frame_wanted
 from ..archive.io import ARCHIVE_MODE, CHUNK, TarStream, compressed_writer, fsync_dir
-from ..archive.metadata import MetadataBuilder, full_mode
+from ..archive.metadata import LINK_TARGET, MetadataBuilder, full_mode
 from ..archive.writer import drop_cached
 from ..errors import PackError
 from ..spec.load import Spec
@@ -90,8 +90,10 @@ class Packer:
             mtime = entry.mtime_ns // 1_000_000_000
             self._header(entry, tarfile.SYMTYPE, 0, entry.mode, entry.uid, entry.gid, mtime,
                          entry.linkname)
-            self.digests.add(self._row(entry, "symlink", 0, entry.mode, entry.uid, entry.gid, mtime,
-                                    linkname=entry.linkname))
+            row = self._row(entry, "symlink", 0, entry.mode, entry.uid, entry.gid, mtime,
+                            linkname=entry.linkname)
+            row[LINK_TARGET] = _link_target(entry.source)
+            self.digests.add(row)
         else:
             self._add_file(entry)
 
@@ -225,6 +227,21 @@ class Packer:
             offset += n
         self.tar.pad(size)
         return digest.hexdigest()
+
+
+def _link_target(source: str) -> dict[str, Any] | None:
+    """Mode and owner of what a link points at, as Allsky's PHP (fileperms, fileowner) reads them.
+
+    Allsky's restore runs chmod/chown through links, so its permissions map must hold the
+    target's mode, never the link's own 0777. A dangling or looping link has none (PHP gets
+    false and leaves the path out; a chmod through it would fail Allsky's whole restore).
+    """
+    try:
+        st = os.stat(source)  # follows the link: only its metadata is read, nothing is opened
+    except (OSError, ValueError):
+        return None
+    return {"mode": st.st_mode & 0o7777, "uid": st.st_uid, "gid": st.st_gid,
+            "owner": user_name(st.st_uid), "group": group_name(st.st_gid)}
 
 
 def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
