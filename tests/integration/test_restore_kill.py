@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from allsky_tasks.restore.journal import JOURNAL_NAME, KILL_AFTER_ENV
+from allsky_tasks.restore.journal import KILL_AFTER_ENV
+from allsky_tasks.restore.recovery import JOURNAL_NAME
 
 from ..conftest import Site, backup, make_site
 from ..helpers.disks import tmpfs
