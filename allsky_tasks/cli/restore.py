@@ -44,7 +44,7 @@ def _print_plan(summary: RestoreSummary) -> None:
     if any(a == "keep" for a, _, _ in summary.plan):
         print("  (keep: not in the backup, left as it is)")
     if any(a == "unchanged" for a, _, _ in summary.plan):
-        print("  (unchanged: the live file already has the backup's bytes)")
+        print("  (unchanged: the live file already has the backup's bytes and mode)")
 
 
 def _print_summary(summary: RestoreSummary) -> None:

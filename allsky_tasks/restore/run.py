@@ -13,6 +13,7 @@ from ..errors import AllskyTasksError, RestoreError
 from ..service.control import PauseRecord, paused_service
 from ..service.lock import destination_lock
 from . import journal
+from .ownership import Ownership
 from .place_plan import plan
 from .prepare import Prepared, RestoreBlocked, RestoreOptions, prepare
 from .staging import member_roots, stage_and_place
@@ -104,7 +105,9 @@ def dry_run(prep: Prepared) -> RestoreSummary:
     """The checks and the listing of what would change; nothing is written."""
     if prep.blocked or prep.selection is None:
         raise RestoreBlocked(prep)
-    return _summary(prep, dry_run=True, plan=plan(prep.selection.members, member_roots(prep)))
+    entries = {m.path: m for m in prep.report.entries} if prep.report is not None else {}
+    return _summary(prep, dry_run=True, plan=plan(prep.selection.members, member_roots(prep),
+                                                  Ownership(prep.metadata, prep.home), entries))
 
 
 def restore(archive: Path, home: Path, options: RestoreOptions | None = None) -> RestoreSummary:
