@@ -48,6 +48,13 @@ def execute(prep: Prepared) -> RestoreSummary:
     """Undo point, service stop, staging, move into place, links, owners, restart, log."""
     if prep.blocked or prep.selection is None:
         raise RestoreBlocked(prep)
+    if prep.incomplete and not prep.options.accept_incomplete:
+        raise RestoreError(f"{len(prep.incomplete)} file(s) of {prep.archive.name} changed while "
+                           f"being packed and are incomplete copies ({prep.incomplete[0]}"
+                           + (", ..." if prep.incomplete[1:] else "") + "): not restored",
+                           hint="nothing was changed; confirm on a terminal or pass "
+                                "--accept-incomplete to restore them anyway, or leave them out "
+                                "with --files / --sections")
     started, config = time.monotonic(), prep.selection.kind == "config"
     summary = _summary(prep, steps=["Validated backup and restore options"])
     state_dir = prep.backup_dir / STATE_DIRNAME
