@@ -23,7 +23,7 @@ from ..spec.load import Spec
 from .digests import DigestPipeline, member_digests
 from .names import archive_name, clean_stale_parts
 from .scan import Entry, ScanSummary
-from .sources import RETRIES, SMALL, SOURCE_FLAGS, SQLITE_MAGIC, Changed, group_name, read_whole, user_name
+from .sources import RETRIES, SMALL, SOURCE_FLAGS, SQLITE_MAGIC, Changed, group_name, link_target, read_whole, user_name
 
 __all__ = ["PackResult", "Packer", "archive_name", "clean_stale_parts", "pack"]
 
@@ -92,7 +92,7 @@ class Packer:
                          entry.linkname)
             row = self._row(entry, "symlink", 0, entry.mode, entry.uid, entry.gid, mtime,
                             linkname=entry.linkname)
-            row[LINK_TARGET] = _link_target(entry.source)
+            row[LINK_TARGET] = link_target(entry.source)
             self.digests.add(row)
         else:
             self._add_file(entry)
@@ -227,21 +227,6 @@ class Packer:
             offset += n
         self.tar.pad(size)
         return digest.hexdigest()
-
-
-def _link_target(source: str) -> dict[str, Any] | None:
-    """Mode and owner of what a link points at, as Allsky's PHP (fileperms, fileowner) reads them.
-
-    Allsky's restore runs chmod/chown through links, so its permissions map must hold the
-    target's mode, never the link's own 0777. A dangling or looping link has none (PHP gets
-    false and leaves the path out; a chmod through it would fail Allsky's whole restore).
-    """
-    try:
-        st = os.stat(source)  # follows the link: only its metadata is read, nothing is opened
-    except (OSError, ValueError):
-        return None
-    return {"mode": st.st_mode & 0o7777, "uid": st.st_uid, "gid": st.st_gid,
-            "owner": user_name(st.st_uid), "group": group_name(st.st_gid)}
 
 
 def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
