@@ -6,7 +6,8 @@ import re
 
 from ..spec.sections import SECTIONS
 
-__all__ = ["CONFIG_ROOTS", "CONTROL", "FILE_ROOTS", "ancestors", "in_area", "path_problem", "resolve_link"]
+__all__ = ["CONFIG_ROOTS", "CONTROL", "FILE_ROOTS", "ancestors", "hard_link_problem", "in_area",
+           "path_problem", "resolve_link"]
 
 # Control characters but tab (real file names have tabs); surrogates are non-UTF-8 bytes.
 CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
@@ -27,6 +28,28 @@ def path_problem(name: str) -> str | None:
             return why
     if len(name.encode()) > 4096 or any(len(p.encode()) > 255 for p in parts):
         return "name too long"
+    return None
+
+
+def hard_link_problem(target: str, earlier: dict[str, str]) -> str | None:
+    """Why a hard link member may not name `target`, or None.
+
+    GNU tar stores a file's second name as a link to its first, which it wrote before: the
+    target must be an earlier regular file member (`earlier` maps the members so far to their
+    kinds), never a folder, a link, metadata.json, a later member or a path outside.
+    """
+    if not target or CONTROL.search(target):
+        return "a hard link with an empty target, or a control character in it"
+    problem = path_problem(target)
+    if problem:
+        return f"a hard link to {target!r}: {problem}"
+    kind = earlier.get(target)
+    if kind is None or target == "metadata.json":
+        return f"a hard link to {target!r}, which is not an earlier member of the archive"
+    if kind == "dir":
+        return f"a hard link to {target!r}, a folder"
+    if kind != "file":
+        return f"a hard link to {target!r}, which is itself a link"
     return None
 
 

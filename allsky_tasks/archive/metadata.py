@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # a type only: the archive layer never imports the backup sta
 
 NAMESPACE = "allskyTasks"
 _TYPES = {"file": "file", "dir": "dir", "symlink": "link"}
+# A symlink row's private key (never written): its target's mode and owner, or None.
+LINK_TARGET = "_linkTarget"
 _quote = json.encoder.encode_basestring_ascii  # what json.dumps makes of a str
 
 
@@ -85,17 +87,25 @@ class MetadataBuilder:
         self._first[name] = False
 
     def add(self, row: dict[str, Any]) -> None:
-        """Record one packed member (row as in our manifest)."""
+        """Record one packed member (row as in our manifest).
+
+        Allsky's permissions entry of a link describes its target (PHP's fileperms follows
+        links, and Allsky's restore chmods through them); a dangling link gets none.
+        """
         path, kind = row["path"], row["type"]
-        owner = row["owner"]
-        entry = {
-            "mode": allsky_mode(int(row["mode"], 8)),
-            "owner": "ALLSKY_OWNER" if self.owner and owner == self.owner else owner,
-            "group": row["group"], "ownerId": row["uid"], "groupId": row["gid"],
-            "type": _TYPES[kind],
-        }
+        target = row.pop(LINK_TARGET, None)
+        seen = target if kind == "symlink" else row
         quoted = _quote(path)
-        self._put("permissions", f"        {quoted}: {flat_json(entry)}")
+        if seen is not None:
+            mode = seen["mode"] if isinstance(seen["mode"], int) else int(seen["mode"], 8)
+            owner = seen["owner"]
+            entry = {
+                "mode": allsky_mode(mode),
+                "owner": "ALLSKY_OWNER" if self.owner and owner == self.owner else owner,
+                "group": seen["group"], "ownerId": seen["uid"], "groupId": seen["gid"],
+                "type": _TYPES[kind],
+            }
+            self._put("permissions", f"        {quoted}: {flat_json(entry)}")
         if kind != "dir":
             self._put("files", f"        {quoted}")
         self.totals["members"] += 1

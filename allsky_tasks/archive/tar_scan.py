@@ -8,14 +8,14 @@ import tarfile
 
 from .io import BLOCK, CHUNK
 from .limits import Limiter, Limits, Stop
-from .member_names import CONTROL, ancestors, path_problem
+from .member_names import CONTROL, ancestors, hard_link_problem, path_problem
 from .members import Member, member_of
 
 __all__ = ["Scan", "read_tar"]
 
 _ALLOWED = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
-            tarfile.SYMTYPE: "symlink"}
-_REFUSED = {tarfile.LNKTYPE: "a hard link", tarfile.CHRTYPE: "a character device",
+            tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink"}
+_REFUSED = {tarfile.CHRTYPE: "a character device",
             tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a FIFO",
             tarfile.CONTTYPE: "a contiguous file", tarfile.GNUTYPE_SPARSE: "a sparse file"}
 _TARBUF = 1 << 16  # tarfile copies its whole buffer per header: 1 MiB made 100k headers 2x slower
@@ -46,11 +46,15 @@ class Scan:
             raise Stop(f"more than {self.limits.max_members} members (limit)", name)
         if info.type not in _ALLOWED:
             what = _REFUSED.get(info.type, f"an unsupported member type {info.type!r}")
-            target = f" to {info.linkname!r}" if info.islnk() else ""
-            raise Stop(f"{what}{target} is not allowed", name)
+            raise Stop(f"{what} is not allowed", name)
         key, kind = name.rstrip("/"), _ALLOWED[info.type]
+        if kind == "hardlink":  # checked before it is placed: a link to itself is refused too
+            problem = hard_link_problem(info.linkname, self.types) or (
+                f"a hard link with {info.size} bytes of data" if info.size else None)
+            if problem:
+                raise Stop(problem, name)
         self._place(key, kind)
-        if kind != "dir" and info.mode & 0o4000 or kind == "file" and info.mode & 0o2000:
+        if kind != "dir" and info.mode & 0o4000 or kind in ("file", "hardlink") and info.mode & 0o2000:
             raise Stop(f"set-user/group-ID mode {info.mode & 0o7777:04o}", name)
         if kind == "symlink":
             self._link(key, info.linkname)

@@ -16,14 +16,14 @@ from typing import Any
 
 from ..archive.compression import frame_wanted
 from ..archive.io import ARCHIVE_MODE, CHUNK, TarStream, compressed_writer, fsync_dir
-from ..archive.metadata import MetadataBuilder, full_mode
+from ..archive.metadata import LINK_TARGET, MetadataBuilder, full_mode
 from ..archive.writer import drop_cached
 from ..errors import PackError
 from ..spec.load import Spec
 from .digests import DigestPipeline, member_digests
 from .names import archive_name, clean_stale_parts
 from .scan import Entry, ScanSummary
-from .sources import RETRIES, SMALL, SOURCE_FLAGS, SQLITE_MAGIC, Changed, group_name, read_whole, user_name
+from .sources import RETRIES, SMALL, SOURCE_FLAGS, SQLITE_MAGIC, Changed, group_name, link_target, read_whole, user_name
 
 __all__ = ["PackResult", "Packer", "archive_name", "clean_stale_parts", "pack"]
 
@@ -90,8 +90,10 @@ class Packer:
             mtime = entry.mtime_ns // 1_000_000_000
             self._header(entry, tarfile.SYMTYPE, 0, entry.mode, entry.uid, entry.gid, mtime,
                          entry.linkname)
-            self.digests.add(self._row(entry, "symlink", 0, entry.mode, entry.uid, entry.gid, mtime,
-                                    linkname=entry.linkname))
+            row = self._row(entry, "symlink", 0, entry.mode, entry.uid, entry.gid, mtime,
+                            linkname=entry.linkname)
+            row[LINK_TARGET] = link_target(entry.source)
+            self.digests.add(row)
         else:
             self._add_file(entry)
 

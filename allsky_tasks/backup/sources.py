@@ -6,6 +6,7 @@ import grp
 import os
 import pwd
 from functools import lru_cache
+from typing import Any
 
 SMALL = 8 << 20  # files up to this size are read whole, so a change can be retried
 RETRIES = 3
@@ -51,3 +52,17 @@ def read_whole(fd: int, st: os.stat_result) -> bytes:
         raise Changed()
     return b"".join(parts)
 
+
+def link_target(source: str) -> dict[str, Any] | None:
+    """Mode and owner of what a link points at, as Allsky's PHP (fileperms, fileowner) reads them.
+
+    Allsky's restore runs chmod/chown through links, so its permissions map must hold the
+    target's mode, never the link's own 0777. A dangling or looping link has none (PHP gets
+    false and leaves the path out; a chmod through it would fail Allsky's whole restore).
+    """
+    try:
+        st = os.stat(source)  # follows the link: only its metadata is read, nothing is opened
+    except (OSError, ValueError):
+        return None
+    return {"mode": st.st_mode & 0o7777, "uid": st.st_uid, "gid": st.st_gid,
+            "owner": user_name(st.st_uid), "group": group_name(st.st_gid)}

@@ -44,7 +44,7 @@ def _print_plan(summary: RestoreSummary) -> None:
     if any(a == "keep" for a, _, _ in summary.plan):
         print("  (keep: not in the backup, left as it is)")
     if any(a == "unchanged" for a, _, _ in summary.plan):
-        print("  (unchanged: the live file already has the backup's bytes)")
+        print("  (unchanged: the live file already has the backup's bytes and mode)")
 
 
 def _print_summary(summary: RestoreSummary) -> None:
@@ -75,6 +75,18 @@ def _confirm(prep: Prepared) -> bool:
     return input(what).strip().lower() in ("y", "yes")
 
 
+def _accept_incomplete(prep: Prepared) -> bool:
+    """Known-bad members: ask on a terminal; elsewhere --accept-incomplete is required."""
+    if not sys.stdin.isatty():
+        print(f"allsky-tasks: {len(prep.incomplete)} file(s) of this backup changed while being "
+              "packed (see 'Content complete' above); restoring them needs --accept-incomplete "
+              "when not run on a terminal", file=sys.stderr)
+        return False
+    return input(f"{len(prep.incomplete)} file(s) in this backup are incomplete copies (they "
+                 "changed while being packed). Restore them anyway? [y/N] ").strip().lower() \
+        in ("y", "yes")
+
+
 def _cmd(args: argparse.Namespace) -> int:
     """Check; print; dry-run listing or confirm and restore."""
     from ..progress import tracked
@@ -91,7 +103,8 @@ def _cmd(args: argparse.Namespace) -> int:
         sections=args.sections, folders=args.folders, files=args.files, dry_run=args.dry_run,
         force_camera=args.force_camera, undo=not args.no_undo,
         images=env.images if home == env.home else None, backup_dir=backup_dir,
-        service=None if args.no_service else ServiceConfig(unit=args.service_unit))
+        service=None if args.no_service else ServiceConfig(unit=args.service_unit),
+        accept_incomplete=args.accept_incomplete)
     from ..inventory.destinations import destinations
 
     confirmed = args.yes
@@ -113,6 +126,11 @@ def _cmd(args: argparse.Namespace) -> int:
             if args.dry_run:
                 _print_plan(dry_run(prep))
                 continue
+            if prep.incomplete and not prep.options.accept_incomplete:
+                if not _accept_incomplete(prep):
+                    print("Restore cancelled; nothing was changed.")
+                    return 2
+                prep.options = replace(prep.options, accept_incomplete=True)
             if not confirmed and not _confirm(prep):
                 print("Restore cancelled; nothing was changed.")
                 return 2
@@ -183,6 +201,10 @@ def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="with --from: the age identity (from `allsky-tasks keygen`) or SSH private "
                         "key that decrypts an encrypted copy while it streams in")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--accept-incomplete", action="store_true",
+                   help="also restore files that changed while being packed (on_file_error: "
+                        "warn): their copies are incomplete; without it the restore asks on a "
+                        "terminal and refuses elsewhere")
     p.add_argument("--home", metavar="DIR", help="the Allsky home (default: $ALLSKY_HOME)")
     p.add_argument("--dest", metavar="DIR",
                    help="look only in this backup folder (default: ALLSKY_BACKUP_DIR, else "

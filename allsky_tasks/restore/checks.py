@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import install
 from ..archive.manifest import read_sidecar
-from ..archive.members import Member
+from ..archive.members import Member, manifest_of
 from ..archive.metadata import NAMESPACE
 from ..archive.safety import ArchiveRejected, Limits, SafetyReport, validate_archive
 from ..archive.structure import structure_problems
@@ -191,3 +191,26 @@ def check_version(metadata: dict[str, Any], home: Path) -> Check:
     same = here == there
     return Check("Allsky version", same, False, f"backup {there}, installed {here}"
                  + ("" if same else "; settings of another version may need a review"))
+
+
+_SHOWN = 5
+
+
+def incomplete_members(metadata: dict[str, Any], sel: Selection) -> list[str]:
+    """Selected members our manifest flags as changed while being packed (known-bad copies)."""
+    chosen = sel.paths
+    return sorted(str(r["path"]) for r in manifest_of(metadata) or []
+                  if isinstance(r, dict) and r.get("changedWhilePacking") and r.get("path") in chosen)
+
+
+def check_complete(bad: list[str], accepted: bool) -> Check:
+    """Known-bad content (packed under on_file_error: warn while it changed) is named, never silent."""
+    name = "Content complete"
+    if not bad:
+        return Check(name, True, False, "no restored file changed while it was being packed")
+    shown = ", ".join(bad[:_SHOWN]) + (f" (and {len(bad) - _SHOWN} more)" if bad[_SHOWN:] else "")
+    return Check(name, False, False,
+                 f"{len(bad)} file(s) changed while being packed (on_file_error: warn), so the "
+                 f"backup's copy is incomplete or mixed: {shown}; "
+                 + ("restoring them anyway (--accept-incomplete)" if accepted else
+                    "the restore asks before going on, or needs --accept-incomplete"))

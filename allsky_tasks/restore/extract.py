@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..archive.member_names import FILE_ROOTS, path_problem, resolve_link
+from ..archive.member_names import FILE_ROOTS, hard_link_problem, path_problem, resolve_link
 from ..archive.members import Member, member_of
 from ..archive.safety import ArchiveRejected, Limits
 from ..archive.verify import CORRUPT
@@ -22,9 +22,9 @@ from .tar_stream import open_tar, read_member
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
-          tarfile.SYMTYPE: "symlink"}
-_REFUSED = {tarfile.LNKTYPE: "a hard link", tarfile.CHRTYPE: "a character device",
-            tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a FIFO"}
+          tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink"}
+_REFUSED = {tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
+            tarfile.FIFOTYPE: "a FIFO"}
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 # (mode or None to leave it, uid, gid) for one member; -1 leaves an id as it is.
 Attrs = tuple[int | None, int, int]
@@ -63,6 +63,9 @@ class _Stager:
         self.parents: set[str] = set()
         self.result = Extracted()
         self.denied: dict[tuple[int, int], int] = {}
+        # Files staged only as the data of a selected hard link (placed under its name alone).
+        self.link_targets = {m.linkname for m in (expected or {}).values()
+                             if m.type == "hardlink" and selected(m.path)}
 
     def reject(self, problem: str, member: str | None) -> None:
         """Stop the extraction: the archive is not what it must be."""
@@ -95,7 +98,12 @@ class _Stager:
                 self.reject(f"below {parent!r}, which is a {self.types[parent]}", key)
         if kind != "dir" and key in self.parents:
             self.reject(f"a {kind} where earlier members have a folder", key)
-        if kind != "dir" and info.mode & 0o4000 or kind == "file" and info.mode & 0o2000:
+        if kind == "hardlink":  # an earlier regular file of this archive, as GNU tar writes them
+            problem = hard_link_problem(info.linkname, self.types) or (
+                f"a hard link with {info.size} bytes of data" if info.size else None)
+            if problem:
+                self.reject(problem, key)
+        if kind != "dir" and info.mode & 0o4000 or kind in ("file", "hardlink") and info.mode & 0o2000:
             self.reject(f"set-user/group-ID mode {info.mode & 0o7777:04o}", key)
         if kind == "symlink":
             target = info.linkname
@@ -118,9 +126,15 @@ class _Stager:
             self.reject("differs from the archive that was checked (changed since?)",
                         member.path)
 
-    def write(self, tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member) -> None:
-        """Create the member below the tree: never following, never overwriting."""
+    def write(self, tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member,
+              placed: bool = True) -> None:
+        """Create the member below the tree: never following, never overwriting.
+
+        placed=False stages a file only as the data of a selected hard link to it.
+        """
         parts = member.path.split("/")
+        if member.type == "hardlink":
+            return self.link(member, parts)
         parent, name = self.chain.at(parts[:-1]), parts[-1]
         mode, uid, gid = self.attrs(member)
         ns = member.mtime * 1_000_000_000
@@ -141,6 +155,27 @@ class _Stager:
             if want is not None and want.sha256 != member.sha256:
                 self.reject("content does not match the manifest / the checked archive "
                             f"(SHA-256 {member.sha256})", member.path)
+        if placed:
+            self.result.written.append(member)
+
+    def link(self, member: Member, parts: list[str]) -> None:
+        """A hard link: a second name for the staged target (its data, owner and mode)."""
+        target = member.linkname.split("/")
+        try:
+            source = os.dup(self.chain.at(target[:-1]))
+        except FileNotFoundError:
+            source = -1
+        try:
+            if source < 0 or not stat.S_ISREG(os.stat(target[-1], dir_fd=source,
+                                                      follow_symlinks=False).st_mode):
+                raise FileNotFoundError(member.linkname)
+            os.link(target[-1], parts[-1], src_dir_fd=source, dst_dir_fd=self.chain.at(parts[:-1]),
+                    follow_symlinks=False)
+        except FileNotFoundError:
+            self.reject(f"hard link to {member.linkname!r}, which was not staged", member.path)
+        finally:
+            if source >= 0:
+                os.close(source)
         self.result.written.append(member)
 
     def copy(self, tar: tarfile.TarFile, info: tarfile.TarInfo, name: str, parent: int,
@@ -205,6 +240,8 @@ def extract(archive: Path, tree: Path, areas: tuple[str, ...], selected: Callabl
                 stager.compare(member)
                 if stager.selected(key):
                     stager.write(tar, info, member)
+                elif key in stager.link_targets and kind == "file":
+                    stager.write(tar, info, member, placed=False)
                 tar.members.clear()  # type: ignore[attr-defined]  # not in the stub; stream mode never looks back
         stager.finish()
     finally:

@@ -51,7 +51,11 @@ def kill_point() -> Callable[[int], None]:
 def begin(state_dir: Path, *, archive: Path, staging: Path, roots: dict[str, Path], kind: str,
           home: Path, relink: tuple[str, str] | None, undo: str | None,
           members: list[Member], attrs: Callable[[Member], tuple[int | None, int, int]]) -> Path:
-    """Record the placement about to start (atomically, durably, never through a link)."""
+    """Record the placement about to start (atomically, durably, never through a link).
+
+    `roots` are where members go; the staging folder sits below one of them or below the
+    home (an images restore stages below the home when the images share its filesystem).
+    """
     from ..service.marker import proc_stat  # the same identity check as the service marker
 
     own = proc_stat(os.getpid())
@@ -60,7 +64,8 @@ def begin(state_dir: Path, *, archive: Path, staging: Path, roots: dict[str, Pat
     data = {"pid": os.getpid(), "pid_start": own[1] if own else None,
             "time": datetime.now().astimezone().isoformat(timespec="seconds"),
             "archive": str(archive), "staging": str(staging), "kind": kind, "home": str(home),
-            "roots": {k: str(v) for k, v in roots.items()}, "relink": list(relink) if relink else None,
+            "roots": {k: str(v) for k, v in roots.items()}, "stagingRoot": str(staging.parent),
+            "relink": list(relink) if relink else None,
             "undo": undo, "members": rows}
     path = make_dir(state_dir) / JOURNAL_NAME
     atomic_write_bytes(path, json.dumps(data).encode(), 0o600)
@@ -80,9 +85,7 @@ def pending(state_dir: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except ValueError as e:
-        raise RestoreError(f"restore journal {path} is unreadable: {e}",
-                           hint="an interrupted restore cannot be finished from it; restore the "
-                                f"undo backup by hand, then delete {path}") from None
+        raise _unusable(state_dir, {}, f"{path} is unreadable ({e})") from None
     if not isinstance(data, dict):
         return None
     pid, start = data.get("pid"), data.get("pid_start")
@@ -103,25 +106,42 @@ class _JournalAttrs:
         return mode, uid, gid
 
 
+def _unusable(state_dir: Path, data: dict[str, Any], why: str) -> RestoreError:
+    """The journal cannot finish its placement: set it aside (so later runs work) and say so."""
+    path = state_dir / JOURNAL_NAME
+    failed = path.with_name(f"restore-journal.failed-{int(time.time())}.json")
+    os.replace(path, failed)
+    archive, undo = data.get("archive"), data.get("undo")
+    what = f"a restore of {archive}" if isinstance(archive, str) else "a restore"
+    redo = (f"restore the undo backup: allsky-tasks restore {Path(undo).name} --yes"
+            if isinstance(undo, str) and undo else "restore the backup again")
+    return RestoreError(f"{what} was interrupted while moving files into place, and its journal "
+                        f"cannot finish it: {why}; the tree may mix old and new files",
+                        hint=f"{redo}; the journal was set aside as {failed}, so later runs go on")
+
+
 def _checked(state_dir: Path, data: dict[str, Any]) -> tuple[Path, dict[str, Path], list[Member]]:
     """The journal's staging folder, roots and members, refusing anything but what restore writes."""
-    path = state_dir / JOURNAL_NAME
     try:
         staging = Path(data["staging"])
         roots = {str(k): Path(v) for k, v in data["roots"].items() if k in ("home", "images")}
+        home = Path(data["home"])
+        # Journals written before stagingRoot was recorded: the folder it names.
+        staging_root = Path(data.get("stagingRoot") or staging.parent)
         members = [Member(path=str(r[0]), type=str(r[1]), size=0, mode="", mtime=int(r[2]),
                           uid=-1, gid=-1) for r in data["members"]]
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-        raise RestoreError(f"restore journal {path} is not one this tool wrote ({e})",
-                           hint=f"check the Allsky tree; restore the undo backup, then delete {path}") from None
-    if not _STAGING_RE.match(staging.name) or staging.parent not in roots.values() or not roots:
-        raise RestoreError(f"restore journal {path} names {staging}, not a staging folder of a restore",
-                           hint=f"delete {path}; nothing was done")
+        raise _unusable(state_dir, data, f"it is not one this tool wrote ({type(e).__name__}: {e})") from None
+    # Staging is private to a restore: below the home (on its filesystem) or below a target root.
+    places = {home, *roots.values()}
+    if not roots or not _STAGING_RE.match(staging.name) or staging.parent != staging_root \
+            or staging_root not in places:
+        raise _unusable(state_dir, data, f"it names {staging} as its staging folder, not a restore's "
+                                         f"own folder in {' or '.join(sorted(map(str, places)))}")
     for m in members:
         parts = m.path.split("/")
         if m.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise RestoreError(f"restore journal {path} holds an unsafe path {m.path!r}",
-                               hint=f"delete {path}; nothing was done")
+            raise _unusable(state_dir, data, f"it holds an unsafe path {m.path!r}")
     return staging, roots, members
 
 
@@ -132,20 +152,13 @@ def finish_pending(state_dir: Path) -> str | None:
     data = pending(state_dir)
     if data is None:
         return None
-    path = state_dir / JOURNAL_NAME
     staging, roots, members = _checked(state_dir, data)
     archive, undo = data.get("archive"), data.get("undo")
     try:
         check_dir(staging)
         check_dir(staging / "tree")
     except (OSError, Exception) as e:  # noqa: BLE001 - gone, a link: cannot finish from it
-        failed = path.with_name(f"restore-journal.failed-{int(time.time())}.json")
-        os.replace(path, failed)
-        raise RestoreError(f"a restore of {archive} was interrupted while moving files into place, "
-                           f"and its staging folder {staging} is gone ({e}): the tree may mix "
-                           "old and new files",
-                           hint=(f"restore the undo backup: allsky-tasks restore {Path(undo).name} --yes"
-                                 if undo else "restore the backup again") + f" (journal kept as {failed})") from None
+        raise _unusable(state_dir, data, f"its staging folder {staging} is gone ({e})") from None
     started = time.monotonic()
     placer = Placer(staging, roots, _JournalAttrs(data["members"]), resume=True)
     try:

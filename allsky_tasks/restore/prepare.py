@@ -14,12 +14,14 @@ from .checks import (
     Check,
     check_archive,
     check_camera,
+    check_complete,
     check_metadata,
     check_modules,
     check_selection,
     check_space,
     check_target,
     check_version,
+    incomplete_members,
 )
 from .selection import Selection, select
 
@@ -41,6 +43,7 @@ class RestoreOptions:
     service: ServiceConfig | None = field(default_factory=ServiceConfig)  # None: leave it
     legacy_modules: Path = Path("/opt/allsky/modules")
     limits: Limits = field(default_factory=Limits)
+    accept_incomplete: bool = False  # restore members that changed while being packed
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Prepared:
     checks: list[Check]
     report: SafetyReport | None = None
     selection: Selection | None = None
+    incomplete: list[str] = field(default_factory=list)  # selected known-bad members
 
     @property
     def blocked(self) -> list[Check]:
@@ -112,4 +116,6 @@ def prepare(archive: Path, home: Path, options: RestoreOptions) -> Prepared:
         prep.checks.append(check_target(home, prep.images))
     prep.checks.append(check_space(sel, prep.images if sel.kind == "images" else home))
     prep.checks.append(check_version(meta, home))
+    prep.incomplete = incomplete_members(meta, sel)
+    prep.checks.append(check_complete(prep.incomplete, options.accept_incomplete))
     return prep

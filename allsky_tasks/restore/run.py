@@ -13,6 +13,7 @@ from ..errors import AllskyTasksError, RestoreError
 from ..service.control import PauseRecord, paused_service
 from ..service.lock import destination_lock
 from . import journal
+from .ownership import Ownership
 from .place_plan import plan
 from .prepare import Prepared, RestoreBlocked, RestoreOptions, prepare
 from .staging import member_roots, stage_and_place
@@ -47,6 +48,13 @@ def execute(prep: Prepared) -> RestoreSummary:
     """Undo point, service stop, staging, move into place, links, owners, restart, log."""
     if prep.blocked or prep.selection is None:
         raise RestoreBlocked(prep)
+    if prep.incomplete and not prep.options.accept_incomplete:
+        raise RestoreError(f"{len(prep.incomplete)} file(s) of {prep.archive.name} changed while "
+                           f"being packed and are incomplete copies ({prep.incomplete[0]}"
+                           + (", ..." if prep.incomplete[1:] else "") + "): not restored",
+                           hint="nothing was changed; confirm on a terminal or pass "
+                                "--accept-incomplete to restore them anyway, or leave them out "
+                                "with --files / --sections")
     started, config = time.monotonic(), prep.selection.kind == "config"
     summary = _summary(prep, steps=["Validated backup and restore options"])
     state_dir = prep.backup_dir / STATE_DIRNAME
@@ -104,7 +112,9 @@ def dry_run(prep: Prepared) -> RestoreSummary:
     """The checks and the listing of what would change; nothing is written."""
     if prep.blocked or prep.selection is None:
         raise RestoreBlocked(prep)
-    return _summary(prep, dry_run=True, plan=plan(prep.selection.members, member_roots(prep)))
+    entries = {m.path: m for m in prep.report.entries} if prep.report is not None else {}
+    return _summary(prep, dry_run=True, plan=plan(prep.selection.members, member_roots(prep),
+                                                  Ownership(prep.metadata, prep.home), entries))
 
 
 def restore(archive: Path, home: Path, options: RestoreOptions | None = None) -> RestoreSummary:

@@ -20,7 +20,7 @@ from .marker import MARKER_NAME, Lookup, recover_stale_marker, remove_marker, ut
 from .privilege import check_sudo
 
 # Re-exported for backup/actions.py, which imports them from here.
-from .signals import pause_deadline, signals_as_interrupt, signals_deferred
+from .signals import interrupt_once, pause_deadline, signals_as_interrupt, signals_deferred
 
 __all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "pause_needed",
            "pause_deadline", "paused_service", "permission_hint", "recover_stale_marker", "signals_as_interrupt"]
@@ -152,25 +152,30 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
     check_sudo(cfg)  # not root: sudo must allow stop and start before anything is stopped
     t0: float | None = None
     watch = _RestartWatch(cfg)
-    try:
-        write_marker(cfg, marker, activity, spec)  # before stopping, so that even a SIGKILL leaves a trace
-        problem = change_state(cfg, "stop", False)
-        if problem:
-            raise ServiceStopError(f"could not stop service {cfg.unit}: {problem}",
-                                   hint=f"nothing was written and {cfg.unit} was started again if needed; "
-                                        f"check `journalctl -u {cfg.unit}` and service.commands/timeout"
-                                        + permission_hint(problem))
-        record.stopped, record.stopped_at, t0 = True, utc_now(), time.monotonic()
-        with watch:
-            yield record
-    except BaseException as exc:
-        # The body's (or the stop's) error is the primary one; a failed restart becomes a note.
-        problem, _ = _restart(cfg, marker, record, t0, activity, watch.seen_at)
-        if problem:
-            exc.add_note(f"service {cfg.unit} could not be started again: {problem}; start it by hand "
-                         f"(`{shlex.join(cfg.argv('start'))}`); {marker} is kept so the next run retries")
-        raise
-    problem, caught = _restart(cfg, marker, record, t0, activity, watch.seen_at)
+    # From here to the restart, only the first signal interrupts: a second one must not land
+    # between the interrupt and the restart (the restart itself defers every signal).
+    with interrupt_once() as later:
+        try:
+            write_marker(cfg, marker, activity, spec)  # before stopping: even a SIGKILL leaves a trace
+            problem = change_state(cfg, "stop", False)
+            if problem:
+                raise ServiceStopError(f"could not stop service {cfg.unit}: {problem}",
+                                       hint=f"nothing was written and {cfg.unit} was started again if "
+                                            f"needed; check `journalctl -u {cfg.unit}` and "
+                                            "service.commands/timeout" + permission_hint(problem))
+            record.stopped, record.stopped_at, t0 = True, utc_now(), time.monotonic()
+            with watch:
+                yield record
+        except BaseException as exc:
+            # The body's (or the stop's) error is the primary one; a failed restart becomes a note.
+            problem, _ = _restart(cfg, marker, record, t0, activity, watch.seen_at)
+            if problem:
+                exc.add_note(f"service {cfg.unit} could not be started again: {problem}; start it by "
+                             f"hand (`{shlex.join(cfg.argv('start'))}`); {marker} is kept so the next "
+                             "run retries")
+            raise
+        problem, caught = _restart(cfg, marker, record, t0, activity, watch.seen_at)
+    caught = later + caught
     if problem:
         raise ServiceStartError(f"service {cfg.unit} could not be started again after the {activity}: {problem}",
                                 hint=f"the archive was kept; start it by hand (`{shlex.join(cfg.argv('start'))}`)"

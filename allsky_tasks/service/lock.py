@@ -13,6 +13,9 @@ from ..errors import DestinationError, LockError
 from ..safefs import open_regular
 
 LOCK_NAME = ".allsky-tasks.lock"
+# The lock files this process holds now, by (device, inode): the service marker records them,
+# and asking one of them from here must not mistake our own hold for another run's.
+_HELD: dict[tuple[int, int], str] = {}
 
 
 class LockWaitExpired(LockError):
@@ -58,6 +61,45 @@ def destination_lock(dest: Path, wait: float = 0.0) -> Iterator[None]:
                                  "then run again") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        _HELD[key] = str(path.absolute())
+        try:
+            yield
+        finally:
+            _HELD.pop(key, None)
+    finally:
+        os.close(fd)
+
+
+def held_locks() -> list[str]:
+    """The destination locks this process holds (absolute paths)."""
+    return sorted(_HELD.values())
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds the destination lock at `path`: "free", "this process" or "another process".
+
+    Asked with a shared, non-blocking flock on a descriptor of its own, dropped at once (a
+    run wanting the lock in that instant is told another run holds it, and may retry). The
+    file is never created, followed through a link or written; one that is not a regular
+    file holds no lock of ours.
+    """
+    if path.name != LOCK_NAME:
+        return "free"  # not a lock of ours: it cannot tell whether a run is active
+    try:
+        fd = open_regular(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:  # missing, a link, a FIFO: no run holds a lock there
+        return "free"
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) in _HELD:
+            return "this process"
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return "free"
     finally:
         os.close(fd)

@@ -19,7 +19,7 @@ from .config import ServiceConfig
 from .signals import signals_deferred
 
 __all__ = ["MARKER_NAME", "Lookup", "default_lookup", "pid_alive", "proc_stat", "read_marker",
-           "recover_stale_marker", "remove_marker", "utc_now", "write_marker"]
+           "recover_stale_marker", "remove_marker", "utc_now", "write_marker", "writer_active"]
 
 MARKER_NAME = "service-paused.json"
 
@@ -73,9 +73,13 @@ def write_marker(cfg: ServiceConfig, marker: Path, activity: str = "backup",
     The marker names the spec, the unit and the run, never a command: whoever recovers it
     looks the commands up in the spec (or uses the default), so a forged marker runs nothing.
     """
+    from .lock import held_locks
+
     own = proc_stat(os.getpid())
+    # The destination locks held now: while the run lives one of them stays held (a flock
+    # ends with its process, even on SIGKILL), so they, not the pid, tell whether it runs.
     data = {"unit": cfg.unit, "spec": spec, "activity": activity, "pid": os.getpid(),
-            "pid_start": own[1] if own else None, "time": utc_now()}
+            "pid_start": own[1] if own else None, "time": utc_now(), "locks": held_locks()}
     try:
         make_dir(marker.parent)
         atomic_write_bytes(marker, json.dumps(data, indent=2).encode(), 0o600)
@@ -108,6 +112,28 @@ def read_marker(marker: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else {}
 
 
+def writer_active(data: dict[str, Any], state_dir: Path) -> bool:
+    """Whether the run that wrote a marker still runs: it holds a destination lock it names.
+
+    A pid alone cannot tell: after a reboot (or plain reuse) it may be any live process, and
+    a start time that is missing or happens to match proves nothing. A dead pid is dead; a
+    live one counts only while one of the marker's locks is held by another process. A
+    marker from before locks were recorded is asked through its own folder's lock.
+    """
+    from .lock import LOCK_NAME, lock_holder
+
+    pid, start = data.get("pid"), data.get("pid_start")
+    if not (isinstance(pid, int) and pid > 0 and pid != os.getpid()
+            and pid_alive(pid, start if isinstance(start, int) else None)):
+        return False
+    locks = data.get("locks")
+    if not isinstance(locks, list) or not all(isinstance(p, str) for p in locks):
+        locks = [str(state_dir.parent / LOCK_NAME)]
+    if not locks:
+        return True  # its writer held no lock (none of our runs): only the pid can tell
+    return any(lock_holder(Path(p)) == "another process" for p in locks)
+
+
 def recover_stale_marker(cfg: ServiceConfig | None, state_dir: Path,
                          lookup: Lookup | None = None) -> str | None:
     """Start a service left stopped by a killed run; a message if there was one to recover.
@@ -118,8 +144,8 @@ def recover_stale_marker(cfg: ServiceConfig | None, state_dir: Path,
     data = read_marker(marker)
     if data is None:
         return None
-    pid, start = data.get("pid"), data.get("pid_start")
-    if isinstance(pid, int) and pid > 0 and pid_alive(pid, start if isinstance(start, int) else None):
+    pid = data.get("pid")
+    if writer_active(data, state_dir):
         return None  # another run is in progress and will restart it itself
     unit = data.get("unit") if isinstance(data.get("unit"), str) else None
     if unit is None or not UNIT_RE.match(unit):

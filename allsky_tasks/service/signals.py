@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import PackError
 
-__all__ = ["pause_deadline", "signals_as_interrupt", "signals_deferred"]
+__all__ = ["interrupt_once", "pause_deadline", "signals_as_interrupt", "signals_deferred"]
 
 # Signals that must not cut a restart short (a second Ctrl-C, systemd's stop, a closed terminal).
 _DEFERRED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
@@ -29,6 +29,40 @@ def signals_deferred() -> Iterator[list[int]]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def interrupt_once() -> Iterator[list[int]]:
+    """While the service is paused: the first SIGINT/SIGTERM/SIGHUP interrupts, later ones wait.
+
+    The first becomes KeyboardInterrupt, as ever; one more (an impatient second Ctrl-C,
+    systemd's SIGTERM after it) is only recorded, so it cannot cut short the cleanup and
+    the restart the first one set going. Every wait on that path is bounded. A signal that
+    is ignored (SIGHUP under nohup) stays ignored.
+    """
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    fired = False
+
+    def handler(signum: int, _frame: object) -> None:
+        nonlocal fired
+        if fired:
+            caught.append(signum)
+            return
+        fired = True
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, handler) for sig in _DEFERRED
+                if signal.getsignal(sig) is not signal.SIG_IGN}
+    try:
+        yield caught
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 @contextmanager

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
+import stat
 import subprocess
 import tarfile
+from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from allsky_tasks.environment import PROJECT_DIR, Environment
 
-from ..conftest import Site, archive_metadata, backup
+from ..conftest import Site, archive_metadata, backup, make_site
+from ..helpers.allsky_restore import allsky_restore, allsky_targets
 
 FIXTURES = PROJECT_DIR / "tests" / "data" / "allsky-made"
 CONFIG = FIXTURES / "allsky-config-backup-20261126-060004.tar.gz"
 IMAGES = FIXTURES / "allsky-images-backup-20261126-060005.tar.gz"
-
 
 
 def _names(archive: Path) -> list[str]:
@@ -123,3 +129,119 @@ def test_allsky_made_archives_pass_allskys_own_upload_check() -> None:
     # The checker above must agree with Allsky about Allsky's own archives.
     assert allsky_upload_problem(CONFIG) is None
     assert allsky_upload_problem(IMAGES) is None
+
+
+# --- Allsky's restore of our archives: every mode and byte comes back as it was ---------------
+
+def _add_links(site: Site) -> None:
+    """Links of every kind Allsky's permissions map must get right, in config and in a night."""
+    images = site.home / "config" / "overlay" / "images"
+    os.symlink("observatory-logo.png", images / "logo.png")  # to a 0664 file
+    os.symlink("../imagethumbnails", images / "thumbs")  # to a 0775 folder
+    os.symlink("gone.png", images / "old.png")  # dangling
+    private = site.home / "config" / "overlay" / "myTemplates" / "private"
+    private.mkdir()
+    (private / "draft.json").write_text("{}\n")
+    os.chmod(private / "draft.json", 0o640)
+    os.chmod(private, 0o750)
+    for night in site.tree.nights:
+        folder = site.tree.images / night
+        os.symlink(f"keogram/keogram-{night}.jpg", folder / "latest.jpg")  # a night's JPEG
+        os.symlink("startrails", folder / "stars")  # to a 0755 folder
+        os.symlink("nothing.jpg", folder / "missing.jpg")  # dangling  # dangling
+
+
+def _state(root: Path) -> dict[str, tuple[object, ...]]:
+    """(kind, mode, content or link text) of every path below root; mtimes left out (`-m`)."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            info = path.lstat()
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISLNK(info.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(info.st_mode):
+                out[rel] = ("dir", oct(stat.S_IMODE(info.st_mode)))
+            else:
+                out[rel] = ("file", oct(stat.S_IMODE(info.st_mode)), _content(path))
+    return out
+
+
+def _content(path: Path) -> object:
+    """A file's bytes; a SQLite database's rows (pack stores a consistent copy, not the bytes)."""
+    data = path.read_bytes()
+    if not data.startswith(b"SQLite format 3\0"):
+        return data
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return list(db.iterdump())
+
+
+def _check_allsky_restore(site: Site, archive: Path, where: Path, folders: list[str] | None = None) -> None:
+    """Restore `archive` the way Allsky does into a copy of the home lacking the targets, compare."""
+    restored = where / "allsky"
+    shutil.copytree(site.home, restored, symlinks=True)
+    targets = allsky_targets(archive, archive_metadata(archive), folders)
+    for target in targets:
+        path = restored / target
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    assert allsky_restore(archive, restored, folders) == targets
+    before, after = _state(site.home), _state(restored)
+    members = {n.rstrip("/") for n in _names(archive)} - {"metadata.json"}
+    below = {p for p in before if any(p == t or p.startswith(t + "/") for t in targets)}
+    # What the archive leaves out (__pycache__, other sections' files) stays missing.
+    expected = {p: v for p, v in before.items() if p not in below or p in members}
+    changed = sorted(p for p in set(expected) | set(after) if expected.get(p) != after.get(p))
+    assert not changed, [(p, expected.get(p, "absent")[:2], after.get(p, "absent")[:2])
+                         for p in changed[:8]]
+    if archive_metadata(archive)["backupType"] == "config":
+        config = restored / "config"
+        assert (config / "settings.json").samefile(config / "settings_RPi_HQ.json")
+        assert (config / "cc.json").samefile(config / "cc_RPi_HQ.json")
+
+
+CONFIG_VARIANTS = {
+    "core": "{}", "databases": "{databases: true}", "modules": "{modules: true}",
+    "native": "{databases: true, modules: true}",
+    "everything": "{databases: true, modules: true, cameras: true, uservariables: true, "
+                  "remote: true, ssl: true, myfiles: true, darks: true}",
+}
+
+
+@pytest.mark.parametrize("variant", sorted(CONFIG_VARIANTS))
+def test_allsky_restores_our_config_archive_exactly(tmp_path: Path, variant: str) -> None:
+    site = make_site(tmp_path)
+    _add_links(site)
+    archive = backup(site, "cfg", f"type: config\nsections: {CONFIG_VARIANTS[variant]}\nformat: allsky\n")
+    assert allsky_upload_problem(archive) is None
+    _check_allsky_restore(site, archive, tmp_path / "restored")
+
+
+@pytest.mark.parametrize("folders", ["all", "last", "named"])
+def test_allsky_restores_our_images_archive_exactly(tmp_path: Path, folders: str) -> None:
+    site = make_site(tmp_path)
+    _add_links(site)
+    nights = site.tree.nights
+    choice = {"all": "all", "last": "{last: 2}", "named": f"['{nights[0]}', test_stretches]"}[folders]
+    archive = backup(site, "img", f"type: images\nfolders: {choice}\nformat: allsky\n")
+    assert allsky_upload_problem(archive) is None
+    _check_allsky_restore(site, archive, tmp_path / "restored")
+    # The WebUI's folder choice inside an all-folders archive: one night only.
+    if folders == "all":
+        _check_allsky_restore(site, archive, tmp_path / "one-night", [nights[1]])
+
+
+def test_allsky_restores_our_per_night_archives_exactly(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    _add_links(site)
+    site.spec("nights", "type: images\nfolders: all\nper_night: true\nformat: allsky\n"
+                        "service: {pause: never}\n")
+    site.doit("backup:nights", check=True)
+    archives = site.archives()
+    assert len(archives) == len(site.tree.nights) + 1  # and test_stretches
+    for n, archive in enumerate(archives):
+        assert allsky_upload_problem(archive) is None
+        _check_allsky_restore(site, archive, tmp_path / f"restored-{n}")

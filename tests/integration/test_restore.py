@@ -175,6 +175,37 @@ def test_dry_run_lists_and_changes_nothing(site: Site) -> None:
     assert summary.dry_run and not summary.log and not logs(site)
 
 
+def test_a_mode_that_differs_is_a_replace_and_the_restore_applies_it(site: Site) -> None:
+    archive = backup(site, "full", ALL)
+    changed = site.home / "config/uservariables.sh"  # same bytes, mode 0664 -> 0600
+    os.chmod(changed, 0o600)
+    link = site.home / "config/overlay/images/observatory-logo.png"
+    plan = {path: action for action, path, _ in
+            restore(archive, site.home, opts(site, dry_run=True)).plan}
+    assert plan["config/uservariables.sh"] == "replace"
+    assert plan["config/overlay/images/observatory-logo.png"] == "unchanged"  # bytes and mode
+    restore(archive, site.home, opts(site, undo=False))
+    assert stat.S_IMODE(changed.stat().st_mode) == 0o664
+    after = {path: action for action, path, _ in
+             restore(archive, site.home, opts(site, dry_run=True)).plan}
+    assert after["config/uservariables.sh"] == "unchanged" and link.exists()
+
+
+def test_a_mode_that_differs_from_allskys_permissions_map_is_a_replace(site: Site) -> None:
+    # Allsky's archives: the mode a restore applies is the permissions map's, not tar's.
+    home = site.home
+    for name in members(CONFIG):
+        if name != "metadata.json":
+            (home / name).parent.mkdir(parents=True, exist_ok=True)
+            (home / name).write_bytes(members(CONFIG)[name])
+            os.chmod(home / name, 0o644)
+    os.chmod(home / "config/overlay/config/overlay-RPi.json", 0o666)
+    plan = {path: action for action, path, _ in
+            restore(CONFIG, home, opts(site, dry_run=True, force_camera=True)).plan}
+    assert plan["config/overlay/config/overlay-RPi.json"] == "replace"
+    assert plan["config/overlay/myTemplates/mine.json"] == "unchanged"
+
+
 def test_camera_mismatch_blocks_unless_forced(site: Site) -> None:
     archive = backup(site, "quick", "type: config\n")
     live = site.home / "config/settings.json"

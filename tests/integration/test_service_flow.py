@@ -162,6 +162,34 @@ def test_sigkill_mid_pack_is_recovered_by_the_next_run(site: Site, svc: Path) ->
     assert not [p for p in site.env.backup_dir.iterdir() if p.name.endswith(".part")]
 
 
+@pytest.mark.parametrize("start", ["null", "matching"])
+def test_a_leftover_marker_naming_a_live_unrelated_pid_is_recovered(site: Site, svc: Path,
+                                                                    start: str) -> None:
+    # The killed run's pid now belongs to some live process (pid reuse, a reboot): the
+    # destination lock, not the pid, says no run is active, so the next run recovers.
+    proc = _start_slow_backup(site, svc)
+    proc.kill()
+    proc.wait(timeout=60)
+    marker = site.env.backup_dir / ".allsky-tasks" / "service-paused.json"
+    assert marker.exists() and not standin_running(svc)
+    unrelated = subprocess.Popen(["sleep", "300"])
+    try:
+        stat = Path(f"/proc/{unrelated.pid}/stat").read_text()
+        data = json.loads(marker.read_text())
+        data.update(pid=unrelated.pid, pid_start=int(stat[stat.rindex(")") + 2:].split()[19])
+                    if start == "matching" else None)
+        marker.write_text(json.dumps(data))
+        (site.home / "darks" / "big.raw").write_bytes(b"small now")  # let the next run be quick
+        again = _run(site, "backup:slow")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "was left stopped by an interrupted backup" in again.stdout + again.stderr
+        assert standin_running(svc) and not marker.exists()
+        assert len(site.archives()) == 1
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
 def test_service_that_will_not_stop_aborts_with_exit_15(site: Site, svc: Path) -> None:
     start_standin(svc)
     _spec(site, "db", service_spec(svc, refuse_stop=True, timeout=5))

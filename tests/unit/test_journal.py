@@ -44,9 +44,30 @@ def test_a_journal_pointing_outside_a_staging_folder_moves_nothing(tmp_path: Pat
     (home / "config").mkdir(parents=True)
     loot = _staged(tmp_path, "loot")  # not a staging folder of the home
     _journal(tmp_path / "state", home, loot, [["config/x.json", "file", 0, None, -1, -1]])
-    with pytest.raises(RestoreError, match="not a staging folder"):
+    with pytest.raises(RestoreError, match="not a restore's own folder") as caught:
         finish_pending(tmp_path / "state")
     assert not (home / "config" / "x.json").exists()
+    # Said once, truthfully (the tree may be half-restored), then set aside: later runs go on.
+    assert "may mix old and new files" in str(caught.value) and "set aside" in str(caught.value)
+    assert not (tmp_path / "state" / JOURNAL_NAME).exists()
+    assert list((tmp_path / "state").glob("restore-journal.failed-*.json"))
+    assert finish_pending(tmp_path / "state") is None
+
+
+def test_an_images_journal_staged_below_the_home_is_finished(tmp_path: Path) -> None:
+    # Images on the home's filesystem stage below the home, not below the images folder.
+    home = tmp_path / "home"
+    images = home / "images"
+    (images / "20260101").mkdir(parents=True)
+    staging = home / ".allsky-restore-12345"
+    (staging / "tree" / "images" / "20260101").mkdir(parents=True)
+    (staging / "trash").mkdir()
+    (staging / "tree" / "images" / "20260101" / "a.jpg").write_bytes(b"jpeg")
+    _journal(tmp_path / "state", home, staging, [["images/20260101/a.jpg", "file", 0, None, -1, -1]],
+             kind="images", roots={"images": str(images)})  # as written before stagingRoot
+    assert "finished it" in (finish_pending(tmp_path / "state") or "")
+    assert (images / "20260101" / "a.jpg").read_bytes() == b"jpeg"
+    assert not staging.exists() and not (tmp_path / "state" / JOURNAL_NAME).exists()
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "config/../../x"])

@@ -10,7 +10,7 @@ import tarfile
 from allsky_tasks.archive.io import open_decompressed
 from allsky_tasks.archive.metadata import flat_json
 
-from ..conftest import Site, backup
+from ..conftest import Site, archive_metadata, backup
 
 ODD_TEXT = ('quote"', "back\\slash", "tab\t", "new\nline", "nul\0", "\x7f", "naïve", "日本",
             "😀", os.fsdecode(b"bad\xffbyte"), "\u2028", "")
@@ -85,3 +85,27 @@ def _block(text: str, opening: str, closing: str) -> list[str]:
     """The lines of one streamed list or object, without their trailing commas."""
     body = text.split(f"\n{opening}\n", 1)[1].split(f"\n{closing}", 1)[0]
     return body.split(",\n")
+
+
+def test_a_links_permissions_entry_is_its_targets_as_allsky_writes_it(site: Site) -> None:
+    # Allsky's PHP (fileperms/fileowner) follows links; its restore chmods through them.
+    images = site.home / "config" / "overlay" / "images"
+    (images / "plain.png").write_bytes(b"png")
+    os.chmod(images / "plain.png", 0o640)
+    os.symlink("plain.png", images / "to-file.png")
+    thumbs = site.home / "config" / "overlay" / "imagethumbnails"
+    os.chmod(thumbs, 0o750)
+    os.symlink("../imagethumbnails", images / "to-dir")
+    os.symlink("nowhere.png", images / "dangling.png")
+    meta = archive_metadata(backup(site, "links", "type: config\nformat: allsky\n"))
+    perms, rows = meta["permissions"], {r["path"]: r for r in meta["allskyTasks"]["manifest"]}
+    assert perms["config/overlay/images/to-file.png"]["mode"] == "0640"
+    assert perms["config/overlay/images/to-dir"]["mode"] == "0750"
+    for name in ("to-file.png", "to-dir"):
+        assert perms[f"config/overlay/images/{name}"]["type"] == "link"
+    # No target, no entry (PHP's fileperms gives false); the link is still a member.
+    path = "config/overlay/images/dangling.png"
+    assert path not in perms and path in meta["files"] and rows[path]["type"] == "symlink"
+    # Our own manifest keeps the link as a link (its own mode), never the target's.
+    assert rows["config/overlay/images/to-file.png"]["mode"] == "0777"
+    assert all(not k.startswith("_") for row in rows.values() for k in row)

@@ -179,8 +179,11 @@ CASES: list[Case] = [
     ("below-symlink", lambda t: _images(t, [_link("images/l", "20260303"),
                                             member("images/l/x.jpg", b"x")]),
      "which is a symlink", "images/l/x.jpg"),
-    ("hardlink", lambda t: good_config(t / "h.tar.gz", [
-        member("config/h", kind=tarfile.LNKTYPE, linkname="env.json")]), "hard link", "config/h"),
+    ("hardlink-outside", lambda t: good_config(t / "h.tar.gz", [
+        member("config/h", kind=tarfile.LNKTYPE, linkname="/etc/shadow")]), "hard link", "config/h"),
+    ("hardlink-later", lambda t: good_config(t / "h.tar.gz", [
+        member("config/h", kind=tarfile.LNKTYPE, linkname="config/z.json"),
+        member("config/z.json", b"{}")]), "not an earlier member", "config/h"),
     ("chardev", lambda t: good_config(t / "h.tar.gz", [
         member("config/null", kind=tarfile.CHRTYPE)]), "character device", "config/null"),
     ("blockdev", lambda t: good_config(t / "h.tar.gz", [

@@ -33,12 +33,23 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 from allsky_tasks.service.control import ServiceConfig, paused_service
+from allsky_tasks.service.lock import destination_lock
 from allsky_tasks.service.signals import signals_as_interrupt
 cfg = ServiceConfig.from_spec(json.loads(sys.argv[1]))
-with signals_as_interrupt():
-    with paused_service(cfg, True, "test", Path(sys.argv[2])):
+state = Path(sys.argv[2])
+with signals_as_interrupt(), destination_lock(state.parent):  # as pack and restore hold it
+    with paused_service(cfg, True, "test", state):
         Path(sys.argv[3]).write_text("paused")
         time.sleep(120)
+"""
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from allsky_tasks.service.lock import destination_lock
+with destination_lock(Path(sys.argv[1])):
+    Path(sys.argv[2]).write_text("locked")
+    time.sleep(120)
 """
 
 
@@ -183,11 +194,25 @@ def test_recover_marker_of_dead_run(svc: Path, state: Path) -> None:
     assert recover_stale_marker(cfg, state) is None  # nothing left to do
 
 
-def test_recover_leaves_marker_of_live_run(svc: Path, state: Path) -> None:
+def _env() -> dict[str, str]:
+    """A child's environment that imports this checkout."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
+                                                                   os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.mark.parametrize("form", ["legacy", "locks"])
+def test_recover_leaves_marker_of_live_run(svc: Path, state: Path, tmp_path: Path, form: str) -> None:
+    # A run in progress holds its destination's lock: its marker is honoured, whatever form.
     cfg = _cfg(svc)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    ready = tmp_path / "locked"
+    other = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(state.parent), str(ready)],
+                             env=_env())
     try:
+        wait_until(lambda: ready.exists() or other.poll() is not None, "the other run's lock")
         marker = _write_marker(state, cfg, other.pid)
+        if form == "locks":
+            data = json.loads(marker.read_text())
+            marker.write_text(json.dumps({**data, "locks": [str(state.parent / ".allsky-tasks.lock")]}))
         assert recover_stale_marker(cfg, state) is None
         assert marker.exists() and not standin_running(svc)
         with pytest.raises(ServiceStopError, match="another backup or restore"), \
@@ -197,6 +222,53 @@ def test_recover_leaves_marker_of_live_run(svc: Path, state: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def _proc_start(pid: int) -> int:
+    """A process's start time in clock ticks, as the marker records it."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return int(text[text.rindex(")") + 2:].split()[19])
+
+
+@pytest.mark.parametrize("start", ["null", "matching"])
+def test_a_killed_runs_marker_naming_a_live_unrelated_pid_is_recovered(
+        svc: Path, state: Path, tmp_path: Path, start: str) -> None:
+    # After a reboot (or plain pid reuse) the dead run's pid is some live process, and a
+    # start time that is null or happens to match proves nothing: no run holds the lock.
+    start_standin(svc)
+    child, _ = _pause_in_child(svc, state, tmp_path)
+    child.kill()
+    child.wait()
+    marker = state / MARKER_NAME
+    data = json.loads(marker.read_text())
+    assert data["locks"] == [str((state.parent / ".allsky-tasks.lock").absolute())]
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        marker.write_text(json.dumps({**data, "pid": unrelated.pid, "pid_start":
+                                      _proc_start(unrelated.pid) if start == "matching" else None}))
+        message = recover_stale_marker(_cfg(svc), state)
+        assert message and f"pid {unrelated.pid}" in message and "started it again" in message
+        assert standin_running(svc) and not marker.exists()
+        with paused_service(_cfg(svc), True, "always", state) as rec:  # and the next pause works
+            assert rec.stopped
+        assert standin_running(svc)
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
+def test_an_older_marker_naming_a_live_unrelated_pid_is_recovered(svc: Path, state: Path) -> None:
+    # Written before markers named their locks: the lock of its own folder is asked.
+    cfg = _cfg(svc)
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        marker = _write_marker(state, cfg, unrelated.pid)
+        message = recover_stale_marker(cfg, state)
+        assert message and "started it again" in message
+        assert standin_running(svc) and not marker.exists()
+    finally:
+        unrelated.kill()
+        unrelated.wait()
 
 
 def test_pause_recovers_stale_marker_first(svc: Path, state: Path) -> None:
@@ -225,10 +297,9 @@ def _pause_in_child(svc: Path, state: Path, tmp_path: Path,
     """A separate Python process inside paused_service, once the service is down."""
     ready = tmp_path / "ready"
     spec = spec or service_spec(svc)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with open(tmp_path / "child.log", "wb") as log:  # the child keeps its own copy
         child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(spec), str(state), str(ready)],
-                                 env=env, stdout=log, stderr=subprocess.STDOUT)
+                                 env=_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: ready.exists() or child.poll() is not None, "the child to pause the service")
         assert ready.exists(), (tmp_path / "child.log").read_text()
