@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,22 +86,32 @@ def _rules(value: int | Rules | None) -> Rules | None:
 def plan_prune(items: list[Item], keep_last: Mapping[str, int | Rules | None],
                override: int | None = None) -> list[Decision]:
     """Keep what each group's rules keep (borg prune's meaning), pinned ones, each group's
-    newest verified one and the only good config backup; the rest of a group with rules goes."""
+    newest verified one and the only good config backup; the rest of a group with rules goes.
+
+    Only verified-good backups count toward the rules: one never read by our verify (or whose
+    read failed) can neither push a good one out nor be deleted itself, so a planted archive
+    dated newest never costs a backup that can be restored.
+    """
     decisions: dict[str, Decision] = {}
     groups: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for item in items:
         groups[item.group, item.part].append(item)
     for (group, _part), members in groups.items():
         rules = _rules(override if override is not None else keep_last.get(group))
-        readable = [i for i in members if i.readable]
+        good = [i for i in members if i.readable and i.verified]
         reasons = keep_reasons([Candidate(i.name, i.timestamp, i.pinned, i.verified, i.mtime)
-                                for i in readable], rules)
+                                for i in good], rules)
         for item in members:
             why = reasons.get(item.name)
             if not item.readable:
                 why, delete = "unreadable: never pruned automatically", False
             elif rules is None:
                 why, delete = f"no retention policy for {group}", False
+            elif item.pinned and why is None:
+                why, delete = "pinned", False
+            elif not item.verified:
+                why, delete = ("not verified: does not count toward the rules and is never "
+                               "pruned automatically (allsky-tasks verify reads it)"), False
             elif why is None:
                 why, delete = f"not kept by {group}'s rules ({rules.describe()})", True
             else:
@@ -108,7 +119,7 @@ def plan_prune(items: list[Item], keep_last: Mapping[str, int | Rules | None],
                 if why == "newest verified":
                     why = f"newest verified backup of {group}"
                 elif why.startswith("keep_last #") and rules == Rules(keep_last=rules.keep_last):
-                    why = f"one of the newest {rules.keep_last} of {group}"
+                    why = f"one of the newest {rules.keep_last} verified of {group}"
             decisions[item.name] = Decision(item.name, group, delete, why)
     # Whatever the groups say, the last good config backup stays.
     good = [i for i in items if i.type == "config" and i.verified and i.readable]
@@ -138,10 +149,8 @@ def _size(path: Path) -> int:
     """Bytes of a backup and its sidecar (0 for what is gone)."""
     total = 0
     for p in (path, sidecar_path(path)):
-        try:
+        with contextlib.suppress(OSError):
             total += p.lstat().st_size
-        except OSError:
-            pass
     return total
 
 
@@ -158,6 +167,9 @@ def prune(dest: Path, env: Environment, keep_last: int | None = None,
     notes: list[str] = []
     if policy is None:
         policy, notes = spec_retention(env)
+    from .advice import trust_warnings
+
+    notes += [w.message for w in trust_warnings([dest])]
     items = [item_of(r) for r in list_backups(dest)]
     if only is not None:
         items = [i for i in items if i.group == only]

@@ -122,6 +122,7 @@ def _run_as(user: pwd.struct_passwd, site: Site, *args: str) -> subprocess.Compl
     python, extra = _python()
     env = {**site.environ(), **extra, "HOME": str(site.root), "USER": user.pw_name,
            "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("ALLSKY_TASKS_AUTH_KEY", None)  # the user's own key, in its HOME
     return subprocess.run([python, "-m", "allsky_tasks", "run", *args], cwd=site.root,
                           env=env, text=True, capture_output=True, timeout=300,
                           user=user.pw_uid, group=user.pw_gid, extra_groups=[])
