@@ -7,6 +7,7 @@ never followed, never blocked on.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -108,10 +109,8 @@ def check_dir(path: Path) -> None:
 
 def make_dir(path: Path, mode: int = 0o750) -> Path:
     """Create a folder of ours (and its parents) if needed, refusing a link or non-folder there."""
-    try:
+    with contextlib.suppress(FileExistsError):  # a dangling link or a file: check_dir names it
         path.mkdir(parents=True, exist_ok=True, mode=mode)
-    except FileExistsError:
-        pass  # a dangling link or a file: check_dir names it
     check_dir(path)
     return path
 
@@ -146,9 +145,9 @@ def open_source(path: Path, follow: bool = True) -> IO[bytes]:
         raise
 
 
-def read_text(path: Path, limit: int = 64 << 20) -> str:
+def read_text(path: Path, limit: int = 64 << 20, owned: bool = False) -> str:
     """read_bytes decoded as UTF-8."""
-    return read_bytes(path, limit).decode("utf-8")
+    return read_bytes(path, limit, owned).decode("utf-8")
 
 
 def exists(path: Path) -> bool:
@@ -193,9 +192,5 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o640) -> None:
             view = view[os.write(fd, view):]
 
 
-@contextmanager
-def _suppress_missing() -> Iterator[None]:
-    try:
-        yield
-    except FileNotFoundError:
-        pass
+def _suppress_missing() -> contextlib.suppress:
+    return contextlib.suppress(FileNotFoundError)

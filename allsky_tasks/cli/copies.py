@@ -121,6 +121,7 @@ def cmd_list_target(args: argparse.Namespace, env: Environment, dest: Path) -> i
     """What a target holds, also backups whose local archive is gone."""
     from ..copies import records
 
+    item = find_item(env, args.target)
     target = target_for(env, args.target)
     try:
         target.check_ready()
@@ -129,7 +130,8 @@ def cmd_list_target(args: argparse.Namespace, env: Environment, dest: Path) -> i
         close = getattr(target, "close", None)
         if close is not None:
             close()
-    entries = {e["stored"]: e for e in records.load(dest, target.name)["copies"].values()}
+    entries = {e["stored"]: e for r in records.for_target(dest, target.name, item)
+               for e in r["copies"].values()}
     rows = []
     for stored in sorted(files):
         if stored.startswith(".") or ".tar." not in stored:
@@ -156,9 +158,10 @@ def cmd_verify_target(args: argparse.Namespace, env: Environment, dest: Path) ->
     """Re-read one copy at a target; exit 22 when it does not match."""
     from ..copies.stage import verify_copy
 
+    item = find_item(env, args.target)
     target = target_for(env, args.target)
     name = Path(args.archive).name
-    entry = verify_copy(target, dest, name)
+    entry = verify_copy(target, dest, name, item=item)
     if not entry["ok"]:
         raise CopyError(f"copy target {target.describe()}: {name}: {entry['problem']}",
                         hint="the copy is damaged; run the backup again to copy it anew "

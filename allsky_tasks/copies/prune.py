@@ -49,7 +49,7 @@ def _pinned(backup_dir: Path, entry: dict[str, Any]) -> bool:
 def plan_target_prune(backup_dir: Path, target: str, spec: str, keep_last: int
                       ) -> list[TargetDecision]:
     """What prune at one target would do for one spec's copies."""
-    copies = records.load(backup_dir, target)["copies"]
+    copies = records.load(backup_dir, spec, target)["copies"]
     mine = sorted((e for e in copies.values() if e.get("spec") == spec),
                   key=lambda e: _order(e["archive"]), reverse=True)
     newest_ok = next((e["archive"] for e in mine if e.get("ok") is True), None)
@@ -76,7 +76,7 @@ def prune_target(target: Target, backup_dir: Path, spec: str, keep_last: int | N
                  if d.delete]
     if not decisions:
         return []
-    record = records.load(backup_dir, target.name)
+    record = records.load(backup_dir, spec, target.name)
     present = {f.name for f in target.list_files()}
     deleted = []
     for decision in decisions:

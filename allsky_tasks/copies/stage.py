@@ -132,9 +132,9 @@ def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar
     sidecar does not send the archive again next time (and never mistakes it for a stranger's).
     """
     backup_dir = archive.parent
-    record = records.load(backup_dir, target.name)
+    record = records.load(backup_dir, spec, target.name)
     if record.get("config") != item:
-        record = {"target": target.name, "copies": record["copies"]}
+        record = {"spec": spec, "target": target.name, "copies": record["copies"]}
     record["config"], record["where"] = dict(item), target.describe()
     facts = records.local_facts(archive)
     if facts is None:
@@ -178,12 +178,16 @@ def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar
 
 
 def verify_copy(target: Target, backup_dir: Path, archive_name: str,
-                progress: Progress | None = None) -> dict[str, Any]:
-    """Re-read one recorded copy at the target; record and return the result."""
-    record = records.load(backup_dir, target.name)
-    entry = record["copies"].get(archive_name)
-    if entry is None:  # a new card: no record, but the copied sidecar knows the SHA-256
+                progress: Progress | None = None, item: Mapping[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """Re-read one recorded copy at the target; record and return the result.
+
+    `item`: the target's `copies:` configuration, so the record of that very target is used.
+    """
+    found = records.find_entry(backup_dir, target.name, archive_name, item)
+    if found is None:  # a new card: no record, but the copied sidecar knows the SHA-256
         return _verify_by_sidecar(target, archive_name, progress)
+    record, entry = found
     try:
         target.check_ready()
         sizes = {f.name: f.size for f in target.list_files()}

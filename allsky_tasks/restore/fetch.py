@@ -47,9 +47,10 @@ def pick(target: Target, name: str, suffix: str = "") -> str:
 
 def _expected_sha(target: Target, backup_dir: Path, stored: str) -> str | None:
     """The SHA-256 the stored file must have: from our record, else from the copied sidecar."""
-    for entry in records.load(backup_dir, target.name)["copies"].values():
-        if entry.get("stored") == stored:
-            return entry.get("storedSha256")
+    for record in records.for_target(backup_dir, target.name):
+        for entry in record["copies"].values():
+            if entry.get("stored") == stored:
+                return entry.get("storedSha256")
     return sidecar_sha256(target, stored)
 
 

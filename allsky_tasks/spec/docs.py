@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ CACHE_LIMIT = 4 << 20  # a few hundred doc lines; anything bigger is not ours: r
 def _read(cache_path: Path) -> dict[str, Any]:
     """The cache, or {} if it is missing, unreadable, too big, a link or not a regular file."""
     try:
-        data = json.loads(read_bytes(cache_path, CACHE_LIMIT))
+        data = json.loads(read_bytes(cache_path, CACHE_LIMIT, owned=True))
     except (OSError, ValueError, AllskyTasksError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -38,10 +39,8 @@ def _read(cache_path: Path) -> dict[str, Any]:
 
 def _write(cache_path: Path, data: dict[str, Any]) -> None:
     """Replace the cache atomically; a cache that cannot be written is simply not kept."""
-    try:
+    with contextlib.suppress(OSError, AllskyTasksError):
         atomic_write_bytes(cache_path, (json.dumps(data, indent=1) + "\n").encode(), 0o640)
-    except (OSError, AllskyTasksError):
-        pass
 
 
 def spec_docs(paths: list[Path], cache_path: Path) -> list[str]:

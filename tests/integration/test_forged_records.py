@@ -122,3 +122,27 @@ def test_a_genuine_record_copied_to_the_planted_archive_vouches_for_nothing(site
     assert rows[hostile.name]["verified"] is not True and rows[genuine.name]["verified"] is True
     assert _cli(site, "prune", "--yes").returncode in (0, 1)
     assert genuine.exists()
+
+
+def test_a_run_record_that_is_not_ours_is_ignored_and_named(site: Site) -> None:
+    _genuine(site)
+    run = site.env.state_dir / "runs" / "cfg.json"
+    data = json.loads(run.read_text())
+    run.write_text(json.dumps({**data, "result": "failed", "error": "CopyError",
+                               "message": "forged"}))
+    os.chown(run, STRANGER, STRANGER)
+    status = _cli(site, "status", "--json", "--max-age-hours", "1e9")
+    report = json.loads(status.stdout)
+    (spec,) = report["specs"]
+    assert spec["last_run"] is None and spec["healthy"] is True, report
+    assert any(str(run) in w and "owned by uid 4321" in w for w in report["warnings"]), report
+
+
+def test_a_stage_record_that_is_not_ours_stops_the_run_naming_it(site: Site) -> None:
+    _genuine(site)
+    stage = site.env.state_dir / "specs" / "cfg" / "verify.json"
+    stage.chmod(0o666)
+    proc = _cli(site, "run", "backup:cfg")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 27, out
+    assert str(stage) in out and "writable by group or others" in out and "Traceback" not in out
