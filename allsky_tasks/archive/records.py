@@ -116,8 +116,13 @@ class RecordStore:
         """Every record made by our verify ({} when there are none, or none is ours)."""
         return {k: v for k, v in self._raw().items() if self._tagged(k, v)}
 
-    def get(self, archive: Path, st: os.stat_result | None = None) -> dict[str, Any] | None:
-        """The record of this very file (None if none, not ours, or the file changed since)."""
+    def get(self, archive: Path, st: os.stat_result | None = None,
+            sha256: str | None = None) -> dict[str, Any] | None:
+        """The record of this very file (None if none, not ours, or the file changed since).
+
+        `sha256`: the file was just read whole by us and has these bytes; a record of the same
+        name for the same SHA-256 speaks for it even though its identity is new.
+        """
         name = self.key(archive)
         rec = self._raw().get(name)
         if rec is None or not self._tagged(name, rec):
@@ -126,7 +131,9 @@ class RecordStore:
             st = st or os.stat(archive)
         except OSError:
             return None
-        return rec if rec.get("identity") == identity(st) else None
+        if rec.get("identity") == identity(st):
+            return rec
+        return rec if sha256 is not None and rec.get("sha256") == sha256 else None
 
     def put(self, archive: Path, record: dict[str, Any]) -> dict[str, Any]:
         """Store one record, tagged (read-merge-write: other archives' good records are kept).
@@ -151,18 +158,22 @@ class RecordStore:
         return body
 
 
-def store_for(archive: Path, default_state: Path | None = None) -> RecordStore:
-    """The store for an archive: its folder's state, or (outside backup folders) the default.
-
-    Nothing is ever written beside a file outside a backup folder.
-    """
+def state_for(archive: Path, default_state: Path | None = None) -> tuple[Path, str]:
+    """(state folder, key prefix) for an archive: its folder's state, or (outside backup
+    folders) the default, keyed by absolute path. Nothing is ever written beside a file
+    outside a backup folder."""
     folder = archive.absolute().parent
     default_dir = default_state.parent if default_state is not None else None
     if is_backup_folder(folder, default_dir):
-        return RecordStore(folder / STATE)
+        return folder / STATE, ""
     if default_state is None:
         raise UnsafePathError(f"{archive}: not in a backup folder and no state folder given")
-    return RecordStore(default_state, prefix="abs")
+    return default_state, "abs"
+
+
+def store_for(archive: Path, default_state: Path | None = None) -> RecordStore:
+    """The verification records for an archive (see state_for)."""
+    return RecordStore(*state_for(archive, default_state))
 
 
 def make_record(st: os.stat_result, ok: bool, /, **facts: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Retention at a target: keep the newest `keep_last` copies of a spec, delete only our own files.
 
-Never deleted: a pinned backup (pinned in its local sidecar, or when it was copied), the
+Never deleted: a pinned backup (pinned in our state, or when it was copied), the
 newest verified copy of the spec, and any file the target's record does not name (the tool
 did not write it).
 """
@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..archive.manifest import read_sidecar
-from ..errors import ManifestError
 from . import records
 from .target import Target
 
@@ -36,14 +34,10 @@ def _order(name: str) -> tuple[str, int, str]:
 
 
 def _pinned(backup_dir: Path, entry: dict[str, Any]) -> bool:
-    """Pinned now (local sidecar) or when it was copied (the local one may be gone)."""
-    if entry.get("pinned"):
-        return True
-    try:
-        meta = read_sidecar(backup_dir / entry["archive"]) or {}
-    except ManifestError:
-        return False
-    return (meta.get("allskyTasks") or {}).get("pinned") is True
+    """Pinned now (our state's pins) or when it was copied (the local one may be gone)."""
+    from ..archive.pins import is_pinned
+
+    return bool(entry.get("pinned")) or is_pinned(backup_dir / entry["archive"])
 
 
 def plan_target_prune(backup_dir: Path, target: str, spec: str, keep_last: int

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..archive.manifest import sidecar_path, update_sidecar
+from ..archive.manifest import sidecar_path
 from ..environment import Environment, spec_files
-from ..errors import InventoryError, ManifestError, SpecError
+from ..errors import InventoryError, SpecError
 from ..spec.load import load_spec
 from ..spec.retention import Candidate, Rules, keep_reasons
 from .listing import delete_backup, list_backups, load_record
@@ -188,15 +188,27 @@ def prune(dest: Path, env: Environment, keep_last: int | None = None,
 
 
 def set_pinned(path: Path, pinned: bool) -> Record:
-    """Store allskyTasks.pinned in the sidecar (made from the archive's metadata if missing)."""
-    record = load_record(path, anywhere=True)  # caches a sidecar from the metadata if missing
-    if not sidecar_path(path).exists():
-        raise InventoryError(f"{path}: no sidecar and no readable metadata.json "
-                             f"({record.problem}); cannot pin",
+    """Pin or unpin in our state folder (archive/pins.py); the sidecar is never written.
+
+    Only a backup that is not known to be bad can be pinned: one whose last full read failed,
+    or that cannot be read at all, is refused.
+    """
+    from ..archive.pins import pin_store
+    from ..archive.records import identity
+    from .listing import _default_state
+
+    record = load_record(path)
+    if pinned and record.verified is False:
+        why = record.verify_problems[0] if record.verify_problems else "its last full read failed"
+        raise InventoryError(f"{path.name} failed verification ({why}); not pinned",
+                             hint=f"`allsky-tasks verify {path.name}` reads it again; a backup "
+                                  "that verified can be pinned")
+    if pinned and record.problem:
+        raise InventoryError(f"{path.name}: {record.problem}; not pinned",
                              hint=f"run `allsky-tasks verify {path.name}` to see why")
     try:
-        # The shared sidecar update: streamed for ours, whole JSON for other layouts.
-        update_sidecar(path, {"pinned": pinned})
-    except (OSError, ManifestError) as e:
-        raise InventoryError(f"cannot write {sidecar_path(path)}: {e}") from e
+        pin_store(path, _default_state()).put(path, pinned, identity=identity(path.stat()))
+    except OSError as e:
+        raise InventoryError(f"cannot record the pin of {path.name}: {e.strerror or e}",
+                             hint="check the backup folder's owner and permissions") from e
     return load_record(path)

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allsky_tasks.archive.manifest import read_sidecar, sidecar_path
+from allsky_tasks.archive.manifest import sidecar_path
+from allsky_tasks.archive.pins import PinStore
 from allsky_tasks.inventory.full_read import verify_backup
 from allsky_tasks.inventory.listing import list_backups, load_record
 from allsky_tasks.inventory.retention import Item, plan_prune, prune, set_pinned
@@ -105,23 +106,24 @@ def test_plan_reasons_read_well() -> None:
     assert plan["old"].reason == "pinned" and not plan["old"].delete
 
 
-def test_pin_and_unpin_are_stored_in_the_sidecar(site: Site) -> None:
+def test_pin_and_unpin_are_stored_in_our_state(site: Site) -> None:
     archive = backup(site, "quick", "type: config\n")
+    side = sidecar_path(archive).read_bytes()
     assert set_pinned(archive, True).pinned
-    assert read_sidecar(archive)["allskyTasks"]["pinned"] is True
+    assert PinStore(site.env.state_dir).entry(archive)["pinned"] is True  # type: ignore[index]
     assert not set_pinned(archive, False).pinned
-    assert read_sidecar(archive)["allskyTasks"]["pinned"] is False
-    assert read_sidecar(archive)["allskyTasks"]["manifest"]  # the rest is untouched
+    assert PinStore(site.env.state_dir).entry(archive)["pinned"] is False  # type: ignore[index]
+    assert sidecar_path(archive).read_bytes() == side  # the sidecar is never written
 
 
 def test_pin_an_allsky_archive_without_sidecar(tmp_path: Path) -> None:
-    dest = tmp_path / "allskybackups"
+    dest = tmp_path / "allskybackups"  # not a backup folder of ours: the default state keeps it
     dest.mkdir()
     archive = dest / ALLSKY_MADE[0].name
     shutil.copy(ALLSKY_MADE[0], archive)
     assert set_pinned(archive, True).pinned
-    side = read_sidecar(archive)
-    assert side["allskyTasks"]["pinned"] is True and side["backupType"] in ("config", "images")
+    assert not sidecar_path(archive).exists() and not (dest / ".allsky-tasks").exists()
+    assert load_record(archive).pinned
 
 
 def test_prune_follows_spec_retention_and_keeps_pinned(site: Site) -> None:
