@@ -99,7 +99,8 @@ def copies_lines(dest: Path, names: list[str]) -> list[str]:
         found = records.entries_for(recs, name)
         if not found:
             continue
-        where = ", ".join(f"{t}: {'verified ' + e.get('verifiedAt', '') if e.get('ok') else 'FAILED (' + str(e.get('problem') or 'not verified') + ')'}"
+        where = ", ".join(f"{t}: " + ("verified " + e.get("verifiedAt", "") if e.get("ok") else
+                                      "FAILED (" + str(e.get("problem") or "not verified") + ")")
                           for t, e in found)
         out.append(f"  {name}: {where}")
     return out if len(out) > 2 else []
@@ -134,7 +135,7 @@ def cmd_list_target(args: argparse.Namespace, env: Environment, dest: Path) -> i
                for e in r["copies"].values()}
     rows = []
     for stored in sorted(files):
-        if stored.startswith(".") or ".tar." not in stored:
+        if stored.startswith(".") or ".tar." not in stored or stored.endswith(".auth"):
             continue
         entry = entries.get(stored)
         local = (dest / entry["archive"]).exists() if entry else (dest / stored).exists()
@@ -172,12 +173,16 @@ def cmd_verify_target(args: argparse.Namespace, env: Environment, dest: Path) ->
 
 
 def fetch_for_restore(env: Environment, source: str, name: str, backup_dir: Path,
-                      identity: str | None = None) -> Path:
+                      identity: str | None = None, auth_key: str | None = None,
+                      trust_target: bool = False) -> Path:
     """`restore NAME --from TARGET`: the fetched, checked, imported local archive."""
+    from ..copies.auth import restore_key
     from ..progress import tracked
     from ..restore.fetch import fetch
 
     item = find_item(env, source)
+    key = None if trust_target else restore_key(
+        Path(auth_key) if auth_key else None, Path(identity) if identity else None)
     # issue 13: an encrypted target needs --identity; it decrypts while the copy streams in.
     decryptor = None
     if identity is not None:
@@ -197,9 +202,15 @@ def fetch_for_restore(env: Environment, source: str, name: str, backup_dir: Path
     with tracked(name, "import") as progress:
         try:
             path = fetch(target, name, backup_dir, on_bytes=lambda n: progress.update(n, name),
-                         decryptor=decryptor)
+                         decryptor=decryptor, key=key, trust_target=trust_target)
         except EncryptionError as e:  # name the target: which copy is damaged or locked
             raise EncryptionError(f"copy target {target.describe()}: {e.message}", hint=e.hint) from None
         progress.finish(archive=str(path))
-    print(f"fetched {path.name} from {target.describe()}: checked and stored as {path}")
+    if trust_target:
+        print(f"WARNING: --trust-target: {path.name} from {target.describe()} was not checked "
+              "against an authentication key; whoever can write there could have made it")
+        how = "checked as an import"
+    else:
+        how = f"authenticated (key {key.fingerprint if key else '?'}) and checked"
+    print(f"fetched {path.name} from {target.describe()}: {how}, stored as {path}")
     return path

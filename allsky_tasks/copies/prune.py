@@ -75,7 +75,7 @@ def prune_target(target: Target, backup_dir: Path, spec: str, keep_last: int | N
     deleted = []
     for decision in decisions:
         entry = record["copies"][decision.archive]
-        for key in ("sidecar", "stored"):  # the archive last: a half-pruned copy stays listed
+        for key in ("sidecar", "stored", "auth"):  # the archive late: a half-pruned copy stays listed
             stored = entry.get(key)
             if stored and stored in present:
                 target.delete(stored)

@@ -193,8 +193,10 @@ def test_prune_at_the_target_after_a_copy_keeps_newest_and_pinned(site: Site) ->
         if i == 0:
             assert _cli(site, "pin", names[0]).returncode == 0
         time.sleep(1.1)  # archive names carry the second
-    held = sorted(p.name for p in folder.iterdir() if ".tar." in p.name)
+    held = sorted(p.name for p in folder.iterdir() if p.name.endswith(".tar.zst"))
     assert held == sorted([names[0], names[2]])  # pinned and newest; the middle one pruned
+    tags = sorted(p.name for p in folder.iterdir() if p.name.endswith(".auth"))
+    assert tags == [f"{n}.auth" for n in held]  # the pruned copy's tag went with it
     assert set(records.load(site.env.backup_dir, "cfg", "usb")["copies"]) == {names[0], names[2]}
     assert len(site.archives()) == 3  # the local archives are not the target's business
 
@@ -212,7 +214,7 @@ def test_two_specs_with_a_target_named_usb_keep_their_own_records(site: Site) ->
     assert second.returncode == 0, second.stdout + second.stderr
     assert "-- copy:cfg\n" in second.stdout and "-- copy:cfg2\n" in second.stdout, second.stdout
     for name, folder in folders.items():
-        held = {p.name for p in folder.iterdir() if ".tar." in p.name}
+        held = {p.name for p in folder.iterdir() if p.name.endswith(".tar.zst")}
         record = records.load(site.env.backup_dir, name, "usb")
         assert set(record["copies"]) == held and len(held) == 1
         assert record["config"]["path"] == str(folder)
