@@ -60,6 +60,10 @@ def is_backup_folder(folder: Path, default: Path | None = None) -> bool:
     return os.path.isdir(folder / STATE) and not os.path.islink(folder / STATE)
 
 
+# The last parsed version of each records file: (its stat version, the records).
+_PARSED: dict[str, tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
+
+
 class RecordStore:
     """The verification records of one state folder.
 
@@ -81,17 +85,30 @@ class RecordStore:
         return archive.name if not self.prefix else str(archive.absolute())
 
     def _raw(self) -> dict[str, dict[str, Any]]:
-        """Every record in the file, tagged or not ({} when none, or not ours to read)."""
+        """Every record in the file, tagged or not ({} when none, or not ours to read).
+
+        Parsed once per version of the file (its inode, size, times, owner and mode), so a
+        listing of many archives reads it once.
+        """
         try:
-            data = json.loads(safefs.read_bytes(self.path, 64 << 20, owned=True))
-        except (FileNotFoundError, NotADirectoryError, ValueError):
+            st = os.lstat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
             return {}
-        except UnsafePathError as e:
-            self.refused = e.message
-            return {}
-        records = data.get("archives") if isinstance(data, dict) else None
-        return {k: v for k, v in records.items() if isinstance(v, dict)} if isinstance(
-            records, dict) else {}
+        version = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid, st.st_mode)
+        seen = _PARSED.get(str(self.path))
+        if seen is None or seen[0] != version:
+            try:
+                data = json.loads(safefs.read_bytes(self.path, 64 << 20, owned=True))
+            except (FileNotFoundError, NotADirectoryError, ValueError):
+                return {}
+            except UnsafePathError as e:
+                self.refused = e.message
+                return {}
+            found = data.get("archives") if isinstance(data, dict) else None
+            records = {k: v for k, v in found.items() if isinstance(v, dict)} if isinstance(
+                found, dict) else {}
+            seen = _PARSED[str(self.path)] = (version, records)
+        return {k: dict(v) for k, v in seen[1].items()}
 
     def _device_key(self) -> authkey.AuthKey | None:
         """This device's key for checking tags (None: none, or not ours: nothing counts)."""

@@ -146,3 +146,21 @@ def test_a_stage_record_that_is_not_ours_stops_the_run_naming_it(site: Site) -> 
     out = proc.stdout + proc.stderr
     assert proc.returncode == 27, out
     assert str(stage) in out and "writable by group or others" in out and "Traceback" not in out
+
+
+def test_after_an_upgrade_the_next_run_reads_again_what_untagged_records_said(site: Site) -> None:
+    """Records an older version wrote carry no tag: they count for nothing, and the next run,
+    even one with nothing new to pack, reads the spec's archives again."""
+    genuine = _genuine(site)
+    path = site.env.state_dir / "verify.json"
+    data = json.loads(path.read_text())
+    for record in data["archives"].values():
+        del record["tag"]
+    path.write_text(json.dumps({"format": 1, "archives": data["archives"]}))
+    rows = {r["name"]: r for r in json.loads(_cli(site, "list", "--json").stdout)["backups"]}
+    assert rows[genuine.name]["verified"] is None
+    again = _cli(site, "run", "backup:cfg")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"verify cfg: {genuine.name} ok" in again.stdout
+    rows = {r["name"]: r for r in json.loads(_cli(site, "list", "--json").stdout)["backups"]}
+    assert rows[genuine.name]["verified"] is True
