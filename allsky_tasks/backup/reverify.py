@@ -68,12 +68,12 @@ def _owned_unread(dest: Path, spec: str, records: dict[str, dict[str, Any]],
                   known: set[str]) -> bool:
     """An archive our records do not speak for whose sidecar names this spec (e.g. every one
     after an upgrade, whose older records carry no tag): verify must read it."""
-    from ..archive.manifest import read_trailers
-    from ..errors import UnsafePathError
-
     for name in _names(dest):
         if name in records or name in known:
             continue
+        from ..archive.manifest import read_trailers  # only then: a no-op run imports no more
+        from ..errors import UnsafePathError
+
         try:
             named = (read_trailers(dest / name) or {}).get("spec")
         except UnsafePathError:
