@@ -130,6 +130,13 @@ class CopyError(AllskyTasksError):
     stage = "copy"
 
 
+class CopyAuthError(CopyError):
+    """A copy at a target was not made by this device's key (or carries no tag): not restored."""
+
+    exit_code = 28
+    stage = "copy"
+
+
 class EncryptionError(AllskyTasksError):
     """Encrypting a copy, or decrypting one (wrong or missing identity), failed."""
 
@@ -170,7 +177,7 @@ EXIT_CODES: dict[str, int] = {
     for cls in (
         AllskyTasksError, SpecError, ScanError, SpaceError, LockError, PackError,
         ServiceStopError, ServiceStartError, ManifestError, VerifyError,
-        UnsafeArchiveError, InventoryError, RestoreError, CopyError, EncryptionError,
+        UnsafeArchiveError, InventoryError, RestoreError, CopyError, CopyAuthError, EncryptionError,
         DestinationError, ScheduleError, UnhealthyError, UnsafePathError,
     )
 }

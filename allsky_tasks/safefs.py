@@ -144,9 +144,9 @@ def open_source(path: Path, follow: bool = True) -> IO[bytes]:
         raise
 
 
-def read_text(path: Path, limit: int = 64 << 20) -> str:
+def read_text(path: Path, limit: int = 64 << 20, owned: bool = False) -> str:
     """read_bytes decoded as UTF-8."""
-    return read_bytes(path, limit).decode("utf-8")
+    return read_bytes(path, limit, owned).decode("utf-8")
 
 
 def exists(path: Path) -> bool:

@@ -81,6 +81,8 @@ def make_site(root: Path, **tree_kwargs: object) -> Site:
 def _default_backup_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process commands never touch the real ~/allskybackups (records of outside files)."""
     monkeypatch.setenv("ALLSKY_BACKUP_DIR", str(tmp_path / "default-allskybackups"))
+    # This device's authentication key: one per test, never the real ~/allsky-tasks-auth.key.
+    monkeypatch.setenv("ALLSKY_TASKS_AUTH_KEY", str(tmp_path / "auth.key"))
 
 
 @pytest.fixture

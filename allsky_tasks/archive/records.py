@@ -2,8 +2,11 @@
 
 They live in our state folder (`<backup folder>/.allsky-tasks/verify.json`), never in a
 sidecar, keyed by the archive's name and checked against its identity on disk (size, mtime,
-ctime, inode): a record whose identity no longer matches says nothing about the file.
-Written atomically without following links (safefs): the folder may be a shared USB stick.
+ctime, inode): a record whose identity no longer matches says nothing about the file. Each
+record is tagged with this device's key (authkey) over its key, identity, verdict and the
+SHA-256 our read computed, so a record nobody here wrote, or one copied onto another file,
+says nothing either. Written atomically without following links (safefs): the folder may be
+a shared USB stick or network share.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import Any
 
 from .. import safefs
 from ..errors import UnsafePathError
+from . import authkey
 
 STATE = ".allsky-tasks"
 RECORDS = "verify.json"
+PURPOSE = "verify-record/1"  # what a record's tag vouches for (authkey)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DEFAULT_EVERY = "30d"
 
@@ -55,70 +60,142 @@ def is_backup_folder(folder: Path, default: Path | None = None) -> bool:
     return os.path.isdir(folder / STATE) and not os.path.islink(folder / STATE)
 
 
+# The last parsed version of each records file: (its stat version, the records).
+_PARSED: dict[str, tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
+
+
 class RecordStore:
-    """The verification records of one state folder."""
+    """The verification records of one state folder.
+
+    A record counts only when the file is ours (owned by the running user, writable by nobody
+    else) and the record carries this device's tag over its archive key, identity, verdict
+    and SHA-256 (authkey): a record planted by anyone else, or replayed onto another file,
+    says nothing. `refused` names the file (or key) when it was not ours to trust.
+    """
 
     def __init__(self, state: Path, prefix: str = "") -> None:
         self.state = state
         self.path = state / RECORDS
         self.prefix = prefix  # "" for archives in the folder; absolute paths otherwise
+        self.refused: str | None = None
+        self._auth: authkey.AuthKey | None | bool = False  # False: not loaded yet
 
     def key(self, archive: Path) -> str:
         """Archives beside the state folder by name, others by absolute path."""
         return archive.name if not self.prefix else str(archive.absolute())
 
-    def load(self) -> dict[str, dict[str, Any]]:
-        """Every record ({} when there are none, or the file is not ours to read)."""
-        try:
-            data = json.loads(safefs.read_bytes(self.path, 64 << 20))
-        except (FileNotFoundError, NotADirectoryError, ValueError, UnsafePathError):
-            return {}
-        records = data.get("archives") if isinstance(data, dict) else None
-        return {k: v for k, v in records.items() if isinstance(v, dict)} if isinstance(
-            records, dict) else {}
+    def _raw(self) -> dict[str, dict[str, Any]]:
+        """Every record in the file, tagged or not ({} when none, or not ours to read).
 
-    def get(self, archive: Path, st: os.stat_result | None = None) -> dict[str, Any] | None:
-        """The record of this very file (None if none, or the file changed since)."""
-        rec = self.load().get(self.key(archive))
-        if rec is None:
+        Parsed once per version of the file (its inode, size, times, owner and mode), so a
+        listing of many archives reads it once.
+        """
+        try:
+            st = os.lstat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        version = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid, st.st_mode)
+        seen = _PARSED.get(str(self.path))
+        if seen is None or seen[0] != version:
+            try:
+                data = json.loads(safefs.read_bytes(self.path, 64 << 20, owned=True))
+            except (FileNotFoundError, NotADirectoryError, ValueError):
+                return {}
+            except UnsafePathError as e:
+                self.refused = e.message
+                return {}
+            found = data.get("archives") if isinstance(data, dict) else None
+            records = {k: v for k, v in found.items() if isinstance(v, dict)} if isinstance(
+                found, dict) else {}
+            seen = _PARSED[str(self.path)] = (version, records)
+        return {k: dict(v) for k, v in seen[1].items()}
+
+    def _device_key(self) -> authkey.AuthKey | None:
+        """This device's key for checking tags (None: none, or not ours: nothing counts)."""
+        if self._auth is False:
+            try:
+                self._auth = authkey.load()
+            except UnsafePathError as e:
+                self.refused, self._auth = e.message, None
+        return self._auth if isinstance(self._auth, authkey.AuthKey) else None
+
+    def _tagged(self, name: str, record: dict[str, Any]) -> bool:
+        """Made by our verify: this device's tag, and a good verdict names the SHA-256 read."""
+        key = self._device_key()
+        if key is None:
+            return False
+        if record.get("ok") is True and not isinstance(record.get("sha256"), str):
+            return False
+        body = {k: v for k, v in record.items() if k != "tag"}
+        return key.check(record.get("tag"), PURPOSE, name, body)
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every record made by our verify ({} when there are none, or none is ours)."""
+        return {k: v for k, v in self._raw().items() if self._tagged(k, v)}
+
+    def get(self, archive: Path, st: os.stat_result | None = None,
+            sha256: str | None = None) -> dict[str, Any] | None:
+        """The record of this very file (None if none, not ours, or the file changed since).
+
+        `sha256`: the file was just read whole by us and has these bytes; a record of the same
+        name for the same SHA-256 speaks for it even though its identity is new.
+        """
+        name = self.key(archive)
+        rec = self._raw().get(name)
+        if rec is None or not self._tagged(name, rec):
             return None
         try:
             st = st or os.stat(archive)
         except OSError:
             return None
-        return rec if rec.get("identity") == identity(st) else None
+        if rec.get("identity") == identity(st):
+            return rec
+        return rec if sha256 is not None and rec.get("sha256") == sha256 else None
 
     def put(self, archive: Path, record: dict[str, Any]) -> dict[str, Any]:
-        """Store one record (read-merge-write: other archives' records are kept)."""
+        """Store one record, tagged (read-merge-write: other archives' good records are kept).
+
+        Records that are not ours (planted, or from before records were tagged) are dropped.
+        """
+        if record.get("ok") is True and not isinstance(record.get("sha256"), str):
+            raise ValueError(f"{archive}: a good verdict needs the SHA-256 that was read")
         self.state.mkdir(mode=0o750, parents=True, exist_ok=True)
         safefs.check_dir(self.state)
+        key, _ = authkey.ensure()  # a key that is not ours raises, naming it
+        self._auth = key
         records = self.load()
-        records[self.key(archive)] = record
-        for name in [k for k in records if not self.prefix and "/" not in k
+        name = self.key(archive)
+        body = {k: v for k, v in record.items() if k != "tag"}
+        records[name] = {**body, "tag": key.tag(PURPOSE, name, body)}
+        for gone in [k for k in records if not self.prefix and "/" not in k
                      and not (self.state.parent / k).exists()]:
-            del records[name]  # the archive is gone: its record with it
-        blob = json.dumps({"format": 1, "archives": records}, indent=1, sort_keys=True)
+            del records[gone]  # the archive is gone: its record with it
+        blob = json.dumps({"format": 2, "archives": records}, indent=1, sort_keys=True)
         safefs.atomic_write_bytes(self.path, (blob + "\n").encode(), 0o640)
-        return record
+        return body
 
 
-def store_for(archive: Path, default_state: Path | None = None) -> RecordStore:
-    """The store for an archive: its folder's state, or (outside backup folders) the default.
-
-    Nothing is ever written beside a file outside a backup folder.
-    """
+def state_for(archive: Path, default_state: Path | None = None) -> tuple[Path, str]:
+    """(state folder, key prefix) for an archive: its folder's state, or (outside backup
+    folders) the default, keyed by absolute path. Nothing is ever written beside a file
+    outside a backup folder."""
     folder = archive.absolute().parent
     default_dir = default_state.parent if default_state is not None else None
     if is_backup_folder(folder, default_dir):
-        return RecordStore(folder / STATE)
+        return folder / STATE, ""
     if default_state is None:
         raise UnsafePathError(f"{archive}: not in a backup folder and no state folder given")
-    return RecordStore(default_state, prefix="abs")
+    return default_state, "abs"
+
+
+def store_for(archive: Path, default_state: Path | None = None) -> RecordStore:
+    """The verification records for an archive (see state_for)."""
+    return RecordStore(*state_for(archive, default_state))
 
 
 def make_record(st: os.stat_result, ok: bool, /, **facts: Any) -> dict[str, Any]:
     """A record of one full read of the file with this identity."""
-    facts = {k: v for k, v in facts.items() if k not in ("ok", "identity", "epoch")}
+    facts = {k: v for k, v in facts.items() if k not in ("ok", "identity", "epoch", "tag")}
     return {"identity": identity(st), "verifiedAt": now_iso(), "epoch": time.time(), **facts,
             "ok": ok}
 

@@ -60,7 +60,7 @@ def run_scan(state: str) -> None:
             part.unlink(missing_ok=True)
             raise
         fp_path = st / "fingerprint"
-        old = read_text(fp_path).strip() if os.path.lexists(fp_path) else None
+        old = read_text(fp_path, owned=True).strip() if os.path.lexists(fp_path) else None
         changed = old != summary.fingerprint or not (st / "scan.jsonl").exists()
         if changed:
             from ..archive.io import atomic_write_bytes

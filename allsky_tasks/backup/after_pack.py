@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..environment import Environment
-from ..errors import VerifyError
+from ..errors import UnsafePathError, VerifyError
 from ..progress import RUN_WARNINGS, human, tracked
 from .stage_io import PACKED, load_state, lock_wait, read_json, say, stage, write_json
 from .summary import backup_summary, render_summary
@@ -98,7 +98,7 @@ def verify_uptodate(state: str) -> bool:
         done = st / "manifest.json"
         new = read_json(done)["archives"] if done.exists() else []
         return nothing_due(spec.destination, spec.name, spec.verify, new)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, UnsafePathError):  # the task says why
         return False
 
 

@@ -13,6 +13,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ..errors import UnsafePathError
+from ..safefs import read_bytes
+
 RECORD = "live.json"
 
 
@@ -51,7 +54,7 @@ def record(state: Path, spec: Any) -> None:
 def unchanged(state: str) -> bool:
     """doit uptodate: every recorded path is as validate saw it (a few stats, no YAML)."""
     try:
-        data = json.loads((Path(state) / RECORD).read_bytes())
-    except (OSError, ValueError):
+        data = json.loads(read_bytes(Path(state) / RECORD, 1 << 20, owned=True))
+    except (OSError, ValueError, UnsafePathError):  # not ours: validate runs again
         return False
     return isinstance(data, dict) and all(_kind(p) == kind for p, kind in data.items())

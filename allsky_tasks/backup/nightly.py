@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import UnsafePathError
 from ..safefs import read_bytes
 from .scan import Entry, ScanSummary, Stats
 
@@ -17,8 +18,8 @@ RECORD = "nights.json"
 def load_record(state: Path) -> dict[str, dict[str, Any]]:
     """night -> {fingerprint, archive} of the archive last made for it."""
     try:
-        data = json.loads(read_bytes(state / RECORD))
-    except (OSError, ValueError):
+        data = json.loads(read_bytes(state / RECORD, owned=True))
+    except (OSError, ValueError, UnsafePathError):  # not ours: every night is packed again
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -61,7 +61,26 @@ def nothing_due(dest: Path, spec: str, verify: dict[str, Any], new: list[str],
         epoch = rec.get("epoch")
         if every is not None and (not isinstance(epoch, (int, float)) or now - epoch >= every):
             return False
-    return True
+    return not _owned_unread(dest, spec, records, names)
+
+
+def _owned_unread(dest: Path, spec: str, records: dict[str, dict[str, Any]],
+                  known: set[str]) -> bool:
+    """An archive our records do not speak for whose sidecar names this spec (e.g. every one
+    after an upgrade, whose older records carry no tag): verify must read it."""
+    for name in _names(dest):
+        if name in records or name in known:
+            continue
+        from ..archive.manifest import read_trailers  # only then: a no-op run imports no more
+        from ..errors import UnsafePathError
+
+        try:
+            named = (read_trailers(dest / name) or {}).get("spec")
+        except UnsafePathError:
+            continue  # a link where the sidecar should be: nothing to learn from it
+        if isinstance(named, dict) and named.get("name") == spec:
+            return True
+    return False
 
 
 @dataclass

@@ -35,15 +35,12 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode(), 0o640)
 
 
-# State files that steer what runs or where we write (the resolved spec with its service
-# commands, the archives to write sidecars beside): only trusted when ours and writable by
-# nobody else, like the service marker.
-_INSTRUCTIONS = ("spec.json", "pack.json")
-
-
 def read_json(path: Path) -> Any:
-    """Read a JSON state file (never through a link; an instruction file must be ours)."""
-    return json.loads(read_bytes(path, owned=path.name in _INSTRUCTIONS))
+    """Read a JSON state file: never through a link, and only when ours (owned by the running
+    user, writable by nobody else), like the service marker: each one steers what runs, where
+    we write or what counts as done (the resolved spec with its service commands, the archives
+    to write sidecars beside, what verify found)."""
+    return json.loads(read_bytes(path, owned=True))
 
 
 def say(message: str) -> None:

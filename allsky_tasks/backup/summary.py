@@ -13,7 +13,7 @@ from ..safefs import read_bytes
 
 def _read(path: Path) -> Any:
     """A JSON state file, or {} if there is none."""
-    return json.loads(read_bytes(path)) if os.path.lexists(path) else {}
+    return json.loads(read_bytes(path, owned=True)) if os.path.lexists(path) else {}
 
 
 def estimate_record(estimated: int, actual: int) -> dict[str, Any]:

@@ -125,6 +125,7 @@ def cmd_list_target(args: argparse.Namespace, env: Environment, dest: Path) -> i
     """What a target holds, also backups whose local archive is gone."""
     from ..copies import records
 
+    item = find_item(env, args.target)
     target = target_for(env, args.target)
     try:
         target.check_ready()
@@ -133,10 +134,11 @@ def cmd_list_target(args: argparse.Namespace, env: Environment, dest: Path) -> i
         close = getattr(target, "close", None)
         if close is not None:
             close()
-    entries = {e["stored"]: e for e in records.load(dest, target.name)["copies"].values()}
+    entries = {e["stored"]: e for r in records.for_target(dest, target.name, item)
+               for e in r["copies"].values()}
     rows = []
     for stored in sorted(files):
-        if stored.startswith(".") or ".tar." not in stored:
+        if stored.startswith(".") or ".tar." not in stored or stored.endswith(".auth"):
             continue
         entry = entries.get(stored)
         local = (dest / entry["archive"]).exists() if entry else (dest / stored).exists()
@@ -160,9 +162,10 @@ def cmd_verify_target(args: argparse.Namespace, env: Environment, dest: Path) ->
     """Re-read one copy at a target; exit 22 when it does not match."""
     from ..copies.stage import verify_copy
 
+    item = find_item(env, args.target)
     target = target_for(env, args.target)
     name = Path(args.archive).name
-    entry = verify_copy(target, dest, name)
+    entry = verify_copy(target, dest, name, item=item)
     if not entry["ok"]:
         raise CopyError(f"copy target {target.describe()}: {name}: {entry['problem']}",
                         hint="the copy is damaged; run the backup again to copy it anew "
@@ -173,12 +176,16 @@ def cmd_verify_target(args: argparse.Namespace, env: Environment, dest: Path) ->
 
 
 def fetch_for_restore(env: Environment, source: str, name: str, backup_dir: Path,
-                      identity: str | None = None) -> Path:
+                      identity: str | None = None, auth_key: str | None = None,
+                      trust_target: bool = False) -> Path:
     """`restore NAME --from TARGET`: the fetched, checked, imported local archive."""
+    from ..copies.auth import restore_key
     from ..progress import tracked
     from ..restore.fetch import fetch
 
     item = find_item(env, source)
+    key = None if trust_target else restore_key(
+        Path(auth_key) if auth_key else None, Path(identity) if identity else None)
     # An encrypted target needs --identity; it decrypts while the copy streams in.
     decryptor = None
     if identity is not None:
@@ -198,9 +205,15 @@ def fetch_for_restore(env: Environment, source: str, name: str, backup_dir: Path
     with tracked(name, "import") as progress:
         try:
             path = fetch(target, name, backup_dir, on_bytes=lambda n: progress.update(n, name),
-                         decryptor=decryptor)
+                         decryptor=decryptor, key=key, trust_target=trust_target)
         except EncryptionError as e:  # name the target: which copy is damaged or locked
             raise EncryptionError(f"copy target {target.describe()}: {e.message}", hint=e.hint) from None
         progress.finish(archive=str(path))
-    print(f"fetched {path.name} from {target.describe()}: checked and stored as {path}")
+    if trust_target:
+        print(f"WARNING: --trust-target: {path.name} from {target.describe()} was not checked "
+              "against an authentication key; whoever can write there could have made it")
+        how = "checked as an import"
+    else:
+        how = f"authenticated (key {key.fingerprint if key else '?'}) and checked"
+    print(f"fetched {path.name} from {target.describe()}: {how}, stored as {path}")
     return path

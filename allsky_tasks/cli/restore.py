@@ -113,7 +113,8 @@ def _cmd(args: argparse.Namespace) -> int:
         from .copies import fetch_for_restore
 
         args.archive = str(fetch_for_restore(env, args.from_target, args.archive, backup_dir,
-                                             identity=args.identity))
+                                             identity=args.identity, auth_key=args.auth_key,
+                                             trust_target=args.trust_target))
     for archive, folders in _targets(args.archive, looked_in, args.folders):
         one = replace(options, folders=folders)
         with signals_as_interrupt():
@@ -200,6 +201,13 @@ def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--identity", metavar="FILE",
                    help="with --from: the age identity (from `allsky-tasks keygen`) or SSH private "
                         "key that decrypts an encrypted copy while it streams in")
+    p.add_argument("--auth-key", metavar="FILE",
+                   help="with --from: the authentication key (allsky-tasks-auth.key from "
+                        "`allsky-tasks keygen`) a copy must be tagged with; default: the one "
+                        "beside --identity, else this device's own")
+    p.add_argument("--trust-target", action="store_true",
+                   help="with --from: restore a copy without checking its authentication tag "
+                        "(only if you trust everyone who can write to the target)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--accept-incomplete", action="store_true",
                    help="also restore files that changed while being packed (on_file_error: "

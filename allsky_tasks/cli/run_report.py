@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..environment import Environment, from_environ
+from ..errors import UnsafePathError
+from ..safefs import read_bytes
 
 
 def _destinations(env: Environment, specs: list[str]) -> list[Path]:
@@ -16,9 +18,11 @@ def _destinations(env: Environment, specs: list[str]) -> list[Path]:
     out = {env.backup_dir}
     for name in specs:
         try:
-            data = json.loads((env.state_dir / "specs" / name / "spec.json").read_bytes())
+            # Only a spec.json of ours names a folder whose files root hands to the user.
+            data = json.loads(read_bytes(env.state_dir / "specs" / name / "spec.json",
+                                         owned=True))
             out.add(Path(data["destination"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, UnsafePathError):
             continue
     return sorted(out)
 

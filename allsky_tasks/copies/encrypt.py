@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import EncryptionError
+from ..errors import EncryptionError, UnsafePathError
 
 SUFFIX = ".age"
 
@@ -225,13 +225,13 @@ def sealed(source: Path, encryptor: Any, work: Path) -> Iterator[tuple[Path, int
     want = {"source": source.name, "size": st.st_size, "mtimeNs": st.st_mtime_ns, "recipients": recipients}
     facts: dict[str, Any] | None = None
     try:
-        facts = json.loads(read_bytes(meta, 1 << 20))
+        facts = json.loads(read_bytes(meta, 1 << 20, owned=True))
         kept = os.lstat(path)
         if ({k: facts.get(k) for k in want} != want or not recipients
                 or kept.st_size != facts.get("cipherSize") or not os.path.isfile(path)
                 or os.path.islink(path)):
             facts = None
-    except (OSError, ValueError):  # none kept (or unusable): encrypt afresh
+    except (OSError, ValueError, UnsafePathError):  # none kept, unusable or not ours: encrypt afresh
         facts = None
     if facts is None:
         meta.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """Retention at a target: keep the newest `keep_last` copies of a spec, delete only our own files.
 
-Never deleted: a pinned backup (pinned in its local sidecar, or when it was copied), the
+Never deleted: a pinned backup (pinned in our state, or when it was copied), the
 newest verified copy of the spec, and any file the target's record does not name (the tool
 did not write it).
 """
@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..archive.manifest import read_sidecar
-from ..errors import ManifestError
 from . import records
 from .target import Target
 
@@ -36,20 +34,16 @@ def _order(name: str) -> tuple[str, int, str]:
 
 
 def _pinned(backup_dir: Path, entry: dict[str, Any]) -> bool:
-    """Pinned now (local sidecar) or when it was copied (the local one may be gone)."""
-    if entry.get("pinned"):
-        return True
-    try:
-        meta = read_sidecar(backup_dir / entry["archive"]) or {}
-    except ManifestError:
-        return False
-    return (meta.get("allskyTasks") or {}).get("pinned") is True
+    """Pinned now (our state's pins) or when it was copied (the local one may be gone)."""
+    from ..archive.pins import is_pinned
+
+    return bool(entry.get("pinned")) or is_pinned(backup_dir / entry["archive"])
 
 
 def plan_target_prune(backup_dir: Path, target: str, spec: str, keep_last: int
                       ) -> list[TargetDecision]:
     """What prune at one target would do for one spec's copies."""
-    copies = records.load(backup_dir, target)["copies"]
+    copies = records.load(backup_dir, spec, target)["copies"]
     mine = sorted((e for e in copies.values() if e.get("spec") == spec),
                   key=lambda e: _order(e["archive"]), reverse=True)
     newest_ok = next((e["archive"] for e in mine if e.get("ok") is True), None)
@@ -76,12 +70,12 @@ def prune_target(target: Target, backup_dir: Path, spec: str, keep_last: int | N
                  if d.delete]
     if not decisions:
         return []
-    record = records.load(backup_dir, target.name)
+    record = records.load(backup_dir, spec, target.name)
     present = {f.name for f in target.list_files()}
     deleted = []
     for decision in decisions:
         entry = record["copies"][decision.archive]
-        for key in ("sidecar", "stored"):  # the archive last: a half-pruned copy stays listed
+        for key in ("sidecar", "stored", "auth"):  # the archive late: a half-pruned copy stays listed
             stored = entry.get(key)
             if stored and stored in present:
                 target.delete(stored)

@@ -1,8 +1,12 @@
-"""Per-target records of verified copies, in `<backup dir>/.allsky-tasks/copies/<target>.json`.
+"""Records of verified copies, one file per spec and target: `<backup dir>/.allsky-tasks/copies/<spec>.<target>.json`.
 
 Light on purpose (json, os): the copy task's up-to-date check reads these on every no-op run.
-A record says what the tool wrote at a target and when it last verified it; prune at the
-target deletes only files named here.
+A record says what the tool wrote at a target for one spec and when it last verified it;
+prune at the target deletes only files named there. Two specs that both name a target `usb`
+keep separate records (names hold no dot, so `<spec>.<target>` is unambiguous). A record is
+read only when it is ours (owned by the running user, writable by nobody else); one that is
+not counts as absent. Files of the older layout, `<target>.json` with every spec's entries,
+are still read: each spec takes its own entries from there, and its next save moves them.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from ..errors import UnsafePathError
 from ..safefs import atomic_write_bytes, check_dir, read_bytes
 
 FOLDER = "copies"
+FORMAT = 2
 
 
 def records_dir(backup_dir: Path) -> Path:
@@ -26,8 +31,13 @@ def records_dir(backup_dir: Path) -> Path:
     return backup_dir / STATE_DIRNAME / FOLDER
 
 
-def record_path(backup_dir: Path, target: str) -> Path:
-    """One target's record file."""
+def record_path(backup_dir: Path, spec: str, target: str) -> Path:
+    """One spec's record of one target."""
+    return records_dir(backup_dir) / f"{spec}.{target}.json"
+
+
+def legacy_path(backup_dir: Path, target: str) -> Path:
+    """The older layout: one file per target name, whatever spec wrote it."""
     return records_dir(backup_dir) / f"{target}.json"
 
 
@@ -36,33 +46,100 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def load(backup_dir: Path, target: str) -> dict[str, Any]:
-    """A target's record ({'target', 'config', 'copies': {archive name: entry}}), or an empty one."""
+def _read(path: Path) -> dict[str, Any] | None:
+    """A record file of ours (None: missing, unreadable, or not ours to trust)."""
     try:
-        data = json.loads(read_bytes(record_path(backup_dir, target), 16 << 20))
-    except (FileNotFoundError, ValueError, UnsafePathError):
-        data = None
+        data = json.loads(read_bytes(path, 16 << 20, owned=True))
+    except (FileNotFoundError, NotADirectoryError, ValueError, UnsafePathError):
+        return None
     if not isinstance(data, dict) or not isinstance(data.get("copies"), dict):
-        data = {"target": target, "copies": {}}
+        return None
+    data["copies"] = {k: v for k, v in data["copies"].items() if isinstance(v, dict)}
+    return data
+
+
+def load(backup_dir: Path, spec: str, target: str) -> dict[str, Any]:
+    """One spec's record of a target ({'spec', 'target', 'config', 'copies': {archive: entry}}).
+
+    Before the first save in this layout, the spec's entries of the older `<target>.json`.
+    """
+    data = _read(record_path(backup_dir, spec, target))
+    if data is None and not os.path.lexists(record_path(backup_dir, spec, target)):
+        old = _read(legacy_path(backup_dir, target))
+        if old is not None:
+            mine = {k: v for k, v in old["copies"].items() if v.get("spec") == spec}
+            data = {**old, "copies": mine}
+    if data is None:
+        data = {"copies": {}}
+    data.update(spec=spec, target=target, format=FORMAT)
     return data
 
 
 def save(backup_dir: Path, record: dict[str, Any]) -> None:
-    """Write a target's record atomically (never through a link)."""
+    """Write one spec's record of a target atomically (never through a link).
+
+    Its entries leave the older `<target>.json`, which goes once no spec's entry is left.
+    """
     folder = records_dir(backup_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o750)
     check_dir(folder)  # a planted link there is refused, never written through
-    atomic_write_bytes(record_path(backup_dir, record["target"]),
-                       (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(), 0o640)
+    spec, target = record["spec"], record["target"]
+    atomic_write_bytes(record_path(backup_dir, spec, target),
+                       (json.dumps({**record, "format": FORMAT}, indent=1, sort_keys=True)
+                        + "\n").encode(), 0o640)
+    old_path = legacy_path(backup_dir, target)
+    old = _read(old_path)
+    if old is None:
+        return
+    left = {k: v for k, v in old["copies"].items() if v.get("spec") != spec}
+    if not left:
+        old_path.unlink(missing_ok=True)
+    elif len(left) != len(old["copies"]):
+        atomic_write_bytes(old_path, (json.dumps({**old, "copies": left}, indent=1,
+                                                 sort_keys=True) + "\n").encode(), 0o640)
 
 
 def all_records(backup_dir: Path) -> list[dict[str, Any]]:
-    """Every target's record in a backup folder."""
+    """Every record of copies of a backup folder (the older layout's too, until moved)."""
     try:
-        names = sorted(p.stem for p in records_dir(backup_dir).glob("*.json"))
+        paths = sorted(p for p in records_dir(backup_dir).glob("*.json")
+                       if not p.name.startswith("."))
     except OSError:
         return []
-    return [load(backup_dir, name) for name in names]
+    out = []
+    for path in paths:
+        data = _read(path)
+        if data is None:
+            continue
+        if "." not in path.stem:  # the older layout: one file per target
+            data.setdefault("target", path.stem)
+            data["spec"] = None
+        out.append(data)
+    return out
+
+
+def for_target(backup_dir: Path, target: str, item: Mapping[str, Any] | None = None
+               ) -> list[dict[str, Any]]:
+    """Every spec's record of the target called `target` (with `item`: of that very
+    configuration, so a second spec's `usb` elsewhere is not mixed in)."""
+    return [r for r in all_records(backup_dir) if r.get("target") == target
+            and (item is None or r.get("config") in (None, dict(item)))]
+
+
+def find_entry(backup_dir: Path, target: str, archive_name: str,
+               item: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(record, entry) of the recorded copy of one archive at a target, the record fit to save."""
+    for record in for_target(backup_dir, target, item):
+        entry = record["copies"].get(archive_name)
+        if not isinstance(entry, dict):  # none, or a damaged record: the copied sidecar decides
+            continue
+        if record.get("spec") is None:  # the older layout: its spec's own record takes it
+            spec = str(entry.get("spec") or "cli")
+            record = load(backup_dir, spec, target)
+            record["copies"].setdefault(archive_name, entry)
+            entry = record["copies"][archive_name]
+        return record, entry
+    return None
 
 
 def local_facts(archive: Path) -> tuple[int, int] | None:
@@ -83,7 +160,8 @@ def copy_is_current(entry: dict[str, Any] | None, archive: Path, sha256: str) ->
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_bytes())
+    """A state file of ours (never through a link; one that is not ours is refused)."""
+    return json.loads(read_bytes(path, 64 << 20, owned=True))
 
 
 def path_copy_present(item: dict[str, Any], entry: dict[str, Any]) -> bool:
@@ -110,7 +188,7 @@ def pending(state: Path) -> list[tuple[dict[str, Any], str]]:
     backup_dir = Path(spec["destination"])
     out = []
     for item in items:
-        record = load(backup_dir, item["name"])
+        record = load(backup_dir, spec["name"], item["name"])
         same_config = record.get("config") == item
         for result in verified.get("results", []):
             archive = Path(result["archive"])
@@ -127,7 +205,7 @@ def copies_current(state: str) -> bool:
     """doit up-to-date check of copy:<spec>."""
     try:
         return not pending(Path(state))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, UnsafePathError):
         return False
 
 
@@ -143,11 +221,11 @@ def summary_for(state: Path) -> list[dict[str, Any]]:
     try:
         spec = _read_json(state / "spec.json")
         verified = _read_json(state / "verify.json")
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnsafePathError):
         return []
     out = []
     for item in spec.get("copies") or []:
-        copies = load(Path(spec["destination"]), item["name"])["copies"]
+        copies = load(Path(spec["destination"]), spec["name"], item["name"])["copies"]
         for result in verified.get("results", []):
             entry = copies.get(Path(result["archive"]).name) or {}
             ok = entry.get("ok") is True and entry.get("sha256") == result.get("sha256")

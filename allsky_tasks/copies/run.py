@@ -17,6 +17,7 @@ from ..errors import AllskyTasksError, CopyError
 from . import records
 from .prune import prune_target
 from .stage import copy_archive, make_target
+from .tagging import tag_recorded
 
 
 @dataclass
@@ -43,7 +44,15 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
                say: Callable[[str], None], encryptor_for: Callable[[dict[str, Any]], Any] | None = None
                ) -> CopyReport:
     """Copy what `records.pending` lists, then prune each target that got a copy."""
+    from ..archive.authkey import ensure
+
     report = CopyReport()
+    key, made = ensure()  # before anything is sent: a key that is not ours stops the copies
+    if made:
+        report.warnings.append(
+            f"made this device's authentication key {key.path}: copies are tagged with it, and "
+            "a restore on a new card checks them with it. Keep a copy of it OFF this Pi, beside "
+            "the age identity (see docs/security.md)")
     verified = {r["archive"]: r for r in records._read_json(state / "verify.json")["results"]}
     pending = records.pending(state)
     state_dir = spec.destination / STATE_DIRNAME
@@ -59,7 +68,7 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
             entry = copy_archive(target, item, archive, side if side.exists() else None,
                                  verified[archive_str]["sha256"], spec.name,
                                  _named_progress(on_bytes, f"{label}: {archive.name}"),
-                                 encryptor)
+                                 encryptor, key)
             report.copied.append({"target": item["name"], **entry})
             done_targets[item["name"]] = item
             say(f"copy {spec.name}: {archive.name} -> {target.describe()} verified "
@@ -75,6 +84,9 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
         try:
             target = make_target(item, spec.home, spec.name, state_dir)
             try:
+                tagged = tag_recorded(target, spec.destination, spec.name, key)
+                if tagged:
+                    say(f"copy {spec.name}: tagged {len(tagged)} earlier copies at {name}")
                 deleted = prune_target(target, spec.destination, spec.name, keep)
             finally:
                 close = getattr(target, "close", None)

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..archive import authkey
+from ..archive.authkey import AuthKey
 from ..environment import STATE_DIRNAME
 from ..errors import CopyError
 from . import records
+from .auth import tag_name
+from .tagging import put_tag
 from .target import Encryptor, Progress, Target, target_from_spec
 
 CHUNK = 1 << 20
@@ -127,16 +131,19 @@ def encrypted(source: Path, encryptor: Encryptor | None, work: Path,
 
 def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar: Path | None,
                  sha256: str, spec: str, progress: Callable[[int], None],
-                 encryptor: Encryptor | None = None) -> dict[str, Any]:
+                 encryptor: Encryptor | None = None, key: AuthKey | None = None) -> dict[str, Any]:
     """Copy one verified archive (then its sidecar) to a target unless it is there; record it.
 
-    The record is saved as soon as the archive verified at the target, so a failure with the
-    sidecar does not send the archive again next time (and never mistakes it for a stranger's).
+    The record is saved as soon as the archive verified at the target, so a failure with its
+    authentication tag (copies/auth.py, put right after) or the sidecar does not send the
+    archive again next time (and never mistakes it for a stranger's); until its tag is there,
+    a restore refuses the copy. `key`: this device's authentication key (made on first use).
     """
+    key = key if key is not None else authkey.ensure()[0]
     backup_dir = archive.parent
-    record = records.load(backup_dir, target.name)
+    record = records.load(backup_dir, spec, target.name)
     if record.get("config") != item:
-        record = {"target": target.name, "copies": record["copies"]}
+        record = {"spec": spec, "target": target.name, "copies": record["copies"]}
     record["config"], record["where"] = dict(item), target.describe()
     facts = records.local_facts(archive)
     if facts is None:
@@ -167,6 +174,13 @@ def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar
         entry.update(size=facts[0], localMtimeNs=facts[1], verifiedAt=entry["archiveVerifiedAt"])
         record["copies"][archive.name] = entry
         records.save(backup_dir, record)
+        if entry.get("authKey") != key.fingerprint or tag_name(stored) not in present:
+            # Over the size and SHA-256 verified there; a failure here is made good by the
+            # next run ("already there" tags it), the copy itself is recorded above.
+            entry["auth"] = put_tag(target, work, key, stored, entry["storedSize"],
+                                    entry["storedSha256"])
+            entry["authKey"] = key.fingerprint
+            records.save(backup_dir, record)
         if sidecar is not None and sidecar.exists():
             with encrypted(sidecar, encryptor, work) as side_payload:
                 transfer(target, side_payload, lambda n: None)
@@ -180,12 +194,16 @@ def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar
 
 
 def verify_copy(target: Target, backup_dir: Path, archive_name: str,
-                progress: Progress | None = None) -> dict[str, Any]:
-    """Re-read one recorded copy at the target; record and return the result."""
-    record = records.load(backup_dir, target.name)
-    entry = record["copies"].get(archive_name)
-    if not isinstance(entry, dict):  # a new card (or a damaged record): the copied sidecar knows the SHA-256
+                progress: Progress | None = None, item: Mapping[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """Re-read one recorded copy at the target; record and return the result.
+
+    `item`: the target's `copies:` configuration, so the record of that very target is used.
+    """
+    found = records.find_entry(backup_dir, target.name, archive_name, item)
+    if found is None:  # a new card: no record, but the copied sidecar knows the SHA-256
         return _verify_by_sidecar(target, archive_name, progress)
+    record, entry = found
     try:
         target.check_ready()
         sizes = {f.name: f.size for f in target.list_files()}

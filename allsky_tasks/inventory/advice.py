@@ -9,7 +9,7 @@ from pathlib import Path
 from ..archive.manifest import sidecar_path
 from .record import Record
 
-__all__ = ["Advice", "listing_warnings"]
+__all__ = ["Advice", "listing_warnings", "trust_warnings"]
 
 
 @dataclass
@@ -28,13 +28,30 @@ def _same_device(a: Path, b: Path) -> bool:
         return False
 
 
+def trust_warnings(folders: list[Path]) -> list[Advice]:
+    """Records in these folders' state (and a device key) that are not ours: named, ignored."""
+    from ..archive import authkey
+    from ..archive.state_files import untrusted_records
+    from ..errors import UnsafePathError
+
+    out = [Advice(f"{path} {why}: not a record of ours; ignored (every backup it speaks for "
+                  "counts as never verified, unpinned, uncopied)", f"rm {path}")
+           for folder in folders for path, why in untrusted_records(folder)]
+    try:
+        authkey.load()
+    except UnsafePathError as e:
+        out.append(Advice(f"{e.message}; no verification record counts until it is fixed",
+                          e.hint or f"ls -l {authkey.key_path()}"))
+    return out
+
+
 def listing_warnings(records: list[Record], dest: Path, home: Path, max_age_days: float = 30,
                      now: float | None = None, backup_cmd: str = "allsky-tasks run backup"
                      ) -> list[Advice]:
     """What an operator should fix, each with its command."""
     now = time.time() if now is None else now
     configs = [r for r in records if r.type == "config" and not r.problem]
-    out: list[Advice] = []
+    out = trust_warnings(sorted({r.path.parent for r in records} | {dest}))
     for r in records:
         if r.problem and r.problem.startswith("unreadable sidecar"):
             out.append(Advice(f"{r.name}: {r.problem}", f"rm {sidecar_path(r.path)}"))
@@ -56,9 +73,11 @@ def listing_warnings(records: list[Record], dest: Path, home: Path, max_age_days
         return out
     if not any(r.pinned and r.verified for r in configs):
         good = next((r for r in configs if r.verified), None)
-        cmd = (f"allsky-tasks pin {good.name}" if good else
-               f"allsky-tasks verify {configs[0].name} && allsky-tasks pin {configs[0].name}")
-        out.append(Advice("No pinned known-good config backup.", cmd))
+        if good is not None:
+            out.append(Advice("No pinned known-good config backup.", f"allsky-tasks pin {good.name}"))
+        else:  # only a backup our verify read and found good is ever suggested for pinning
+            out.append(Advice("No pinned known-good config backup. None is verified yet: verify "
+                              "them, then pin one that verified.", "allsky-tasks verify --all"))
     age = (now - configs[0].timestamp) / 86400
     if age > max_age_days:
         out.append(Advice(f"The newest config backup is {age:.0f} days old "

@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from ..archive.io import SUFFIXES, fsync_dir
-from ..archive.manifest import read_sidecar, sidecar_path, write_sidecar
-from ..archive.records import RecordStore, is_backup_folder, store_for
+from ..archive.manifest import read_sidecar, sidecar_path
+from ..archive.metadata import NAMESPACE
+from ..archive.records import STATE, RecordStore, is_backup_folder, store_for
+from ..archive.scrub import recorded_facts
 from ..errors import InventoryError, ManifestError
 from .archive_metadata import clean_metadata, read_archive_metadata
+from .metadata_cache import MetadataCache
 from .record import Record, make_record, namespace
 
 __all__ = ["archive_paths", "delete_backup", "info", "is_archive_name", "list_backups", "load_record",
-           "ours_to_cache", "read_store", "resolve"]
+           "ours_to_cache", "read_store", "resolve", "sidecar_is_ours"]
 
 
 def is_archive_name(name: str) -> bool:
@@ -49,43 +52,93 @@ def read_store(path: Path) -> RecordStore:
 
 
 def ours_to_cache(path: Path) -> bool:
-    """Sidecars are only ever cached inside a backup folder, never beside a foreign file."""
+    """Caches are only ever written inside a backup folder, never beside a foreign file."""
     return is_backup_folder(path.absolute().parent, _default_state().parent)
 
 
-def load_record(path: Path, cache: bool = True, anywhere: bool = False) -> Record:
-    """Sidecar first; else the archive's own metadata.json, cached as a sidecar.
+def sidecar_is_ours(sidecar: dict[str, Any] | None) -> bool:
+    """A sidecar our pack or import wrote: it records the archive's size and SHA-256.
 
-    Cached only inside a backup folder, unless `anywhere` (pin: the operator asked for a write).
+    Allsky's own sidecars (and the one its WebUI upload writes over ours) do not; for those
+    the archive's own metadata.json says what the backup is.
     """
+    facts = recorded_facts(sidecar)
+    return isinstance(facts.get("sha256"), str) and isinstance(facts.get("sizeBytes"), int)
+
+
+def _from_archive(path: Path, st: os.stat_result, cache: MetadataCache | None
+                  ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The archive's own metadata.json and the facts of reading it (cached by identity)."""
+    if cache is not None:
+        hit = cache.get(path.name, st)
+        if hit is not None:
+            return hit
+    try:
+        meta, facts = read_archive_metadata(path)
+    except OSError as e:
+        return None, {"problem": f"cannot read: {e.strerror or e}"}
+    meta = clean_metadata(meta) if meta is not None else None
+    if cache is not None:
+        cache.put(path.name, st, meta, facts)
+    return meta, facts
+
+
+def load_record(path: Path, cache: bool = True, anywhere: bool = False,
+                shared: MetadataCache | None = None) -> Record:
+    """Our sidecar first; else the archive's own metadata.json (cached in our state folder).
+
+    Nothing is written beside the archive. `shared`: one cache for a whole listing (written
+    once by the caller); `anywhere` is kept for callers that pin files outside backup folders.
+    """
+    del anywhere  # pins live in our state (archive/pins.py); nothing is cached beside a file
     try:
         st = path.lstat()
     except OSError as e:
         raise InventoryError(f"{path}: {e.strerror or e}") from e
-    check = read_store(path).get(path, st)
+    store = read_store(path)
+    check = store.get(path, st)
     try:
         sidecar = read_sidecar(path)
     except ManifestError as e:
-        return make_record(path, None, "none", st, f"unreadable sidecar: {e.message}", check)
-    if sidecar is not None:
-        return make_record(path, sidecar, "sidecar", st, check=check)
-    try:
-        meta, facts = read_archive_metadata(path)
-    except OSError as e:
-        return make_record(path, None, "none", st, f"cannot read: {e.strerror or e}", check)
+        return _with_pin(make_record(path, None, "none", st, f"unreadable sidecar: {e.message}",
+                                     check), None)
+    if sidecar_is_ours(sidecar):
+        return _with_pin(make_record(path, sidecar, "sidecar", st, check=check), sidecar)
+    own = shared if shared is not None else (
+        MetadataCache(path.absolute().parent / STATE) if cache and ours_to_cache(path) else None)
+    meta, facts = _from_archive(path, st, own)
+    if own is not None and shared is None:
+        own.flush()
+    if check is None and isinstance(facts.get("sha256"), str):
+        # The very bytes a verify of ours read and found good (e.g. our archive uploaded back
+        # through Allsky's WebUI, a new file with the same name): the verdict carries over.
+        check = store.get(path, st, sha256=facts["sha256"])
     if meta is None:
-        return make_record(path, None, "none", st, facts.get("problem"), check)
-    meta = clean_metadata(meta)
-    if cache and "problem" not in facts and (anywhere or ours_to_cache(path)):
-        with contextlib.suppress(ManifestError, OSError):  # a read-only folder (or a planted link) still lists
-            write_sidecar(path, meta, {**facts, "cachedFrom": "archive"})
-    return make_record(path, meta, "archive", st, facts.get("problem"), check)
+        problem = facts.get("problem") or "no usable metadata.json in the archive"
+        if sidecar is not None:  # Allsky's sidecar still describes it; the read says what failed
+            return _with_pin(make_record(path, sidecar, "sidecar", st, problem, check), sidecar)
+        return _with_pin(make_record(path, None, "none", st, problem, check), None)
+    return _with_pin(make_record(path, meta, "archive", st, facts.get("problem"), check), sidecar)
+
+
+def _with_pin(record: Record, sidecar: dict[str, Any] | None) -> Record:
+    """The pin from our state (an older version's sidecar pin while none is recorded there)."""
+    from ..archive.pins import is_pinned
+
+    ours = (sidecar or {}).get(NAMESPACE)
+    legacy = isinstance(ours, dict) and ours.get("pinned") is True
+    record.pinned = is_pinned(record.path, _default_state(), sidecar=legacy)
+    return record
 
 
 def list_backups(dest: Path, cache: bool = True) -> list[Record]:
     """Every backup in dest: Config first, then Images, newest first."""
     order = {"config": 0, "images": 1}
-    records = [load_record(p, cache) for p in archive_paths(dest)]
+    shared = MetadataCache(dest / STATE) if cache and is_backup_folder(
+        dest, _default_state().parent) else None
+    records = [load_record(p, cache, shared=shared) for p in archive_paths(dest)]
+    if shared is not None:
+        shared.flush()
     return sorted(records, key=lambda r: (order.get(r.type, 2), -r.timestamp, -r.mtime, r.name))
 
 
@@ -109,6 +162,10 @@ def info(path: Path) -> dict[str, Any]:
     """What is inside a backup, from its sidecar or metadata.json."""
     r = load_record(path)
     meta = r.metadata
+    if r.source == "archive":  # the listing keeps a slim copy: info reads the whole document
+        with contextlib.suppress(OSError):
+            full, _ = read_archive_metadata(path)
+            meta = clean_metadata(full) if full is not None else meta
     ours = namespace(meta)
     totals = ours["totals"] if isinstance(ours.get("totals"), dict) else {}
     files = meta["files"] if isinstance(meta.get("files"), list) else []

@@ -115,7 +115,7 @@ def make_record(path: Path, meta: dict[str, Any] | None, source: str, st: os.sta
         version=_text(meta.get("version")),
         cameratype="N/A" if images else _text(meta.get("cameratype")),
         cameramodel="N/A" if images else _text(meta.get("cameramodel")),
-        size=st.st_size, pinned=ours.get("pinned") is True,
+        size=st.st_size, pinned=False,  # from our state: listing.load_record
         verified=None if check is None else check.get("ok") is True,
         verified_at=check.get("verifiedAt") if check else None,
         spec=spec, kind=content, source=source, mtime=st.st_mtime, problem=problem,

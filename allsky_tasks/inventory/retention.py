@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..archive.manifest import sidecar_path, update_sidecar
+from ..archive.manifest import sidecar_path
 from ..environment import Environment, spec_files
-from ..errors import InventoryError, ManifestError, SpecError
+from ..errors import InventoryError, SpecError
 from ..spec.load import load_spec
 from ..spec.retention import Candidate, Rules, keep_reasons
 from .listing import delete_backup, list_backups, load_record
@@ -86,22 +86,32 @@ def _rules(value: int | Rules | None) -> Rules | None:
 def plan_prune(items: list[Item], keep_last: Mapping[str, int | Rules | None],
                override: int | None = None) -> list[Decision]:
     """Keep what each group's rules keep (borg prune's meaning), pinned ones, each group's
-    newest verified one and the only good config backup; the rest of a group with rules goes."""
+    newest verified one and the only good config backup; the rest of a group with rules goes.
+
+    Only verified-good backups count toward the rules: one never read by our verify (or whose
+    read failed) can neither push a good one out nor be deleted itself, so a planted archive
+    dated newest never costs a backup that can be restored.
+    """
     decisions: dict[str, Decision] = {}
     groups: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for item in items:
         groups[item.group, item.part].append(item)
     for (group, _part), members in groups.items():
         rules = _rules(override if override is not None else keep_last.get(group))
-        readable = [i for i in members if i.readable]
+        good = [i for i in members if i.readable and i.verified]
         reasons = keep_reasons([Candidate(i.name, i.timestamp, i.pinned, i.verified, i.mtime)
-                                for i in readable], rules)
+                                for i in good], rules)
         for item in members:
             why = reasons.get(item.name)
             if not item.readable:
                 why, delete = "unreadable: never pruned automatically", False
             elif rules is None:
                 why, delete = f"no retention policy for {group}", False
+            elif item.pinned and why is None:
+                why, delete = "pinned", False
+            elif not item.verified:
+                why, delete = ("not verified: does not count toward the rules and is never "
+                               "pruned automatically (allsky-tasks verify reads it)"), False
             elif why is None:
                 why, delete = f"not kept by {group}'s rules ({rules.describe()})", True
             else:
@@ -109,7 +119,7 @@ def plan_prune(items: list[Item], keep_last: Mapping[str, int | Rules | None],
                 if why == "newest verified":
                     why = f"newest verified backup of {group}"
                 elif why.startswith("keep_last #") and rules == Rules(keep_last=rules.keep_last):
-                    why = f"one of the newest {rules.keep_last} of {group}"
+                    why = f"one of the newest {rules.keep_last} verified of {group}"
             decisions[item.name] = Decision(item.name, group, delete, why)
     # Whatever the groups say, the last good config backup stays.
     good = [i for i in items if i.type == "config" and i.verified and i.readable]
@@ -157,6 +167,9 @@ def prune(dest: Path, env: Environment, keep_last: int | None = None,
     notes: list[str] = []
     if policy is None:
         policy, notes = spec_retention(env)
+    from .advice import trust_warnings
+
+    notes += [w.message for w in trust_warnings([dest])]
     items = [item_of(r) for r in list_backups(dest)]
     if only is not None:
         items = [i for i in items if i.group == only]
@@ -175,15 +188,27 @@ def prune(dest: Path, env: Environment, keep_last: int | None = None,
 
 
 def set_pinned(path: Path, pinned: bool) -> Record:
-    """Store allskyTasks.pinned in the sidecar (made from the archive's metadata if missing)."""
-    record = load_record(path, anywhere=True)  # caches a sidecar from the metadata if missing
-    if not sidecar_path(path).exists():
-        raise InventoryError(f"{path}: no sidecar and no readable metadata.json "
-                             f"({record.problem}); cannot pin",
+    """Pin or unpin in our state folder (archive/pins.py); the sidecar is never written.
+
+    Only a backup that is not known to be bad can be pinned: one whose last full read failed,
+    or that cannot be read at all, is refused.
+    """
+    from ..archive.pins import pin_store
+    from ..archive.records import identity
+    from .listing import _default_state
+
+    record = load_record(path)
+    if pinned and record.verified is False:
+        why = record.verify_problems[0] if record.verify_problems else "its last full read failed"
+        raise InventoryError(f"{path.name} failed verification ({why}); not pinned",
+                             hint=f"`allsky-tasks verify {path.name}` reads it again; a backup "
+                                  "that verified can be pinned")
+    if pinned and record.problem:
+        raise InventoryError(f"{path.name}: {record.problem}; not pinned",
                              hint=f"run `allsky-tasks verify {path.name}` to see why")
     try:
-        # The shared sidecar update: streamed for ours, whole JSON for other layouts.
-        update_sidecar(path, {"pinned": pinned})
-    except (OSError, ManifestError) as e:
-        raise InventoryError(f"cannot write {sidecar_path(path)}: {e}") from e
+        pin_store(path, _default_state()).put(path, pinned, identity=identity(path.stat()))
+    except OSError as e:
+        raise InventoryError(f"cannot record the pin of {path.name}: {e.strerror or e}",
+                             hint="check the backup folder's owner and permissions") from e
     return load_record(path)

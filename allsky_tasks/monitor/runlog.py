@@ -112,7 +112,7 @@ def last_runs(env: Environment) -> dict[str, dict[str, Any]]:
         if not name.endswith(".json") or name.startswith("."):
             continue
         try:
-            data = json.loads(read_bytes(folder / name, 1 << 20))
+            data = json.loads(read_bytes(folder / name, 1 << 20, owned=True))  # only ours
         except (OSError, ValueError, Exception):  # noqa: BLE001 - a bad record is no record
             continue
         if isinstance(data, dict):

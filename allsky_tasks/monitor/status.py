@@ -23,7 +23,7 @@ def copies_from_state(env: Environment, spec: str) -> list[dict[str, Any]]:
     try:
         from ..safefs import read_bytes
 
-        data = json.loads(read_bytes(path, 4 << 20))
+        data = json.loads(read_bytes(path, 4 << 20, owned=True))
     except (OSError, ValueError, Exception):  # noqa: BLE001 - no record, no copies shown
         return []
     return data if isinstance(data, list) else data.get("copies", []) if isinstance(
@@ -104,7 +104,10 @@ def spec_status(env: Environment, names: list[str] | None = None,
                 st.problems.append(f"stale: the newest verified backup is {age:.0f} hours old "
                                    f"(more than {max_age_hours:g})")
         st.copies = COPIES(env, spec.name)
-    overall: list[str] = []
+    from ..inventory.advice import trust_warnings
+
+    overall = [f"{w.message} Fix: {w.command}"
+               for w in trust_warnings(sorted({env.backup_dir, *listings}))]
     for dest, records in listings.items():
         for advice in listing_warnings(records, dest, env.home, max_age_days=1e9, now=now):
             if "No pinned" in advice.message or "same filesystem" in advice.message:

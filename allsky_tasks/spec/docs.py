@@ -31,7 +31,7 @@ CACHE_LIMIT = 4 << 20  # a few hundred doc lines; anything bigger is not ours: r
 def _read(cache_path: Path) -> dict[str, Any]:
     """The cache, or {} if it is missing, unreadable, too big, a link or not a regular file."""
     try:
-        data = json.loads(read_bytes(cache_path, CACHE_LIMIT))
+        data = json.loads(read_bytes(cache_path, CACHE_LIMIT, owned=True))
     except (OSError, ValueError, AllskyTasksError):
         return {}
     return data if isinstance(data, dict) else {}

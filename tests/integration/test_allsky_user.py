@@ -122,6 +122,7 @@ def _run_as(user: pwd.struct_passwd, site: Site, *args: str) -> subprocess.Compl
     python, extra = _python()
     env = {**site.environ(), **extra, "HOME": str(site.root), "USER": user.pw_name,
            "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("ALLSKY_TASKS_AUTH_KEY", None)  # the user's own key, in its HOME
     return subprocess.run([python, "-m", "allsky_tasks", "run", *args], cwd=site.root,
                           env=env, text=True, capture_output=True, timeout=300,
                           user=user.pw_uid, group=user.pw_gid, extra_groups=[])
@@ -202,4 +203,7 @@ def test_root_inventory_commands_leave_sidecars_to_the_allsky_user(
                               env=site.environ(), text=True, capture_output=True, timeout=300)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert sidecar_path(archive).lstat().st_uid == allsky_user.pw_uid, command
-    assert json.loads(sidecar_path(archive).read_text())["allskyTasks"]["pinned"] is True
+        mine = [p for p in site.env.state_dir.rglob("*") if p.lstat().st_uid != allsky_user.pw_uid]
+        assert mine == [], command
+    pins = json.loads((site.env.state_dir / "pins.json").read_text())["pins"]
+    assert pins[archive.name]["pinned"] is True

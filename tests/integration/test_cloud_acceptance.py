@@ -35,7 +35,7 @@ def _cli(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
     return _run(site, "-m", "allsky_tasks", *args)
 
 
-def _remote_server_settings(site: Site, sshd: Sshd) -> None:
+def _remote_server_settings(site: Site, sshd: Sshd) -> None:  # noqa: F811 - pytest fixture
     """What an operator who already uploads images over sftp entered in Allsky's WebUI."""
     settings = site.home / "config" / "settings.json"  # a hard link to settings_<camera>.json
     data = json.loads(settings.read_text())
@@ -105,7 +105,8 @@ copies:
         for name, data in blobs.items():
             assert data.startswith(b"age-encryption.org/v1\n"), name
             assert env_text not in data and not any(s in data for s in secrets), name
-        assert sorted(p.name for p in remote_dir.iterdir()) == sorted([stored, archive.name[:-8] + ".json.age"])
+        assert sorted(p.name for p in remote_dir.iterdir()) == sorted(
+            [stored, stored + ".auth", archive.name[:-8] + ".json.age"])
 
         second = _doit(site, "backup:cfg")
         assert second.returncode == 0, second.stdout + second.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ def _cli(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_usb_and_ssh_copies_list_verify_and_restore_from_the_server(
-        site: Site, sshd: Sshd, tmp_path: Path) -> None:
+        site: Site, sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811 - pytest fixture
     remote = tmp_path / "server" / "backups"
     ssh = sshd.item(remote)["ssh"]
     with tmpfs(site.root / "media" / "usb") as usb:
@@ -107,7 +108,7 @@ copies:
 
 
 def test_disaster_drill_new_card_one_command_from_the_server(
-        site: Site, sshd: Sshd, tmp_path: Path) -> None:
+        site: Site, sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811 - pytest fixture
     import shutil
 
     remote = tmp_path / "server" / "backups"
@@ -115,7 +116,11 @@ def test_disaster_drill_new_card_one_command_from_the_server(
                      f"    required: true\n    ssh: {json.dumps(sshd.item(remote)['ssh'])}\n")
     assert _doit(site, "backup:cfg").returncode == 0
     before = tree_state(site.home)
-    # New card: no backups, no records, no specs; the config files are the installer's.
+    # New card: no backups, no records, no specs, no key (its copy was kept off the Pi); the
+    # config files are the installer's.
+    key = Path(os.environ["ALLSKY_TASKS_AUTH_KEY"])
+    kept = shutil.copy(key, tmp_path / "kept-allsky-tasks-auth.key")
+    key.unlink()
     shutil.rmtree(site.env.backup_dir)
     for spec in site.env.specs_dir.iterdir():
         spec.unlink()
@@ -126,8 +131,8 @@ def test_disaster_drill_new_card_one_command_from_the_server(
     [name] = [p.name for p in remote.iterdir() if p.name.endswith(".tar.zst")]
     check = _cli(site, "verify", "--target", url, name)  # no record: against the sidecar
     assert check.returncode == 0 and "vs the sidecar" in check.stdout, check.stdout + check.stderr
-    run = _cli(site, "restore", "latest-config", "--from", url, "--yes", "--no-service",
-               "--no-undo")
+    run = _cli(site, "restore", "latest-config", "--from", url, "--auth-key", str(kept), "--yes",
+               "--no-service", "--no-undo")
     assert run.returncode == 0, run.stdout + run.stderr
     drop = (DB, "config", "config/overlay", "config/logs", "config/myFiles")
     assert comparable(tree_state(site.home), *drop) == comparable(before, *drop)

@@ -62,7 +62,7 @@ def test_copy_to_mounted_disk_is_verified_and_second_run_moves_nothing(site: Sit
         assert copy.read_bytes() == archive.read_bytes()
         assert (folder / archive.name.replace(".tar.zst", ".json")).exists()
         assert not [p for p in folder.iterdir() if p.name.startswith(".")]
-        rec = records.load(site.env.backup_dir, "usb")["copies"][archive.name]
+        rec = records.load(site.env.backup_dir, "cfg", "usb")["copies"][archive.name]
         assert rec["ok"] is True and rec["sha256"] == _sha(archive)
         assert rec["storedSize"] == archive.stat().st_size and rec["method"] == "read back"
         second = _doit(site, "backup:cfg")
@@ -193,7 +193,30 @@ def test_prune_at_the_target_after_a_copy_keeps_newest_and_pinned(site: Site) ->
         if i == 0:
             assert _cli(site, "pin", names[0]).returncode == 0
         time.sleep(1.1)  # archive names carry the second
-    held = sorted(p.name for p in folder.iterdir() if ".tar." in p.name)
+    held = sorted(p.name for p in folder.iterdir() if p.name.endswith(".tar.zst"))
     assert held == sorted([names[0], names[2]])  # pinned and newest; the middle one pruned
-    assert set(records.load(site.env.backup_dir, "usb")["copies"]) == {names[0], names[2]}
+    tags = sorted(p.name for p in folder.iterdir() if p.name.endswith(".auth"))
+    assert tags == [f"{n}.auth" for n in held]  # the pruned copy's tag went with it
+    assert set(records.load(site.env.backup_dir, "cfg", "usb")["copies"]) == {names[0], names[2]}
     assert len(site.archives()) == 3  # the local archives are not the target's business
+
+
+def test_two_specs_with_a_target_named_usb_keep_their_own_records(site: Site) -> None:
+    """The docs name every disk `usb`: two specs doing so never mix their records, and a
+    no-op run of each moves and reads nothing at either target."""
+    folders = {"cfg": site.root / "copies-a", "cfg2": site.root / "copies-b"}
+    for name, folder in folders.items():
+        site.spec(name, SPEC.format(path=folder, required="true", extra="")
+                  .replace("required: true", "required: true\n    must_be_mounted: false"))
+    first = _doit(site, "backup:cfg", "backup:cfg2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _doit(site, "backup:cfg", "backup:cfg2")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "-- copy:cfg\n" in second.stdout and "-- copy:cfg2\n" in second.stdout, second.stdout
+    for name, folder in folders.items():
+        held = {p.name for p in folder.iterdir() if p.name.endswith(".tar.zst")}
+        record = records.load(site.env.backup_dir, name, "usb")
+        assert set(record["copies"]) == held and len(held) == 1
+        assert record["config"]["path"] == str(folder)
+    assert sorted(p.name for p in records.records_dir(site.env.backup_dir).glob("*.json")) == [
+        "cfg.usb.json", "cfg2.usb.json"]

@@ -105,7 +105,7 @@ def test_sshd_killed_mid_transfer_then_the_next_run_resumes(sshd: Sshd, tmp_path
     assert moved[0] == kept  # resumed: the kept bytes were not sent again
     assert entry["ok"] and (remote / archive.name).read_bytes() == archive.read_bytes()
     assert not partial.exists()
-    assert records.load(tmp_path / "backups", "nas")["copies"][archive.name]["ok"] is True
+    assert records.load(tmp_path / "backups", "imgs", "nas")["copies"][archive.name]["ok"] is True
 
 
 def test_sftp_only_account_reads_copies_back(tmp_path: Path) -> None:

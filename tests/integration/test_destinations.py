@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from allsky_tasks.archive.manifest import sidecar_path
-
 from ..conftest import Site
 
 USB = "usb/allskybackups"
@@ -54,7 +52,8 @@ def test_every_inventory_command_sees_the_spec_destination(site: Site) -> None:
     dry = _cli(site, "restore", "set:nights", "--folders", night, "--dry-run", "--no-service")
     assert "Dry run: nothing was changed" in dry.stdout
     _cli(site, "pin", cfg.name)
-    assert json.loads(sidecar_path(cfg).read_text())["allskyTasks"]["pinned"] is True
+    pins = json.loads((usb / ".allsky-tasks" / "pins.json").read_text())["pins"]
+    assert pins[cfg.name]["pinned"] is True  # in that folder's own state, not the sidecar
     assert "keep" in _cli(site, "prune", "--dry-run").stdout
     rows = json.loads(_cli(site, "list", "--json").stdout)
     assert str(usb) in rows["destinations"] and len(rows["backups"]) == len(nights_of(usb)) + 1

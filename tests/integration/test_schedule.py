@@ -96,7 +96,10 @@ def test_cron_fallback_line_parses_and_runs_the_backup(site: Site, tmp_path: Pat
     # The command cron would run, run by sh as cron does (without our environment).
     line = next(ln for ln in text.splitlines() if ln[:1].isdigit())
     command = line.split(None, 6)[6].replace("\\%", "%")
-    run = subprocess.run(["/bin/sh", "-c", command], env={"PATH": "/usr/bin:/bin"},
+    # cron gives a job PATH and the user's HOME (here a folder of the test: the run keeps its
+    # authentication key there, never in the real home).
+    run = subprocess.run(["/bin/sh", "-c", command], env={"PATH": "/usr/bin:/bin",
+                                                         "HOME": str(site.root)},
                          capture_output=True, text=True, timeout=300, cwd="/")
     assert run.returncode == 0, run.stderr
     assert len(site.archives()) == 1

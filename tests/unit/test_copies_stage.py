@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_copy_records_and_skips_what_is_there(setup) -> None:
                          sha, "cfg", moved.append)
     assert sum(moved) == archive.stat().st_size and entry["method"] == "read back"
     assert (target.folder / archive.name).read_bytes() == archive.read_bytes()
-    assert records.copy_is_current(records.load(backups, "disk")["copies"][archive.name],
+    assert records.copy_is_current(records.load(backups, "cfg", "disk")["copies"][archive.name],
                                    archive, sha)
     moved.clear()
     again = copy_archive(target, item, archive, None, sha, "cfg", moved.append)
@@ -60,7 +61,7 @@ def test_resume_keeps_a_matching_partial_and_restarts_a_wrong_one(setup) -> None
     assert (target.folder / archive.name).read_bytes() == archive.read_bytes()
     assert not partial.exists()
     (target.folder / archive.name).unlink()
-    records.save(backups, {"target": "disk", "copies": {}})
+    records.save(backups, {"spec": "cfg", "target": "disk", "copies": {}})
     partial.write_bytes(b"x" * 1_000_000)  # not the archive's bytes: start again
     copy_archive(target, item, archive, None, sha, "cfg", lambda n: None)
     assert (target.folder / archive.name).read_bytes() == archive.read_bytes()
@@ -107,7 +108,7 @@ def test_prune_at_target_keeps_newest_pinned_and_foreign(setup) -> None:
     assert "notes.txt" in left and "allsky-config-backup-20250101-000000.tar.zst" in left
     assert not any("20260102" in n or "20260103" in n for n in left)
     assert any(n.endswith("20260101-120000.json") for n in left)
-    assert set(records.load(backups, "disk")["copies"]) == {a.name for a, _ in made} - {
+    assert set(records.load(backups, "cfg", "disk")["copies"]) == {a.name for a, _ in made} - {
         made[1][0].name, made[2][0].name}
 
 
@@ -136,7 +137,7 @@ def test_sidecar_failure_keeps_the_verified_archive_and_the_next_run_sends_only_
     with pytest.raises(CopyError) as err:
         copy_archive(target, item, archive, side, sha, "cfg", lambda n: None)
     assert "disk" in str(err.value)
-    entry = records.load(backups, "disk")["copies"][archive.name]
+    entry = records.load(backups, "cfg", "disk")["copies"][archive.name]
     assert entry["ok"] is False and entry["archiveVerifiedAt"]
     assert not records.copy_is_current(entry, archive, sha)  # the copy task runs again
     blocker.rmdir()
@@ -146,13 +147,50 @@ def test_sidecar_failure_keeps_the_verified_archive_and_the_next_run_sends_only_
     assert (target.folder / side.name).read_bytes() == side.read_bytes()
 
 
-def test_a_damaged_record_entry_is_checked_against_the_copied_sidecar(setup) -> None:
+def test_the_older_one_file_per_target_records_move_to_one_file_per_spec(
+        setup: tuple[Path, dict[str, Any], PathTarget]) -> None:
+    backups, item, target = setup
+    (a, sha_a), (b, sha_b) = _archive(backups, 1), _archive(backups, 2)
+    for archive, sha, spec in ((a, sha_a, "cfg"), (b, sha_b, "other")):
+        copy_archive(target, item, archive, None, sha, spec, lambda n: None)
+    # The layout before: both specs' entries in one disk.json.
+    old = records.legacy_path(backups, "disk")
+    entries = {**records.load(backups, "cfg", "disk")["copies"],
+               **records.load(backups, "other", "disk")["copies"]}
+    old.write_text(json.dumps({"target": "disk", "config": item, "copies": entries}))
+    for spec in ("cfg", "other"):
+        records.record_path(backups, spec, "disk").unlink()
+    assert set(records.load(backups, "cfg", "disk")["copies"]) == {a.name}
+    assert set(records.load(backups, "other", "disk")["copies"]) == {b.name}
+    again = copy_archive(target, item, a, None, sha_a, "cfg", lambda n: None)
+    assert again["method"] == "already there"  # migrated, not sent again
+    assert set(json.loads(old.read_text())["copies"]) == {b.name}
+    copy_archive(target, item, b, None, sha_b, "other", lambda n: None)
+    assert not old.exists()
+    assert {r["spec"] for r in records.all_records(backups)} == {"cfg", "other"}
+
+
+def test_a_copy_record_that_is_not_ours_counts_as_absent(
+        setup: tuple[Path, dict[str, Any], PathTarget]) -> None:
+    backups, item, target = setup
+    archive, sha = _archive(backups, 1)
+    copy_archive(target, item, archive, None, sha, "cfg", lambda n: None)
+    path = records.record_path(backups, "cfg", "disk")
+    path.chmod(0o666)
+    assert records.load(backups, "cfg", "disk")["copies"] == {}
+    os.chown(path, 4321, 4321)
+    path.chmod(0o640)
+    assert records.load(backups, "cfg", "disk")["copies"] == {}
+
+
+def test_a_damaged_record_entry_is_checked_against_the_copied_sidecar(
+        setup: tuple[Path, dict[str, Any], PathTarget]) -> None:
     backups, item, target = setup
     archive, sha = _archive(backups, 1, 1000)
     side = archive.with_name(archive.name.replace(".tar.zst", ".json"))
     side.write_text(json.dumps({"allskyTasks": {"archive": {"sha256": sha}}}))
     copy_archive(target, item, archive, side, sha, "cfg", lambda n: None)
-    record = records.load(backups, "disk")
+    record = records.load(backups, "cfg", "disk")
     record["copies"][archive.name] = "damaged"  # the state folder may be a shared stick
     records.save(backups, record)
     result = verify_copy(target, backups, archive.name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import time
 from pathlib import Path
 
@@ -59,14 +58,15 @@ def test_allsky_archive_without_sidecar_is_read_and_cached(site: Site) -> None:
         shutil.copy(src, dest / src.name)  # no sidecar: as if Allsky never wrote one
     first = {r.name: r for r in list_backups(dest)}
     assert {r.source for r in first.values()} == {"archive"}
+    assert not any(sidecar_path(dest / src.name).exists() for src in ALLSKY_MADE)  # Allsky's
+    cached = json.loads((dest / ".allsky-tasks" / "archive-metadata.json").read_text())
     for src in ALLSKY_MADE:
-        side = read_sidecar(dest / src.name)
-        assert stat.S_IMODE(sidecar_path(dest / src.name).stat().st_mode) == 0o640
+        entry = cached["archives"][src.name]
+        assert entry["facts"]["sizeBytes"] == src.stat().st_size
+        assert entry["identity"]["inode"] == (dest / src.name).stat().st_ino
         expected = json.loads(sidecar_path(src).read_text())
-        assert {k: v for k, v in side.items() if k != "allskyTasks"} == expected
-        assert side["allskyTasks"]["archive"]["sizeBytes"] == src.stat().st_size
+        assert entry["metadata"]["created"] == expected["created"]
     second = {r.name: r for r in list_backups(dest)}
-    assert {r.source for r in second.values()} == {"sidecar"}
     for name, record in second.items():
         assert (record.type, record.created, record.spec) == (first[name].type,
                                                                first[name].created, "allsky")
@@ -93,7 +93,8 @@ def test_warnings_each_name_their_fix(site: Site, tmp_path: Path) -> None:
     archive = backup(site, "quick", CONFIG)
     pin = next(a for a in listing_warnings(list_backups(dest), dest, site.home)
                if "pinned" in a.message)
-    assert archive.name in pin.command and "verify" in pin.command
+    # Never verified: never suggested for pinning; the fix verifies first.
+    assert archive.name not in pin.command and pin.command == "allsky-tasks verify --all"
     verify_backup(archive)
     set_pinned(archive, True)
     records = list_backups(dest)

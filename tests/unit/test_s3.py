@@ -55,7 +55,7 @@ def test_part_size_grows_to_stay_under_10000_parts() -> None:
     assert part_size(200 << 30) % (1 << 20) == 0
 
 
-def test_small_put_lists_hashes_reads_back_and_deletes(s3_server, tmp_path: Path) -> None:
+def test_small_put_lists_hashes_reads_back_and_deletes(s3_server, tmp_path: Path) -> None:  # noqa: F811 - pytest fixture
     make_bucket(s3_server.port, "allsky")
     t = target(s3_server.port)
     t.check_ready()
@@ -70,7 +70,7 @@ def test_small_put_lists_hashes_reads_back_and_deletes(s3_server, tmp_path: Path
     assert t.list_files() == []
 
 
-def test_multipart_upload_has_no_full_checksum_so_it_is_read_back(s3_server, tmp_path: Path,
+def test_multipart_upload_has_no_full_checksum_so_it_is_read_back(s3_server, tmp_path: Path,  # noqa: F811 - pytest fixture
                                                                    monkeypatch) -> None:
     make_bucket(s3_server.port, "allsky")
     monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
@@ -83,7 +83,7 @@ def test_multipart_upload_has_no_full_checksum_so_it_is_read_back(s3_server, tmp
     assert [f.name for f in t.list_files()] == ["a.bin"]
 
 
-def test_keys_only_directly_under_the_prefix_are_listed(s3_server, tmp_path: Path) -> None:
+def test_keys_only_directly_under_the_prefix_are_listed(s3_server, tmp_path: Path) -> None:  # noqa: F811 - pytest fixture
     import boto3
 
     make_bucket(s3_server.port, "allsky")
@@ -97,7 +97,7 @@ def test_keys_only_directly_under_the_prefix_are_listed(s3_server, tmp_path: Pat
         t.open_read("../other")
 
 
-def test_missing_bucket_is_named(s3_server, tmp_path: Path) -> None:
+def test_missing_bucket_is_named(s3_server, tmp_path: Path) -> None:  # noqa: F811 - pytest fixture
     t = target(s3_server.port, bucket="no-such-bucket")
     with pytest.raises(CopyError,
                        match=r"(?s)cloud \(s3://no-such-bucket/pi/backups/.*does not exist.*create the bucket"):
@@ -106,7 +106,7 @@ def test_missing_bucket_is_named(s3_server, tmp_path: Path) -> None:
         upload(t, blob(tmp_path, 100))
 
 
-def test_wrong_credentials_are_named(s3_env, tmp_path: Path) -> None:
+def test_wrong_credentials_are_named(s3_env, tmp_path: Path) -> None:  # noqa: F811 - pytest fixture
     server = moto_server(auth=True).start()
     try:
         t = target(server.port)
@@ -120,7 +120,7 @@ def test_wrong_credentials_are_named(s3_env, tmp_path: Path) -> None:
         server.stop()
 
 
-def test_profile_from_the_aws_chain_is_used_and_a_missing_one_named(s3_server, tmp_path: Path,
+def test_profile_from_the_aws_chain_is_used_and_a_missing_one_named(s3_server, tmp_path: Path,  # noqa: F811 - pytest fixture
                                                                    monkeypatch) -> None:
     make_bucket(s3_server.port, "allsky")
     (tmp_path / "aws-credentials").write_text("[backup]\naws_access_key_id = a\naws_secret_access_key = b\n")
@@ -133,7 +133,7 @@ def test_profile_from_the_aws_chain_is_used_and_a_missing_one_named(s3_server, t
         target(s3_server.port).check_ready()  # no credentials anywhere in the chain
 
 
-def test_server_stopped_mid_upload_then_next_run_copies_it(s3_env, tmp_path: Path, monkeypatch) -> None:
+def test_server_stopped_mid_upload_then_next_run_copies_it(s3_env, tmp_path: Path, monkeypatch) -> None:  # noqa: F811 - pytest fixture
     monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
     monkeypatch.setattr(s3_multipart, "MIN_PART", 5 << 20)
     server = moto_server().start()
@@ -185,7 +185,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_killed_upload_resumes_from_the_parts_the_store_lists(s3_server, tmp_path: Path,
+def test_killed_upload_resumes_from_the_parts_the_store_lists(s3_server, tmp_path: Path,  # noqa: F811 - pytest fixture
                                                               monkeypatch) -> None:
     import boto3
 
@@ -216,7 +216,7 @@ def test_killed_upload_resumes_from_the_parts_the_store_lists(s3_server, tmp_pat
     assert c.list_multipart_uploads(Bucket="allsky").get("Uploads", []) == []
 
 
-def test_an_unfinished_upload_of_other_bytes_is_aborted_not_reused(s3_server, tmp_path: Path,
+def test_an_unfinished_upload_of_other_bytes_is_aborted_not_reused(s3_server, tmp_path: Path,  # noqa: F811 - pytest fixture
                                                                    monkeypatch) -> None:
     import boto3
 
@@ -234,7 +234,7 @@ def test_an_unfinished_upload_of_other_bytes_is_aborted_not_reused(s3_server, tm
     assert c.list_multipart_uploads(Bucket="allsky").get("Uploads", []) == []
 
 
-def test_tampered_object_is_seen_by_its_hash(s3_server, tmp_path: Path) -> None:
+def test_tampered_object_is_seen_by_its_hash(s3_server, tmp_path: Path) -> None:  # noqa: F811 - pytest fixture
     import boto3
 
     make_bucket(s3_server.port, "allsky")
@@ -250,7 +250,7 @@ def test_tampered_object_is_seen_by_its_hash(s3_server, tmp_path: Path) -> None:
     assert hashlib.sha256(read_back(t, "a.bin")).hexdigest() != hashlib.sha256(src.read_bytes()).hexdigest()
 
 
-def test_stale_unfinished_uploads_under_the_prefix_are_given_up(s3_server) -> None:
+def test_stale_unfinished_uploads_under_the_prefix_are_given_up(s3_server) -> None:  # noqa: F811 - pytest fixture
     import boto3
 
     make_bucket(s3_server.port, "allsky")
@@ -263,7 +263,7 @@ def test_stale_unfinished_uploads_under_the_prefix_are_given_up(s3_server) -> No
     assert left == ["elsewhere/keep.tar.zst"]  # not ours: left alone
 
 
-def test_a_self_hosted_endpoint_by_host_name_uses_path_style(s3_server, tmp_path: Path) -> None:
+def test_a_self_hosted_endpoint_by_host_name_uses_path_style(s3_server, tmp_path: Path) -> None:  # noqa: F811 - pytest fixture
     make_bucket(s3_server.port, "allsky")
     item = {"name": "minio", "s3": {"bucket": "allsky", "endpoint_url": f"http://localhost:{s3_server.port}"}}
     t = target_from_spec(item, {})
@@ -273,7 +273,7 @@ def test_a_self_hosted_endpoint_by_host_name_uses_path_style(s3_server, tmp_path
     assert read_back(t, "a.bin") == src.read_bytes()
 
 
-def test_an_interrupted_encrypted_copy_resumes_with_the_same_ciphertext(s3_server, tmp_path: Path,
+def test_an_interrupted_encrypted_copy_resumes_with_the_same_ciphertext(s3_server, tmp_path: Path,  # noqa: F811 - pytest fixture
                                                                         monkeypatch) -> None:
     from allsky_tasks.copies.encrypt import AgeEncryptor, keygen
     from allsky_tasks.copies.stage import copy_archive, hash_file
@@ -301,17 +301,26 @@ def test_an_interrupted_encrypted_copy_resumes_with_the_same_ciphertext(s3_serve
 
     with pytest.raises(Gone):
         copy_archive(S3Target(item, {}), item, archive, None, sha, "x", cut_after_two_parts, enc)
-    t = S3Target(item, {})
+    class Remembering(S3Target):
+        """The real target, remembering each put's resumed bytes (its tag is put after it)."""
+
+        resumed: dict[str, int] = {}
+
+        def put(self, local, size, name, progress) -> None:  # type: ignore[no-untyped-def]
+            super().put(local, size, name, progress)
+            self.resumed[name] = self.last_resumed_bytes
+
+    t = Remembering(item, {})
     assert t.list_files() == []  # nothing under the final name
     entry = copy_archive(t, item, archive, None, sha, "x", lambda n: None, enc)
     assert entry["ok"] and entry["stored"] == archive.name + ".age"
-    assert t.last_resumed_bytes >= 10 << 20  # the parts sent before the stop were kept
+    assert t.resumed[archive.name + ".age"] >= 10 << 20  # the parts sent before the stop were kept
     assert hashlib.sha256(read_back(t, archive.name + ".age")).hexdigest() == entry["storedSha256"]
     assert not any((backups / ".allsky-tasks").rglob("*.age"))  # the kept ciphertext is gone
 
 
 def test_prune_at_the_bucket_removes_older_encrypted_copies_and_keeps_foreign_objects(
-        s3_server, tmp_path: Path) -> None:
+        s3_server, tmp_path: Path) -> None:  # noqa: F811 - pytest fixture
     import boto3
 
     from allsky_tasks.copies.encrypt import AgeEncryptor, keygen
@@ -332,12 +341,13 @@ def test_prune_at_the_bucket_removes_older_encrypted_copies_and_keeps_foreign_ob
         copy_archive(S3Target(item, {}), item, archive, None, hash_file(archive)[0], "cfg", lambda n: None, enc)
     t = S3Target(item, {})
     assert prune_target(t, backups, "cfg", 2) == ["allsky-config-backup-20260301-120000.tar.zst"]
-    assert sorted(f.name for f in t.list_files()) == [
-        "allsky-config-backup-20260302-120000.tar.zst.age", "allsky-config-backup-20260303-120000.tar.zst.age",
+    assert sorted(f.name for f in t.list_files()) == [  # each kept copy with its tag
+        "allsky-config-backup-20260302-120000.tar.zst.age", "allsky-config-backup-20260302-120000.tar.zst.age.auth",
+        "allsky-config-backup-20260303-120000.tar.zst.age", "allsky-config-backup-20260303-120000.tar.zst.age.auth",
         "notes.txt"]
 
 
-def test_storage_class_from_the_spec_is_applied(s3_server, tmp_path: Path, monkeypatch) -> None:
+def test_storage_class_from_the_spec_is_applied(s3_server, tmp_path: Path, monkeypatch) -> None:  # noqa: F811 - pytest fixture
     import boto3
 
     make_bucket(s3_server.port, "allsky")
