@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import signal
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -31,10 +33,17 @@ def run_doit(doit_args: list[str]) -> int:
 
     stage_io.FAILURES.clear()
     reporter.ARGV = list(doit_args)
-    with signals_as_interrupt():
+    with signals_as_interrupt() as received:
         code: int = DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args)  # doit has no types
     if stage_io.FAILURES:
         return stage_io.FAILURES[0].exit_code
+    if received and code != 0:
+        # An interrupt outside a stage's action (doit's up-to-date checks, an import) reaches
+        # doit as an error of its own: it is still the operator's Ctrl-C or a stop, not a crash.
+        name = signal.Signals(received[0]).name
+        print(f"allsky-tasks: interrupted ({name}) between stages; no partial archive was kept "
+              "and the service is as it was", file=sys.stderr)
+        return 130
     return code
 
 

@@ -91,13 +91,18 @@ def pause_deadline(seconds: float, unit: str) -> Iterator[None]:
 
 
 @contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into KeyboardInterrupt in the main thread, so finally-blocks run."""
+def signals_as_interrupt() -> Iterator[list[int]]:
+    """Turn SIGINT, SIGTERM and SIGHUP into KeyboardInterrupt in the main thread, so finally-blocks
+    run; yields the signals received, so a caller can tell an interrupt from a crash it caused."""
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def interrupt(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
 
     previous: dict[int, Any] = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt)}
@@ -106,10 +111,9 @@ def signals_as_interrupt() -> Iterator[None]:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, interrupt)
     # A process launched in the background by a non-interactive shell (cron, `cmd &`) inherits
     # SIGINT as ignored, and Python keeps SIG_IGN: `kill -INT` would then do nothing at all.
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
     try:
-        yield
+        yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

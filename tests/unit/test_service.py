@@ -281,15 +281,16 @@ def test_pause_recovers_stale_marker_first(svc: Path, state: Path) -> None:
 
 def test_signals_as_interrupt_in_process() -> None:
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), signals_as_interrupt():
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), signals_as_interrupt() as received:
         os.kill(os.getpid(), signal.SIGTERM)
         wait_until(lambda: False, "SIGTERM to interrupt", timeout=30)
     assert signal.getsignal(signal.SIGTERM) is before
+    assert received == [signal.SIGTERM]  # run tells an interrupt from a crash it caused
     seen: list[object] = []
     thread = threading.Thread(target=lambda: seen.append(signals_as_interrupt().__enter__()))
     thread.start()
     thread.join()
-    assert seen == [None] and signal.getsignal(signal.SIGTERM) is before
+    assert seen == [[]] and signal.getsignal(signal.SIGTERM) is before
 
 
 def _pause_in_child(svc: Path, state: Path, tmp_path: Path,
