@@ -15,7 +15,7 @@ from ..errors import AllskyTasksError
 
 # Command modules, in the order `--help` lists them. A missing module is skipped so a partial
 # install still runs the rest.
-COMMAND_MODULES = ("run", "plan", "inventory", "restore", "init", "schedule", "keys")
+COMMAND_MODULES = ("run", "plan", "inventory", "restore", "init", "schedule", "status", "keys")
 
 
 def _register(subs: argparse._SubParsersAction, name: str) -> None:
