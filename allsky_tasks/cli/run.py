@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TextIO
 
 from ..environment import PROJECT_DIR
 from ..progress import EVENTS_ENV, QUIET_ENV, events_file_for
@@ -22,6 +24,25 @@ def load_dodo() -> ModuleType:
     return module
 
 
+class _Tail:
+    """stderr that also keeps its last few KB: doit's own error (exit 3) for the run record."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.kept = stream, ""
+
+    def write(self, text: str) -> int:
+        self.kept = (self.kept + text)[-4096:]
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+# doit's own error when it exits 3 without running tasks (e.g. a traceback opening its
+# database): the last line it printed.
+DOIT_ERROR: list[str] = []
+
+
 def run_doit(doit_args: list[str]) -> int:
     """Run doit in this process; a failed task's own exit code wins over doit's generic 1."""
     from doit.cmd_base import ModuleTaskLoader
@@ -30,11 +51,23 @@ def run_doit(doit_args: list[str]) -> int:
     from ..backup import reporter, stage_io
 
     stage_io.FAILURES.clear()
+    DOIT_ERROR.clear()
     reporter.ARGV = list(doit_args)
-    with signals_as_interrupt():
-        code = DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args)
+    tail, real = _Tail(sys.stderr), sys.stderr
+    sys.stderr = tail
+    try:
+        with signals_as_interrupt():
+            code = int(DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args))
+    finally:
+        sys.stderr = real
+        from ..service.lock import release_run_locks
+
+        release_run_locks()
     if stage_io.FAILURES:
         return stage_io.FAILURES[0].exit_code
+    if code == 3:
+        lines = [ln.strip() for ln in tail.kept.splitlines() if ln.strip()]
+        DOIT_ERROR.append(lines[-1] if lines else "doit stopped before running any task")
     return code
 
 
@@ -55,12 +88,19 @@ def _cmd(args: argparse.Namespace) -> int:
         from ..backup.stage_io import LOCK_WAIT_ENV
 
         os.environ[LOCK_WAIT_ENV] = str(args.lock_wait)
-    from .run_report import reported
+    from .run_report import intended_specs, reported, require_specs
 
-    return reported(lambda: run_doit(doit_args))
+    specs, runs_tasks = intended_specs(doit_args)
+
+    def go() -> int:
+        if runs_tasks:
+            require_specs()  # no specs: an error, never a silent run that backs up nothing
+        return run_doit(doit_args)
+
+    return reported(go, specs)
 
 
-def register(subs: argparse._SubParsersAction) -> None:
+def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `run` command."""
     p = subs.add_parser("run", help="run doit tasks (default: back up every spec)",
                         description="Run doit on the project's dodo.py. Exit code: 0, or the "
