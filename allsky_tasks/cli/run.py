@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -43,6 +44,18 @@ class _Tail:
 DOIT_ERROR: list[str] = []
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(:|$)")
+
+
+def _last_error(text: str) -> str:
+    """The exception doit printed last (its line and any lines of its message after it)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    starts = [i for i, ln in enumerate(lines) if _EXCEPTION_LINE.match(ln)]
+    if starts:
+        return " ".join(lines[starts[-1]:])
+    return lines[-1] if lines else "doit stopped before running any task"
+
+
 def run_doit(doit_args: list[str]) -> int:
     """Run doit in this process; a failed task's own exit code wins over doit's generic 1."""
     from doit.cmd_base import ModuleTaskLoader
@@ -66,8 +79,7 @@ def run_doit(doit_args: list[str]) -> int:
     if stage_io.FAILURES:
         return stage_io.FAILURES[0].exit_code
     if code == 3:
-        lines = [ln.strip() for ln in tail.kept.splitlines() if ln.strip()]
-        DOIT_ERROR.append(lines[-1] if lines else "doit stopped before running any task")
+        DOIT_ERROR.append(_last_error(tail.kept))
     return code
 
 

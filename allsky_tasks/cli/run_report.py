@@ -109,7 +109,7 @@ def _cause(code: int, raised: BaseException | None) -> tuple[str, str]:
     if isinstance(raised, SystemExit) and raised.code == 130:
         return "Interrupted", "the run was interrupted (Ctrl-C or SIGTERM)"
     if DOIT_ERROR:
-        name = DOIT_ERROR[0].partition(":")[0]
+        name = DOIT_ERROR[0].partition(":")[0].rsplit(".", 1)[-1]  # sqlite3.DatabaseError: ...
         return (name if name.isidentifier() else "DoitError"), DOIT_ERROR[0]
     return "RunFailed", f"the run exited {code}"
 

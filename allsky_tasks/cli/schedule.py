@@ -29,10 +29,21 @@ def _root(args: argparse.Namespace) -> Path:
 
 
 def _needs_sudo(args: argparse.Namespace) -> bool:
-    """Root's own files (/etc) from a user other than root."""
+    """Root's files (below /etc, or a --root folder we cannot write) from a user other than root."""
+    if os.geteuid() == 0:
+        return False
+    etc = _root(args) / "etc"
+    while not os.path.exists(etc) and etc != etc.parent:
+        etc = etc.parent
+    return not os.access(etc, os.W_OK)
+
+
+def _root_flag(args: argparse.Namespace) -> list[str]:
+    """--root for the command run again through sudo (which drops ALLSKY_SCHEDULE_ROOT)."""
     from ..schedule.install import ROOT_ENV
 
-    return os.geteuid() != 0 and not args.root and not os.environ.get(ROOT_ENV)
+    root = args.root or os.environ.get(ROOT_ENV)
+    return ["--root", str(Path(root).absolute())] if root else []
 
 
 def sudo_line(argv: list[str]) -> list[str]:
@@ -81,7 +92,7 @@ def cmd_install(args: argparse.Namespace) -> int:
                  "--lock-wait", str(args.lock_wait),
                  *(["--images", str(job.images)] if job.images else []),
                  *(w for s in args.spec for w in ("--spec", s))]
-        return _via_sudo(["schedule", "install", *flags])
+        return _via_sudo(["schedule", "install", *flags, *_root_flag(args)])
     plan = Plan(user=job.user, at=args.at, command=(python, "-m", "allsky_tasks"),
                 environment=job.environment(), specs=tuple(args.spec), lock_wait=args.lock_wait)
     done = install(plan, _root(args), args.backend)
@@ -166,7 +177,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     me = pwd.getpwuid(os.geteuid()).pw_name
     if job is not None and os.geteuid() != 0 and (job.user != me or (
             job.backend == "systemd" and live(_root(args)))):
-        return _via_sudo(["schedule", "test", *(["--root", args.root] if args.root else [])])
+        return _via_sudo(["schedule", "test", *_root_flag(args)])
     info = show(_root(args)) or {}
     print(f"running the scheduled job once, as {info.get('user')}, with:", file=sys.stderr)
     _print_environment(info.get("environment") or {}, info.get("environmentFile"))
@@ -186,7 +197,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from ..schedule.install import remove
 
     if _needs_sudo(args):
-        return _via_sudo(["schedule", "remove"])
+        return _via_sudo(["schedule", "remove", *_root_flag(args)])
     removed = remove(_root(args))
     print("\n".join(f"removed {r}" for r in removed) or "no schedule was installed")
     return 0

@@ -83,7 +83,7 @@ def resolve(environ: Mapping[str, str], *, user: str | None = None, home: str | 
     specs = specs_dir or environ.get("ALLSKY_SPECS_DIR") or None
     if specs is None:
         own = Path(at) / SPECS_DEFAULT
-        specs_path = own if own.is_dir() else PROJECT_DIR / "backup_specs"
+        specs_path = own if os.path.isdir(own) else PROJECT_DIR / "backup_specs"
     else:
         specs_path = _expand(specs, at)
     return Job(user=pw.pw_name, uid=pw.pw_uid, gid=pw.pw_gid, user_home=Path(at), home=home_path,
@@ -100,7 +100,7 @@ def _owner(path: Path) -> str:
 
 def _nearest(path: Path) -> Path:
     """The path itself, or its nearest folder that exists."""
-    while not path.exists() and path != path.parent:
+    while not os.path.exists(path) and path != path.parent:
         path = path.parent
     return path
 
@@ -156,11 +156,12 @@ def access_problems(job: Job, python: str) -> list[str]:
                                str(job.specs_dir)], env=env, cwd="/", capture_output=True,
                               text=True, timeout=120, **switch)  # type: ignore[call-overload]
     except OSError as e:
-        return [f"the interpreter {python} cannot be started as {job.user}: {e.strerror or e}"]
+        return [f"the interpreter {python} cannot run allsky-tasks as {job.user}: "
+                f"{e.strerror or e} (a venv below a folder {job.user} cannot enter, e.g. /root?)"]
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return [f"{python} cannot run allsky-tasks as {job.user}: {last} (a venv below a folder "
-                f"{job.user} cannot enter, e.g. /root?)"]
+        return [f"the interpreter {python} cannot run allsky-tasks as {job.user}: {last} (a venv "
+                f"below a folder {job.user} cannot enter, e.g. /root?)"]
     try:
         found = json.loads(proc.stdout)
     except ValueError:
