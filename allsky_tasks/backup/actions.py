@@ -76,8 +76,9 @@ def run_scan(state: str) -> None:
         for warning in summary.warnings:
             progress.warning(warning)
         progress.finish(members=summary.entries, rawBytes=summary.raw_bytes, changed=changed)
-    say(f"scan {spec.name}: {summary.entries} members, {human(summary.raw_bytes)} "
-         f"({'changed' if changed else 'unchanged'})")
+    files = sum(s.files for s in summary.stats.values())
+    say(f"scan {spec.name}: {summary.entries} members ({files} files, the rest folders and "
+         f"links), {human(summary.raw_bytes)} ({'changed' if changed else 'unchanged'})")
 
 
 def archive_present(state: str) -> bool:

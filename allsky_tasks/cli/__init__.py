@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if os.geteuid() == 0:  # root for the Allsky user: that user's state is ours too
+        from ..environment import from_environ
+        from ..safefs import trust_owner_of
+
+        trust_owner_of(from_environ().home)
     if args.command != "run":  # `run` does it in its own `recover` task
         _recover()
     try:

@@ -53,7 +53,26 @@ def _last_error(text: str) -> str:
     starts = [i for i, ln in enumerate(lines) if _EXCEPTION_LINE.match(ln)]
     if starts:
         return " ".join(lines[starts[-1]:])
+    usage = [ln for ln in lines if ln.startswith("ERROR: ")]  # doit's own words for bad input
+    if usage:
+        return usage[-1].removeprefix("ERROR: ")
     return lines[-1] if lines else "doit stopped before running any task"
+
+
+def _suggest(word: str) -> None:
+    """A mistyped task name: the nearest real ones (backup:<spec>, plan:<spec>, ...)."""
+    import difflib
+
+    from ..backup.tasks import gen_stages
+    from ..environment import from_environ, spec_files
+
+    env = from_environ()
+    bases = {str(t["basename"]) for t in gen_stages(env)} | {"recover", "validate"}
+    names = sorted(bases | {f"{b}:{p.stem}" for b in bases for p in spec_files(env.specs_dir)})
+    close = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
+    if close:
+        print(f"allsky-tasks: no task {word!r}; did you mean {' or '.join(close)}?",
+              file=sys.stderr)
 
 
 def run_doit(doit_args: list[str]) -> int:
@@ -70,7 +89,9 @@ def run_doit(doit_args: list[str]) -> int:
     sys.stderr = tail
     try:
         with signals_as_interrupt():
-            code = int(DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args))
+            doit = DoitMain(ModuleTaskLoader(load_dodo()))
+            doit.BIN_NAME = "allsky-tasks run"  # its hints (`... list`, `... help`) then work
+            code = int(doit.run(doit_args))
     finally:
         sys.stderr = real
         from ..service.lock import release_run_locks
@@ -80,6 +101,9 @@ def run_doit(doit_args: list[str]) -> int:
         return stage_io.FAILURES[0].exit_code
     if code == 3:
         DOIT_ERROR.append(_last_error(tail.kept))
+        unknown = re.search(r'(?:Invalid parameter|invalid parameter): "([^"]+)"', tail.kept)
+        if unknown:
+            _suggest(unknown.group(1))
     return code
 
 

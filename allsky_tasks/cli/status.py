@@ -40,8 +40,9 @@ def _overall_problems(env: Any, specs: list[Any], names: list[str]) -> list[str]
     found = {s.spec for s in specs}
     problems += [f"no spec named {n} in {env.specs_dir}" for n in names if n not in found]
     run = last_run(env)
-    if run and run.get("result") == "failed" and not run.get("specs"):
-        problems.append(f"the last run ({run.get('time')}) failed before any spec ran: "
+    if run and run.get("result") == "failed" and not names and not found & set(run.get("specs") or []):
+        # Not shown under any spec (no spec ran, or the spec is gone): shown here.
+        problems.append(f"the last run ({run.get('time')}) failed: "
                         f"{run.get('error')}: {run.get('message')}")
     return problems
 
