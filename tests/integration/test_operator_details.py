@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,13 @@ from allsky_tasks.copies.mounts import PREFIXES_ENV
 
 from ..conftest import Site
 from ..helpers.disks import tmpfs
+from ..helpers.sshd import Sshd, sshd  # noqa: F401 - the fixture
 from .test_allsky_user import shared  # noqa: F401 - the fixture
 from .test_schedule_user import Operator, operator  # noqa: F401 - the fixture
 
 CONFIG = "type: config\nservice: {pause: never}\n"
+SPEC_SSH = ("type: config\nsections: {{modules: true}}\nservice: {{pause: never}}\n"
+            "copies:\n  - name: nas\n    required: true\n    ssh: {item}\n")
 
 
 def _cli(site: Site, *args: str, env: dict[str, str] | None = None
@@ -114,3 +118,37 @@ def test_the_output_of_a_run_says_each_thing_once_and_counts_plainly(site: Site)
     assert " members (" in scan and " files, the rest folders and links)" in scan
     plan = _cli(site, "plan", "db")
     assert "the archive holds" in plan.stdout and "members" in plan.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_the_documented_ssh_disaster_command_works_as_written(
+        operator: Operator, sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811
+    op = operator
+    ssh_dir = op.home / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    key = ssh_dir / "id_ed25519_backup"  # the name docs/copies.md gives the NAS key
+    shutil.copy(sshd.client_key, key)
+    shutil.copy(sshd.known_hosts, ssh_dir / "known_hosts")  # the host key accepted once
+    for path in (ssh_dir, key, ssh_dir / "known_hosts"):
+        os.chown(path, op.pw.pw_uid, op.pw.pw_gid)
+    key.chmod(0o600)
+    remote = tmp_path / "nas" / "backups"
+    item = {**sshd.item(remote)["ssh"], "key_file": "~/.ssh/id_ed25519_backup"}
+    item.pop("known_hosts")  # the user's own ~/.ssh/known_hosts, as on a Pi
+    (op.home / "allsky-backup-specs" / "cfg.yaml").write_text(
+        SPEC_SSH.format(item=json.dumps(item)))
+    assert op.login("allsky-tasks run --quiet backup:cfg").returncode == 0
+    settings = (op.home / "allsky" / "config" / "settings.json").read_bytes()
+    # The card dies: no config, no backups, no specs; the NAS key is back in ~/.ssh.
+    for gone in ("allsky/config", "allskybackups", "allsky-backup-specs"):
+        shutil.rmtree(op.home / gone)
+    url = f"ssh://root@127.0.0.1:{sshd.port}{remote}"  # as docs/copies.md writes it: no ?key_file=
+    proc = op.login(f"allsky-tasks restore latest-config --from '{url}' --yes --no-service")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "fresh or empty Allsky install" in proc.stdout
+    assert (op.home / "allsky" / "config" / "settings.json").read_bytes() == settings
+    # Without that key the same command is refused by the server, naming the target.
+    key.rename(ssh_dir / "elsewhere")
+    shutil.rmtree(op.home / "allsky" / "config")
+    refused = op.login(f"allsky-tasks restore latest-config --from '{url}' --yes --no-service")
+    assert refused.returncode == 22 and "127.0.0.1" in refused.stderr
