@@ -51,7 +51,7 @@ pip_extras="$extras"
 case "$arch" in
     armv6l|armv7l|armv8l|armhf|arm)
         debian="python3-zstandard python3-yaml age"
-        [ "$extras" = "demo" ] && debian="$debian python3-pil"
+        case ",$extras," in *,demo,*|*,test,*) debian="$debian python3-pil" ;; esac
         missing=""
         for p in $debian; do
             dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -71,7 +71,7 @@ case "$arch" in
         venv_opts="--system-site-packages"
         pip_opts="--only-binary=:all:"
         # pyrage (in `cloud`) has no wheel here: S3 through boto3, encryption through `age`.
-        [ "$extras" = "cloud" ] && pip_extras="s3"
+        pip_extras="$(echo "$extras" | sed -E 's/(^|,)cloud(,|$)/\1s3\2/')"
         ;;
 esac
 if [ ! -x "$root/.venv/bin/python" ] || { [ -n "$venv_opts" ] && \
