@@ -193,12 +193,7 @@ def render_plan(plan: dict[str, Any]) -> str:
         cam = plan["camera"]
         lines.append(f"  camera {cam['cameratype']} {cam['cameramodel']}: "
                      f"{cam['settingsfile']}, {cam['ccfile']}")
-    lines += [""] + _rows(plan)
-    totals = plan["totals"]
-    if totals.get("members", totals["files"]) != totals["files"]:
-        lines.append(f"  (Files counts files, as Allsky's dialog does; the archive holds "
-                     f"{totals['members']} members: the folders and links too, as scan counts)")
-    lines.append("")
+    lines += [""] + _rows(plan) + [""]
     space = plan["space"]
     verdict = "fits" if space["fits"] else "DOES NOT FIT"
     if space.get("notMounted"):
