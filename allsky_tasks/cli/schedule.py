@@ -68,12 +68,13 @@ def _job(args: argparse.Namespace) -> Any:
                    specs_dir=args.specs_dir, images=args.images)
 
 
-def _print_environment(environment: dict[str, str], env_file: str | None) -> None:
+def _print_environment(environment: dict[str, str], env_file: str | None,
+                       indent: str = "  ") -> None:
     for key, value in environment.items():
-        print(f"  {key}={value}")
+        print(f"{indent}{key}={value}")
     if env_file:
         state = "present" if os.path.exists(env_file) else "absent (optional)"
-        print(f"  {env_file}: {state} (notification settings)")
+        print(f"{indent}{env_file}: {state} (notification settings)")
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -99,9 +100,11 @@ def cmd_install(args: argparse.Namespace) -> int:
     for f in done["files"]:
         print(f"wrote {f}")
     info = show(_root(args)) or {}
-    print(f"{done['backend']}: {', '.join(args.spec) or 'every spec'} daily at {args.at} "
+    at = info.get("at") or args.at  # cron: --at plus the random offset chosen now
+    print(f"{done['backend']}: {', '.join(args.spec) or 'every spec'} daily at {at} "
           f"as {job.user}; next run {info.get('nextRun')}"
-          + (" (plus up to 30 min random delay)" if done["backend"] == "systemd" else ""))
+          + (" (plus up to 30 min random delay)" if done["backend"] == "systemd" else
+             f" (--at {args.at} plus a random offset)" if at != args.at else ""))
     _print_environment(dict(job.environment()), info.get("environmentFile"))
     if not done["enabled"]:
         print("not enabled (systemd is not running here, or --root is not /): "
@@ -156,7 +159,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  command:  {info.get('command')}")
         print(f"  files:    {', '.join(info['files'])}")
         print("  environment:")
-        _print_environment(info.get("environment") or {}, info.get("environmentFile"))
+        _print_environment(info.get("environment") or {}, info.get("environmentFile"), " " * 4)
         for p in problems + ([info["problem"]] if info.get("problem") else []):
             print(f"  PROBLEM: {p}")
     for spec, run in sorted(runs.items()):

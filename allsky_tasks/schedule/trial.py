@@ -72,8 +72,9 @@ def run_installed(root: Path) -> Trial:
         proc = subprocess.run(argv, env=job_environment(job, pw), cwd=cwd or pw.pw_dir,
                               **switch)  # type: ignore[call-overload]
     except OSError as e:
-        return Trial(job, 127, " ".join(argv), f"could not start: {e.strerror or e}")
-    return Trial(job, int(proc.returncode), f"{' '.join(argv[:4])} ... as {pw.pw_name}")
+        return Trial(job, 127, argv[0], f"could not start: {e.strerror or e}")
+    how = "the unit's ExecStart" if job.backend == "systemd" else "the cron line, by /bin/sh,"
+    return Trial(job, int(proc.returncode), f"{how} as {pw.pw_name}")
 
 
 def _via_systemd(job: Installed) -> Trial:
