@@ -12,6 +12,11 @@ SCHEMA_PATH = PROJECT_DIR / "schemas" / "backup-spec.schema.json"
 STATE_DIRNAME = ".allsky-tasks"
 
 
+def install_line(extra: str) -> str:
+    """The one command that installs an optional part (pip extra) into this checkout's venv."""
+    return f"bash {PROJECT_DIR}/scripts/bootstrap.sh {extra}"
+
+
 def expand(value: str) -> Path:
     """Expand ~ and $VARS in a user-given path."""
     return Path(os.path.expandvars(os.path.expanduser(value)))

@@ -25,9 +25,26 @@ def _refuse(path: Path, why: str) -> UnsafePathError:
                            hint="remove or rename it; the tool never follows links in its folders")
 
 
+# Run as root for the Allsky user (`sudo -E allsky-tasks run`): files that user owns count as
+# ours too. Root runs that user's specs (and their service commands) anyway; see trust_owner_of.
+TRUSTED_UIDS: set[int] = set()
+
+
+def trust_owner_of(home: Path) -> None:
+    """As root, also trust files owned by the owner of the Allsky home (not another user's)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        uid = os.stat(home).st_uid
+    except OSError:
+        return
+    if uid != 0:
+        TRUSTED_UIDS.add(uid)
+
+
 def check_owned(path: Path, st: os.stat_result) -> None:
     """Refuse a file we are to trust that another user owns or that others may write."""
-    if st.st_uid != os.geteuid():
+    if st.st_uid != os.geteuid() and not (os.geteuid() == 0 and st.st_uid in TRUSTED_UIDS):
         raise _refuse(path, f"is owned by uid {st.st_uid}, not by the running user (uid {os.geteuid()})")
     if st.st_mode & 0o022:
         raise _refuse(path, f"is writable by group or others ({stat.filemode(st.st_mode)})")
@@ -174,11 +191,13 @@ def atomic_writer(path: Path, mode: int = 0o640) -> Iterator[int]:
         os.close(fd)
         fd = -1
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if fd >= 0:
             os.close(fd)
         with _suppress_missing():
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # a write: name the file it was for
+            raise type(e)(e.errno, e.strerror, str(path)) from e
         raise
     fsync_dir(path.parent)
 

@@ -81,10 +81,11 @@ class TarStream:
         self.offset += len(data)
 
     def member(self, name: str, kind: bytes, size: int, mode: int, uid: int, gid: int,
-               mtime: int, linkname: str = "", uname: str = "", gname: str = "") -> None:
+               mtime: int, linkname: str = "", uname: str = "", gname: str = "",
+               mtime_ns: int | None = None) -> None:
         """Write one member header (a PAX extended header first when needed)."""
         self._write(ustar_header(name, kind, size, mode, uid, gid, mtime, linkname, uname,
-                                 gname))
+                                 gname, mtime_ns))
 
     def select(self, media: bool | None) -> None:
         """Compress what follows as media or not, where the stream can (zstd frames)."""

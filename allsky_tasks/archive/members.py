@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .metadata import NAMESPACE, full_mode
+from .tar_header import mtime_ns_of
 
 __all__ = ["Member", "StreamCompare", "compare", "compare_one", "manifest_of", "member_of"]
 
@@ -28,14 +29,23 @@ class Member:
     gid: int
     linkname: str = ""
     sha256: str | None = None
+    mtime_ns: int | None = None  # the exact time, when a PAX record states one
+
+    @property
+    def time_ns(self) -> int:
+        """The time a restore sets: exact when the archive has it, else the whole seconds."""
+        return self.mtime_ns if self.mtime_ns is not None else self.mtime * 1_000_000_000
 
 
 def member_of(info: tarfile.TarInfo, digest: str | None) -> Member:
     """Our view of a tar header (also for the safety checks of untrusted archives)."""
+    exact = mtime_ns_of(info.pax_headers.get("mtime"))  # tarfile's float rounds it
     return Member(path=info.name.rstrip("/"), type=_KINDS.get(info.type, f"type {info.type!r}"),
                   size=info.size if info.isreg() else 0, mode=full_mode(info.mode),
-                  mtime=int(info.mtime), uid=info.uid, gid=info.gid,
-                  linkname=info.linkname if info.issym() or info.islnk() else "", sha256=digest)
+                  mtime=int(info.mtime) if exact is None else exact // 1_000_000_000,
+                  uid=info.uid, gid=info.gid,
+                  linkname=info.linkname if info.issym() or info.islnk() else "", sha256=digest,
+                  mtime_ns=exact)
 
 
 def manifest_of(metadata: dict[str, Any] | None) -> list[dict[str, Any]] | None:

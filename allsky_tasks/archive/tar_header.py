@@ -16,10 +16,57 @@ _MAX_ID, _MAX_BIG = 8 ** 7, 8 ** 11  # 8- and 12-byte octal fields hold numbers 
 
 
 def ustar_header(name: str, kind: bytes, size: int, mode: int, uid: int, gid: int, mtime: int,
-                 linkname: str = "", uname: str = "", gname: str = "") -> bytes:
-    """The header tarfile writes for the member in PAX format (a PAX record first if needed)."""
-    return (plain_header(name, kind, size, mode, uid, gid, mtime, linkname, uname, gname)
-            or _tarfile_header(name, kind, size, mode, uid, gid, mtime, linkname, uname, gname))
+                 linkname: str = "", uname: str = "", gname: str = "",
+                 mtime_ns: int | None = None) -> bytes:
+    """The header tarfile writes for the member in PAX format (a PAX record first if needed).
+
+    `mtime_ns` with a sub-second part adds a PAX `mtime` record holding it exactly (as GNU
+    tar's posix format does), so a restore sets the very time; the ustar field keeps the
+    whole seconds (`mtime`).
+    """
+    exact = pax_mtime(mtime_ns) if mtime_ns is not None and mtime_ns % 10 ** 9 else None
+    if exact is None:
+        return (plain_header(name, kind, size, mode, uid, gid, mtime, linkname, uname, gname)
+                or _tarfile_header(name, kind, size, mode, uid, gid, mtime, linkname, uname,
+                                   gname))
+    plain = plain_header(name, kind, size, mode, uid, gid, mtime, linkname, uname, gname)
+    if plain is not None:
+        return _pax_block(exact) + plain
+    return _tarfile_header(name, kind, size, mode, uid, gid, mtime, linkname, uname, gname,
+                           {"mtime": exact})
+
+
+def pax_mtime(mtime_ns: int) -> str:
+    """A PAX mtime value, exact to the nanosecond: seconds, a dot, the fraction (no trailing 0)."""
+    seconds, fraction = divmod(mtime_ns, 10 ** 9)
+    return f"{seconds}.{fraction:09d}".rstrip("0").rstrip(".")
+
+
+def mtime_ns_of(pax_value: str | None) -> int | None:
+    """The nanoseconds a PAX mtime value states exactly (None: none, or not a plain number)."""
+    if not pax_value:
+        return None
+    whole, _, fraction = pax_value.partition(".")
+    if not whole.lstrip("-").isdigit() or (fraction and not fraction.isdigit()):
+        return None
+    ns = int(whole) * 10 ** 9
+    part = int((fraction + "000000000")[:9]) if fraction else 0
+    return ns - part if whole.startswith("-") else ns + part
+
+
+def _pax_block(mtime: str) -> bytes:
+    """The PAX extended header with one mtime record, as tarfile writes it."""
+    body = f" mtime={mtime}\n"
+    n = p = 0
+    while True:  # the record's length counts its own digits (tarfile's loop)
+        n = len(body) + len(str(p))
+        if n == p:
+            break
+        p = n
+    record = f"{p}{body}".encode("ascii")
+    head = _HEAD("././@PaxHeader", 0, 0, 0, len(record), 0, "x", "", "", "").encode("ascii")
+    block = b"%s%06o\0 %s%s" % (head[:148], sum(head), head[156:], _TAIL)
+    return block + record + bytes(-len(record) % tarfile.BLOCKSIZE)
 
 
 def plain_header(name: str, kind: bytes, size: int, mode: int, uid: int, gid: int, mtime: int,
@@ -45,9 +92,11 @@ def plain_header(name: str, kind: bytes, size: int, mode: int, uid: int, gid: in
 
 
 def _tarfile_header(name: str, kind: bytes, size: int, mode: int, uid: int, gid: int,
-                    mtime: int, linkname: str, uname: str, gname: str) -> bytes:
+                    mtime: int, linkname: str, uname: str, gname: str,
+                    pax: dict[str, str] | None = None) -> bytes:
     """The header (PAX records included) as tarfile builds it."""
     info = tarfile.TarInfo(name)
+    info.pax_headers = dict(pax or {})
     info.type, info.size, info.mode = kind, size, mode
     info.uid, info.gid, info.mtime = uid, gid, mtime
     info.linkname, info.uname, info.gname = linkname, uname, gname

@@ -20,12 +20,15 @@ from ..spec.load import load_spec, spec_to_json
 from . import nightly
 from .recovery import recover, spec_lookup
 from .scan import scan
-from .stage_io import load_state, read_json, say, service_for, stage, write_json
+from .stage_io import PACKED, load_state, lock_wait, read_json, say, service_for, stage, write_json
 
 
 @stage
 def run_recover(env: Environment) -> None:
     """Before any spec's own checks: restart a service that a killed run left stopped."""
+    from ..service.lock import hold_run_lock
+
+    hold_run_lock(env.state_dir, lock_wait())  # before any state is touched
     for message in recover(env):
         print(f"recover: {message}", flush=True)  # even when quiet: the operator must know
 
@@ -73,8 +76,9 @@ def run_scan(state: str) -> None:
         for warning in summary.warnings:
             progress.warning(warning)
         progress.finish(members=summary.entries, rawBytes=summary.raw_bytes, changed=changed)
-    say(f"scan {spec.name}: {summary.entries} members, {human(summary.raw_bytes)} "
-         f"({'changed' if changed else 'unchanged'})")
+    files = sum(s.files for s in summary.stats.values())
+    say(f"scan {spec.name}: {summary.entries} members ({files} files, the rest folders and "
+         f"links), {human(summary.raw_bytes)} ({'changed' if changed else 'unchanged'})")
 
 
 def archive_present(state: str) -> bool:
@@ -128,7 +132,9 @@ def run_resume(state: str) -> None:
         cfg, _, _ = service_for(spec, summary)
         packed = read_json(st / "pack.json") if (st / "pack.json").exists() else {}
         record = packed.get("service") or {}
-        if not record.get("stopped"):
+        # Only this run's own pause counts: a pack.json from an earlier run says nothing about
+        # a service the operator stopped since.
+        if spec.name not in PACKED or not record.get("stopped"):
             progress.finish(checked=False)
             return
         status = run_command(cfg, "status")

@@ -103,6 +103,7 @@ class _Group:
         # Only long or non-ASCII names (or huge sizes and ids) need PAX records: a longer header.
         simple = len(e.arcname) < 100 and len(e.linkname) <= 100 and max(e.uid, e.gid) < 8 ** 7
         simple = simple and (e.arcname + e.linkname).isascii() and e.size < 8 ** 11
+        simple = simple and e.mtime_ns % 1_000_000_000 == 0  # an exact time: a PAX record
         if simple:  # long or non-ASCII user and group names need PAX records too
             owner, group = tar_names(e.uid, e.gid)
             simple = len(owner) <= 32 and len(group) <= 32 and (owner + group).isascii()

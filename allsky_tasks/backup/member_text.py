@@ -28,7 +28,8 @@ def member_header(e: Entry) -> bytes:
     """The exact tar header (PAX records included) pack writes for the member."""
     kind = _TAR_TYPES.get(e.kind, tarfile.REGTYPE)
     return ustar_header(e.arcname, kind, e.size if e.kind == "file" else 0, e.mode, e.uid,
-                        e.gid, e.mtime_ns // 10 ** 9, e.linkname, *tar_names(e.uid, e.gid))
+                        e.gid, e.mtime_ns // 10 ** 9, e.linkname, *tar_names(e.uid, e.gid),
+                        mtime_ns=e.mtime_ns)
 
 
 def member_meta_text(e: Entry) -> tuple[str, str, str]:

@@ -68,10 +68,10 @@ class Packer:
         self.on_warning(message)
 
     def _header(self, entry: Entry, kind: bytes, size: int, mode: int, uid: int, gid: int,
-                mtime: int, linkname: str = "") -> None:
-        """Write the member's tar header."""
+                mtime: int, linkname: str = "", mtime_ns: int | None = None) -> None:
+        """Write the member's tar header (its exact time too, when it has a sub-second part)."""
         self.tar.member(entry.arcname, kind, size, mode, uid, gid, mtime, linkname,
-                        user_name(uid), group_name(gid))
+                        user_name(uid), group_name(gid), mtime_ns)
 
     def _row(self, entry: Entry, kind: str, size: int, mode: int, uid: int, gid: int,
              mtime: int, **extra: Any) -> dict[str, Any]:
@@ -84,12 +84,13 @@ class Packer:
         """Add one scanned entry."""
         if entry.kind == "dir":
             mtime = entry.mtime_ns // 1_000_000_000
-            self._header(entry, tarfile.DIRTYPE, 0, entry.mode, entry.uid, entry.gid, mtime)
+            self._header(entry, tarfile.DIRTYPE, 0, entry.mode, entry.uid, entry.gid, mtime,
+                         mtime_ns=entry.mtime_ns)
             self.digests.add(self._row(entry, "dir", 0, entry.mode, entry.uid, entry.gid, mtime))
         elif entry.kind == "symlink":
             mtime = entry.mtime_ns // 1_000_000_000
             self._header(entry, tarfile.SYMTYPE, 0, entry.mode, entry.uid, entry.gid, mtime,
-                         entry.linkname)
+                         entry.linkname, entry.mtime_ns)
             row = self._row(entry, "symlink", 0, entry.mode, entry.uid, entry.gid, mtime,
                             linkname=entry.linkname)
             row[LINK_TARGET] = link_target(entry.source)
@@ -145,9 +146,10 @@ class Packer:
 
     def _emit(self, entry: Entry, st: os.stat_result, data: bytes, **extra: Any) -> None:
         """Write a file member from memory."""
-        mode, mtime = st.st_mode & 0o7777, int(st.st_mtime)
+        mode, mtime = st.st_mode & 0o7777, st.st_mtime_ns // 1_000_000_000
         self.tar.select(frame_wanted(entry.arcname, len(data)))
-        self._header(entry, tarfile.REGTYPE, len(data), mode, st.st_uid, st.st_gid, mtime)
+        self._header(entry, tarfile.REGTYPE, len(data), mode, st.st_uid, st.st_gid, mtime,
+                     mtime_ns=st.st_mtime_ns)
         self.tar.data(data)
         self.tar.pad(len(data))
         row = self._row(entry, "file", len(data), mode, st.st_uid, st.st_gid, mtime,
@@ -161,9 +163,10 @@ class Packer:
             head = os.pread(fd, 16, 0)
             if head == SQLITE_MAGIC:
                 return self._add_sqlite(entry)
-            size, mode, mtime = st.st_size, st.st_mode & 0o7777, int(st.st_mtime)
+            size, mode, mtime = st.st_size, st.st_mode & 0o7777, st.st_mtime_ns // 1_000_000_000
             self.tar.select(frame_wanted(entry.arcname, size))
-            self._header(entry, tarfile.REGTYPE, size, mode, st.st_uid, st.st_gid, mtime)
+            self._header(entry, tarfile.REGTYPE, size, mode, st.st_uid, st.st_gid, mtime,
+                         mtime_ns=st.st_mtime_ns)
             digest, left, view = hashlib.sha256(), size, memoryview(self.buffer)
             while left > 0:
                 n = fh.readinto(view[: min(CHUNK, left)])
@@ -203,9 +206,10 @@ class Packer:
             fd = os.open(capture.copy, os.O_RDONLY)
             try:
                 size = os.fstat(fd).st_size
-                mode, mtime = src.st_mode & 0o7777, int(src.st_mtime)
+                mode, mtime = src.st_mode & 0o7777, src.st_mtime_ns // 1_000_000_000
                 self.tar.select(frame_wanted(entry.arcname, size))
-                self._header(entry, tarfile.REGTYPE, size, mode, src.st_uid, src.st_gid, mtime)
+                self._header(entry, tarfile.REGTYPE, size, mode, src.st_uid, src.st_gid, mtime,
+                             mtime_ns=src.st_mtime_ns)
                 digest = self.copy_fd(fd, size)
                 self.on_bytes(size, entry.arcname)
                 self.digests.add(self._row(entry, "file", size, mode, src.st_uid, src.st_gid,

@@ -103,6 +103,8 @@ def run_pack(state: str, env: Environment) -> None:
     PACKED.add(spec.name)
     if record.stopped:
         say(f"  started {cfg.unit} again after {record.paused_seconds}s")
+    elif needed and jobs and record.was_running is False:
+        say(f"  {cfg.unit} was not running: the backup neither stopped nor started it")
     _record_pack(st, spec, results, record)
     for r in results:
         say(f"pack {spec.name}: {r['archive']} ({human(r['size'])} from "

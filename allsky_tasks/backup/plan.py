@@ -103,10 +103,16 @@ def build_plan(spec: Spec, summary: ScanSummary, rows_path: Path, *, free: int |
     free = free_bytes(spec.destination) if free is None else free
     margin, floor = spec_margin(getattr(spec, "free_space", None))
     required = required_bytes(needed, margin, floor)
-    fits = free >= required
+    from ..copies.mounts import mount_problem, must_be_mounted
+
+    # The refusal pack would make: a USB destination that is not mounted fits nowhere.
+    unmounted = mount_problem(spec.destination, spec.home) if must_be_mounted(
+        spec.destination, spec.must_be_mounted) else None
+    fits = free >= required and unmounted is None
     plan["space"] = {"path": str(existing_parent(spec.destination)), "freeBytes": free,
                      "neededBytes": needed, "requiredBytes": required, "fits": fits,
-                     "marginPercent": margin * 100, "minFreeBytes": floor}
+                     "marginPercent": margin * 100, "minFreeBytes": floor,
+                     "notMounted": unmounted}
     plan["fits"] = fits
     cfg = ServiceConfig.from_spec(spec.service)
     pause, reason = pause_needed(cfg, "databases" in spec.sections or bool(summary.database_files))
@@ -190,6 +196,8 @@ def render_plan(plan: dict[str, Any]) -> str:
     lines += [""] + _rows(plan) + [""]
     space = plan["space"]
     verdict = "fits" if space["fits"] else "DOES NOT FIT"
+    if space.get("notMounted"):
+        verdict = f"NOT MOUNTED ({space['notMounted']}): a backup would be refused"
     lines.append(f"  free space at {space['path']}: {format_bytes(space['freeBytes'])}; needs "
                  f"{format_bytes(space['neededBytes'])} + margin "
                  f"({space.get('marginPercent', 10):g} %, at least "

@@ -10,7 +10,9 @@ again, so every run reports it until it is deleted or replaced.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,18 +103,37 @@ def _unknown(dest: Path, records: dict[str, dict[str, Any]], spec: str
 
     Their content decides (a full read records the spec from the archive's own metadata).
     """
-    from ..archive.manifest import read_trailers
-
     owned, unnamed = [], []
     for name in _names(dest):
         if name in records:
             continue
-        named = (read_trailers(dest / name) or {}).get("spec")
+        named = sidecar_spec(dest / name)
         if named is None:
             unnamed.append(dest / name)
-        elif isinstance(named, dict) and named.get("name") == spec:
-            owned.append(dest / name)
+        elif named == spec:
+            owned.append(dest / name)  # another spec's new archive waits for its own verify
     return owned, unnamed
+
+
+_SPEC_NAME = re.compile(r'"spec": \{\s*"name": ("(?:[^"\\]|\\.)*")')
+
+
+def sidecar_spec(archive: Path) -> str | None:
+    """The spec our sidecar names (read from its head, before the manifest), or None."""
+    from ..archive.manifest import sidecar_path
+    from ..safefs import open_file
+
+    try:
+        with open_file(sidecar_path(archive), "rb") as fh:
+            head = fh.read(256 << 10).decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = _SPEC_NAME.search(head.split('"manifest": [', 1)[0])
+    try:
+        name = json.loads(found.group(1)) if found else None
+    except ValueError:
+        return None
+    return name if isinstance(name, str) else None
 
 
 def run(dest: Path, spec: str, verify: dict[str, Any], new: list[Path],

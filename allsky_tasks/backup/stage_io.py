@@ -13,7 +13,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from ..errors import AllskyTasksError, DestinationError, ManifestError, PackError, ScanError
+from ..errors import AllskyTasksError, DestinationError, ManifestError, PackError, ScanError, SpaceError
 from ..progress import QUIET_ENV
 from ..safefs import check_dir, make_dir, read_bytes
 from ..service.control import ServiceConfig, pause_needed
@@ -57,13 +57,14 @@ def os_error(stage_fn: str, e: OSError) -> AllskyTasksError:
     """An OSError that escaped a stage as our error: read-only/permission -> DestinationError."""
     where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) or "a file of the backup"
     what = f"{where}: {e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk: the stage's error, else SpaceError
+        return _STAGE_ERRORS.get(stage_fn, SpaceError)(
+            f"{what} (while {stage_fn.removeprefix('run_')} wrote it)",
+            hint="free some space there (delete or move old backups); no partial file was kept")
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and stage_fn != "run_scan":
         return DestinationError(what, hint="the backup folder (or destination) must be writable by "
                                            "the user running the backup; remount it read-write")
-    cls = _STAGE_ERRORS.get(stage_fn, DestinationError)
-    hint = ("free some space in the backup folder; no partial file was kept"
-            if e.errno in (errno.ENOSPC, errno.EDQUOT) else None)
-    return cls(what, hint=hint)
+    return _STAGE_ERRORS.get(stage_fn, DestinationError)(what)
 
 
 def stage(fn: Callable[..., Any]) -> Callable[..., Any]:

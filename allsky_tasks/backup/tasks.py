@@ -81,6 +81,9 @@ def spec_state(env: Environment, name: str) -> Path:
 
 def doit_config(env: Environment) -> dict[str, Any]:
     """DOIT_CONFIG: sqlite3 state kept with the backups, so runs from any folder agree."""
+    from ..safefs import trust_owner_of
+
+    trust_owner_of(env.home)  # plain `sudo -E doit`: the Allsky user's state is ours too
     try:
         env.state_dir.mkdir(parents=True, exist_ok=True)
         dep_file = env.dep_file

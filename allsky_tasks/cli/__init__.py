@@ -15,7 +15,7 @@ from ..errors import AllskyTasksError
 
 # Command modules, in the order `--help` lists them. A missing module is skipped so a partial
 # install still runs the rest.
-COMMAND_MODULES = ("run", "plan", "inventory", "restore", "init", "schedule", "keys")
+COMMAND_MODULES = ("run", "plan", "inventory", "restore", "init", "schedule", "status", "keys")
 
 
 def _register(subs: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if os.geteuid() == 0:  # root for the Allsky user: that user's state is ours too
+        from ..environment import from_environ
+        from ..safefs import trust_owner_of
+
+        trust_owner_of(from_environ().home)
     if args.command != "run":  # `run` does it in its own `recover` task
         _recover()
     try:

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import AllskyTasksError, SpaceError, SpecError
+from ..errors import AllskyTasksError, DestinationError, SpaceError, SpecError
 
 
 def spec_paths(names: list[str], specs_dir: Path) -> list[Path]:
@@ -69,7 +69,12 @@ def _cmd(args: argparse.Namespace) -> int:
         print(json.dumps(plans, indent=2))
     for plan in plans:  # the same refusal pack would make, before anything is stopped
         space = plan["space"]
-        if not space["fits"]:
+        if space.get("notMounted"):
+            failures.append(DestinationError(
+                f"{plan['spec']}: destination {plan['destination']} is not on a mounted disk: "
+                f"{space['notMounted']}", hint="plug in and mount the disk, or set "
+                                                "must_be_mounted: false if it is meant to be local"))
+        elif not space["fits"]:
             failures.append(SpaceError(
                 f"{plan['spec']}: does not fit at {space['path']}: needs "
                 f"{format_bytes(space['requiredBytes'])} with the margin, "

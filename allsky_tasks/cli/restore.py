@@ -62,6 +62,16 @@ def _print_summary(summary: RestoreSummary) -> None:
     print(f"Restore log: {summary.log}")
 
 
+def _fresh_note(prep: Prepared) -> None:
+    """The disaster case, said before anything happens: what this restore will do."""
+    assert prep.selection is not None
+    camera = f"{prep.metadata.get('cameratype')} {prep.metadata.get('cameramodel')}"
+    print(f"This is a fresh or empty Allsky install ({prep.fresh}): the restore puts the "
+          f"backup's configuration in place (camera '{camera}', sections "
+          f"{', '.join(prep.selection.chosen)}); there is nothing here to undo, so no undo "
+          "backup is taken.")
+
+
 def _confirm(prep: Prepared) -> bool:
     """Ask on a terminal; elsewhere --yes is required."""
     assert prep.selection is not None
@@ -124,6 +134,8 @@ def _cmd(args: argparse.Namespace) -> int:
             _print_checks(prep)
             if prep.blocked:
                 raise RestoreBlocked(prep)
+            if prep.fresh:
+                _fresh_note(prep)
             if args.dry_run:
                 _print_plan(dry_run(prep))
                 continue
@@ -143,6 +155,32 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+LATEST = ("latest", "latest-config", "latest-images")
+
+
+def _latest(name: str, looked_in: list[Path]) -> Path:
+    """The newest good local backup of the kind `latest[-config|-images]` names.
+
+    Never one that failed verification or cannot be read, and never an undo backup
+    (`pre-restore`: the state before a restore, not a backup of the install).
+    """
+    from ..errors import RestoreError
+    from ..inventory.destinations import list_everywhere
+
+    kind = name.partition("-")[2]
+    good = [r for r in list_everywhere(looked_in) if not r.problem and r.verified is not False
+            and r.spec != "pre-restore" and (r.type == kind if kind else r.type in
+                                            ("config", "images"))]
+    if not good:
+        raise RestoreError(f"no {kind or 'readable'} backup in "
+                           f"{', '.join(str(f) for f in looked_in)} for {name}",
+                           hint="`allsky-tasks list` shows the backups; after a dead card use "
+                                f"`allsky-tasks restore {name} --from TARGET`")
+    newest = max(good, key=lambda r: (r.timestamp, r.mtime))
+    print(f"{name}: {newest.name} ({newest.created})")
+    return newest.path
+
+
 def _targets(name: str, looked_in: list[Path], folders: list[str]
              ) -> list[tuple[Path, list[str]]]:
     """(archive, folders) to restore: one archive, or the chosen nights of a per-night set."""
@@ -150,6 +188,8 @@ def _targets(name: str, looked_in: list[Path], folders: list[str]
     from ..inventory.destinations import list_everywhere, resolve_everywhere
     from ..inventory.record import set_members
 
+    if name in LATEST:
+        return [(_latest(name, looked_in), folders)]
     if not name.startswith("set:"):
         return [(resolve_everywhere(name, looked_in), folders)]
     out = []

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TextIO
 
 from ..environment import PROJECT_DIR
 from ..progress import EVENTS_ENV, QUIET_ENV, events_file_for
@@ -24,6 +26,56 @@ def load_dodo() -> ModuleType:
     return module
 
 
+class _Tail:
+    """stderr that also keeps its last few KB: doit's own error (exit 3) for the run record."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.kept = stream, ""
+
+    def write(self, text: str) -> int:
+        self.kept = (self.kept + text)[-4096:]
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+# doit's own error when it exits 3 without running tasks (e.g. a traceback opening its
+# database): the last line it printed.
+DOIT_ERROR: list[str] = []
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(:|$)")
+
+
+def _last_error(text: str) -> str:
+    """The exception doit printed last (its line and any lines of its message after it)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    starts = [i for i, ln in enumerate(lines) if _EXCEPTION_LINE.match(ln)]
+    if starts:
+        return " ".join(lines[starts[-1]:])
+    usage = [ln for ln in lines if ln.startswith("ERROR: ")]  # doit's own words for bad input
+    if usage:
+        return usage[-1].removeprefix("ERROR: ")
+    return lines[-1] if lines else "doit stopped before running any task"
+
+
+def _suggest(word: str) -> None:
+    """A mistyped task name: the nearest real ones (backup:<spec>, plan:<spec>, ...)."""
+    import difflib
+
+    from ..backup.tasks import gen_stages
+    from ..environment import from_environ, spec_files
+
+    env = from_environ()
+    bases = {str(t["basename"]) for t in gen_stages(env)} | {"recover", "validate"}
+    names = sorted(bases | {f"{b}:{p.stem}" for b in bases for p in spec_files(env.specs_dir)})
+    close = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
+    if close:
+        print(f"allsky-tasks: no task {word!r}; did you mean {' or '.join(close)}?",
+              file=sys.stderr)
+
+
 def run_doit(doit_args: list[str]) -> int:
     """Run doit in this process; a failed task's own exit code wins over doit's generic 1."""
     from doit.cmd_base import ModuleTaskLoader
@@ -32,9 +84,20 @@ def run_doit(doit_args: list[str]) -> int:
     from ..backup import reporter, stage_io
 
     stage_io.FAILURES.clear()
+    DOIT_ERROR.clear()
     reporter.ARGV = list(doit_args)
-    with signals_as_interrupt() as received:
-        code: int = DoitMain(ModuleTaskLoader(load_dodo())).run(doit_args)  # doit has no types
+    tail, real = _Tail(sys.stderr), sys.stderr
+    sys.stderr = tail
+    try:
+        with signals_as_interrupt() as received:
+            doit = DoitMain(ModuleTaskLoader(load_dodo()))
+            doit.BIN_NAME = "allsky-tasks run"  # its hints (`... list`, `... help`) then work
+            code = int(doit.run(doit_args))
+    finally:
+        sys.stderr = real
+        from ..service.lock import release_run_locks
+
+        release_run_locks()
     if stage_io.FAILURES:
         return stage_io.FAILURES[0].exit_code
     if received and code != 0:
@@ -44,6 +107,11 @@ def run_doit(doit_args: list[str]) -> int:
         print(f"allsky-tasks: interrupted ({name}) between stages; no partial archive was kept "
               "and the service is as it was", file=sys.stderr)
         return 130
+    if code == 3:
+        DOIT_ERROR.append(_last_error(tail.kept))
+        unknown = re.search(r'(?:Invalid parameter|invalid parameter): "([^"]+)"', tail.kept)
+        if unknown:
+            _suggest(unknown.group(1))
     return code
 
 
@@ -64,9 +132,16 @@ def _cmd(args: argparse.Namespace) -> int:
         from ..backup.stage_io import LOCK_WAIT_ENV
 
         os.environ[LOCK_WAIT_ENV] = str(args.lock_wait)
-    from .run_report import reported
+    from .run_report import intended_specs, reported, require_specs
 
-    return reported(lambda: run_doit(doit_args))
+    specs, runs_tasks = intended_specs(doit_args)
+
+    def go() -> int:
+        if runs_tasks:
+            require_specs()  # no specs: an error, never a silent run that backs up nothing
+        return run_doit(doit_args)
+
+    return reported(go, specs)
 
 
 def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

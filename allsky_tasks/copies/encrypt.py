@@ -4,7 +4,8 @@ pyrage rather than the `age` binary: it streams through Python file objects, so 
 SHA-256 is computed in the same pass, errors arrive as exceptions rather than stderr text, and
 nothing extra has to be installed on the Pi (the wheel is self-contained). Recipients are age
 X25519 keys (`age1...`) or SSH public keys (`ssh-ed25519 ...`, `ssh-rsa ...`). The ciphertext is
-a standard age file: `age -d -i identity.txt x.age` decrypts it too.
+a standard age file: `age -d -i identity.txt x.age` decrypts it too. Where pyrage has no wheel
+(32-bit Raspberry Pi OS) the `age` program does the same work (copies/age_cli.py, ALLSKY_AGE=cli).
 """
 
 from __future__ import annotations
@@ -17,18 +18,46 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..environment import install_line
 from ..errors import EncryptionError, UnsafePathError
 
 SUFFIX = ".age"
+BACKEND_ENV = "ALLSKY_AGE"  # pyrage | cli: which age implementation (default: pyrage if installed)
+
+
+def backend() -> str:
+    """"pyrage" when it is installed (and not ALLSKY_AGE=cli), else "cli" (the `age` program)."""
+    wanted = os.environ.get(BACKEND_ENV, "")
+    if wanted != "cli":
+        try:
+            import pyrage  # noqa: F401
+        except ImportError:
+            if wanted == "pyrage":
+                raise EncryptionError("ALLSKY_AGE=pyrage, but pyrage is not installed",
+                                      hint=f"install it: {install_line('cloud')}") from None
+        else:
+            return "pyrage"
+    from . import age_cli
+
+    if age_cli.available():
+        return "cli"
+    if wanted == "cli":
+        raise EncryptionError("ALLSKY_AGE=cli, but the age program is not installed",
+                              hint="install it: sudo apt install age")
+    raise EncryptionError("age encryption needs pyrage or the age program; neither is installed",
+                          hint=f"install one: {install_line('cloud')} (pyrage), or sudo apt "
+                               "install age (where pyrage has no wheel: 32-bit Raspberry Pi OS)")
 
 
 def parse_recipients(values: Sequence[str], *, where: str = "encrypt.recipients") -> list[Any]:
     """pyrage recipients from `age1...` or SSH public key strings; a bad one is named."""
+    if not values:
+        raise EncryptionError(f"{where}: no recipients", hint="add an `age1...` key from `allsky-tasks keygen`")
+    if backend() == "cli":
+        return _cli_recipients(values, where)
     import pyrage
 
     out = []
-    if not values:
-        raise EncryptionError(f"{where}: no recipients", hint="add an `age1...` key from `allsky-tasks keygen`")
     for value in values:
         text = str(value).strip()
         try:
@@ -45,16 +74,41 @@ def parse_recipients(values: Sequence[str], *, where: str = "encrypt.recipients"
     return out
 
 
+def _cli_recipients(values: Sequence[str], where: str) -> list[Any]:
+    """Recipients as text for the `age` program, each one checked by it."""
+    from . import age_cli
+
+    out = []
+    for value in values:
+        text = str(value).strip()
+        problem = None if text.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")) else \
+            "not an age1... key or an ssh-ed25519/ssh-rsa public key"
+        problem = problem or age_cli.check_recipient(text)
+        if problem:
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise EncryptionError(f"{where}: recipient {shown!r} is not usable: {problem}",
+                                  hint="use the line `allsky-tasks keygen` printed, or an SSH public key")
+        out.append(text)
+    return out
+
+
 def load_identities(path: Path) -> list[Any]:
     """Identities from an age identity file (AGE-SECRET-KEY-1... lines) or an unencrypted SSH private key."""
-    import pyrage
-
     path = Path(path).expanduser()
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise EncryptionError(f"identity file {path}: cannot be read: {exc.strerror or exc}",
                               hint="pass the file `allsky-tasks keygen` wrote with --identity") from None
+    if backend() == "cli":
+        from . import age_cli
+
+        problem = None if b"PRIVATE KEY-----" in data else age_cli.check_identity(path)
+        if problem:
+            raise EncryptionError(f"identity file {path}: not an age identity or SSH private key: {problem}")
+        return [path]
+    import pyrage
+
     try:
         if b"PRIVATE KEY-----" in data:
             return [pyrage.ssh.Identity.from_buffer(data)]
@@ -72,11 +126,16 @@ def keygen(path: Path) -> str:
     """Write a new age identity to `path` (mode 0600, never overwriting); return its recipient."""
     import datetime as dt
 
-    import pyrage
-
     path = Path(path).expanduser()
-    ident = pyrage.x25519.Identity.generate()
-    recipient = str(ident.to_public())
+    if backend() == "cli":
+        from . import age_cli
+
+        ident, recipient = age_cli.generate()
+    else:
+        import pyrage
+
+        made = pyrage.x25519.Identity.generate()
+        ident, recipient = str(made), str(made.to_public())
     stamp = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     text = f"# created: {stamp}\n# public key: {recipient}\n{ident}\n"
     try:
@@ -115,9 +174,14 @@ class _HashingWriter:
 
 def encrypt_stream(src: BinaryIO, dst: BinaryIO, recipients: Sequence[Any]) -> tuple[int, str]:
     """Encrypt `src` into `dst` as it streams; return the ciphertext's size and SHA-256."""
+    out = _HashingWriter(dst)
+    if backend() == "cli":
+        from . import age_cli
+
+        age_cli.encrypt(src, out, [str(r) for r in recipients])
+        return out.size, out.sha.hexdigest()
     import pyrage
 
-    out = _HashingWriter(dst)
     try:
         pyrage.encrypt_io(src, out, list(recipients))
     except (pyrage.EncryptError, OSError) as exc:
@@ -137,6 +201,10 @@ def _decrypt_error(exc: BaseException, what: str) -> EncryptionError:
 
 def decrypt_stream(src: BinaryIO, dst: BinaryIO, identities: Sequence[Any], *, what: str = "decrypting") -> None:
     """Decrypt `src` into `dst`; a wrong identity or altered ciphertext raises EncryptionError."""
+    if backend() == "cli":
+        from . import age_cli
+
+        return age_cli.decrypt(src, dst, [Path(i) for i in identities], what)
     import pyrage
 
     try:

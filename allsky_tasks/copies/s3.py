@@ -85,7 +85,13 @@ class S3Target:
     def client(self) -> Any:
         """The boto3 client, made on first use (boto3 loads only when a spec uses s3)."""
         if self._client is None:
-            import boto3
+            try:
+                import boto3
+            except ImportError:
+                from ..environment import install_line
+
+                raise CopyError(f"copy target {self.describe()}: S3 copies need boto3, which is "
+                                "not installed", hint=f"install it: {install_line('cloud')}") from None
             from botocore import exceptions as bx
             from botocore.config import Config
 

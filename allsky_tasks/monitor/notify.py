@@ -114,7 +114,9 @@ def apprise_notify(urls: tuple[str, ...], title: str, body: str, kind: str) -> s
     try:
         import apprise
     except ImportError:
-        return f"{NOTIFY_ENV} is set but apprise is not installed (pip install apprise)"
+        from ..environment import install_line
+
+        return f"{NOTIFY_ENV} is set but apprise is not installed (install it: {install_line('notify')})"
     sender = apprise.Apprise()
     bad = [u.split("://", 1)[0] + "://..." for u in urls if not sender.add(u)]
     types = {"error": apprise.NotifyType.FAILURE, "warning": apprise.NotifyType.WARNING}

@@ -32,14 +32,21 @@ def run_lines(results: list[SpecOutcome]) -> list[tuple[str, str]]:
 
 
 def finish_run(env: Environment, results: list[SpecOutcome], channels: Channels,
-               failed: bool) -> list[str]:
-    """Record, post WebUI messages, notify and ping; problems with telling (never raised)."""
+               failed: bool, run_error: tuple[str, str] | None = None) -> list[str]:
+    """Record, post WebUI messages, notify and ping; problems with telling (never raised).
+
+    `run_error`: the run failed before any spec could (no specs, a broken state folder).
+    """
     problems: list[str] = []
     try:
         record(env, results)
     except Exception as e:  # noqa: BLE001 - reporting must not hide the run's own result
         problems.append(f"could not record the run in {env.state_dir}: {e}")
     lines = run_lines(results)
+    if run_error:
+        first = (run_error[1].splitlines() or [""])[0]
+        lines.insert(0, ("error", f"allsky-tasks: the backup run failed ({run_error[0]}): "
+                                  f"{first} - see `allsky-tasks status`"))
     for kind, text in lines:
         try:
             webui_message(env.home, kind, text)

@@ -14,6 +14,7 @@ from ..environment import Environment
 from ..safefs import read_bytes
 
 RUNS_DIRNAME = "runs"
+LAST_RUN_NAME = "last-run.json"  # the whole run: its exit code, and a failure before any spec
 
 
 @dataclass
@@ -76,6 +77,28 @@ def record(env: Environment, results: list[SpecOutcome]) -> None:
         return  # the run itself already failed naming it (exit 27); no record goes there
     for r in results:
         _replace(folder / f"{r.spec}.json", (json.dumps(r.to_dict(), indent=1) + "\n").encode())
+
+
+def record_run(env: Environment, data: dict[str, Any]) -> None:
+    """Write the whole run's record (beside the per-spec ones)."""
+    from ..errors import UnsafePathError
+    from ..safefs import make_dir
+
+    try:
+        make_dir(env.state_dir)
+        folder = make_dir(runs_dir(env))
+    except UnsafePathError:
+        return
+    _replace(folder / f".{LAST_RUN_NAME}", (json.dumps(data, indent=1) + "\n").encode())
+
+
+def last_run(env: Environment) -> dict[str, Any] | None:
+    """The whole last run, as recorded (None: none, or unreadable)."""
+    try:
+        data = json.loads(read_bytes(runs_dir(env) / f".{LAST_RUN_NAME}", 1 << 20))
+    except (OSError, ValueError, Exception):  # noqa: BLE001 - a bad record is no record
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _replace(path: Path, data: bytes) -> None:

@@ -109,12 +109,16 @@ def check_selection(sel: Selection) -> Check:
                  "; ".join(sel.problems) or summary)
 
 
-def check_camera(metadata: dict[str, Any], home: Path, sel: Selection, force: bool) -> Check:
+def check_camera(metadata: dict[str, Any], home: Path, sel: Selection, force: bool,
+                 fresh: str | None = None) -> Check:
     """The backup's camera is the current one, when camera settings are restored."""
     name = "Camera matches"
     if not {metadata.get("settingsfile"), metadata.get("ccfile")} & sel.paths:
         return Check(name, True, True, "no camera settings file is restored")
     backup = f"{metadata.get('cameratype')} {metadata.get('cameramodel')}"
+    if fresh:  # a new card: no camera is set up here yet, the backup's comes back with it
+        return Check(name, True, True, f"no camera is set up here yet ({fresh}): the backup's "
+                                       f"camera '{backup}' is restored with its settings")
     try:
         cam = install.read_camera(home)
         current, why = f"{cam.cameratype} {cam.cameramodel}", ""

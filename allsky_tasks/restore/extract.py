@@ -137,7 +137,7 @@ class _Stager:
             return self.link(member, parts)
         parent, name = self.chain.at(parts[:-1]), parts[-1]
         mode, uid, gid = self.attrs(member)
-        ns = member.mtime * 1_000_000_000
+        ns = member.time_ns
         if member.type == "dir":
             try:
                 os.mkdir(name, 0o700, dir_fd=parent)  # modes are set once it is in place

@@ -47,6 +47,16 @@ def pick(target: Target, name: str, suffix: str = "") -> str:
         bare = n[: -len(suffix)] if suffix and n.endswith(suffix) else n
         if name in (n, bare, bare.split(".tar.")[0]):
             return n
+    if not suffix:  # only encrypted copies there: say so, not "no backups"
+        sealed = [n for n in (f.name for f in target.list_files())
+                  if n.endswith(".age") and _ARCHIVE.match(n[:-4])]
+        if sealed:
+            from ..errors import EncryptionError
+
+            raise EncryptionError(f"copy target {target.describe()} holds age-encrypted backups "
+                                  f"({', '.join(sorted(sealed)[-3:])}); reading them needs the "
+                                  "identity", hint="pass --identity FILE (the file `allsky-tasks "
+                                                   "keygen` wrote, kept off the Pi)")
     raise CopyError(f"copy target {target.describe()} holds no backup {name!r}",
                     hint=f"it holds: {', '.join(names[-10:]) or 'no backups'}")
 

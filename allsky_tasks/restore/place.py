@@ -56,7 +56,7 @@ class Placer:
                 raise
             os.unlink(name, dir_fd=parent)  # another filesystem: only non-folders get here
 
-    def _make_dir(self, parent: int, name: str, _path: str, member: Member | None = None) -> None:
+    def _make_dir(self, parent: int, name: str, path: str, member: Member | None = None) -> None:
         """A real folder at parent/name: owner/mode from the member, else from the parent."""
         try:
             st: os.stat_result | None = os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -74,8 +74,11 @@ class Placer:
                 apply_attrs(fd, None if mode is None else mode | 0o700, uid, gid, self.denied)
             elif st is None or not stat.S_ISDIR(st.st_mode):
                 up = os.fstat(parent)
-                apply_attrs(fd, stat.S_IMODE(up.st_mode) & 0o3777, up.st_uid, up.st_gid,
-                            self.denied)
+                # Folders the archive does not hold (config/, config/overlay/ on an empty home)
+                # get Allsky's mode below config/ (its installer: 775), else the parent's.
+                mode = 0o775 if path == "config" or path.startswith("config/") else \
+                    stat.S_IMODE(up.st_mode) & 0o3777
+                apply_attrs(fd, mode, up.st_uid, up.st_gid, self.denied)
         finally:
             os.close(fd)
 
@@ -157,7 +160,7 @@ class Placer:
             try:
                 fd = chain.at(parts)
                 apply_attrs(fd, self.attrs(member)[0], -1, -1, self.denied)
-                ns = member.mtime * 1_000_000_000
+                ns = member.time_ns
                 os.utime(fd, ns=(ns, ns))
             except OSError as e:
                 warnings.append(f"{member.path}: folder time not set: {e.strerror}")

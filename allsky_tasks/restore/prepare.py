@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .checks import (
 )
 from .selection import Selection, select
 
-__all__ = ["Prepared", "RestoreBlocked", "RestoreOptions", "prepare"]
+__all__ = ["Prepared", "RestoreBlocked", "RestoreOptions", "fresh_install", "prepare"]
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Prepared:
     report: SafetyReport | None = None
     selection: Selection | None = None
     incomplete: list[str] = field(default_factory=list)  # selected known-bad members
+    fresh: str | None = None  # why the home counts as a fresh or empty install (the disaster case)
 
     @property
     def blocked(self) -> list[Check]:
@@ -89,6 +91,20 @@ class RestoreBlocked(RestoreError):
             hint="nothing was changed; fix the cause or choose other sections/files")
 
 
+def fresh_install(home: Path) -> str | None:
+    """Why `home` is a fresh or empty Allsky install (no configuration to check or undo), or None.
+
+    Allsky's installer writes config/settings.json; without it there is no camera to compare and
+    nothing an undo backup could bring back: the new-card disaster case.
+    """
+    config = home / "config"
+    if not os.path.lexists(config):
+        return f"{home} has no config folder"
+    if not os.path.lexists(config / "settings.json"):
+        return f"{config} holds no settings.json"
+    return None
+
+
 def prepare(archive: Path, home: Path, options: RestoreOptions) -> Prepared:
     """Every pre-restore check, in order; stops at the first one the rest depend on."""
     prep = Prepared(archive, home, options, [check_target(home, None)])
@@ -109,7 +125,8 @@ def prepare(archive: Path, home: Path, options: RestoreOptions) -> Prepared:
     if prep.blocked:
         return prep
     if sel.kind == "config":
-        prep.checks.append(check_camera(meta, home, sel, options.force_camera))
+        prep.fresh = fresh_install(home)
+        prep.checks.append(check_camera(meta, home, sel, options.force_camera, prep.fresh))
         prep.checks.append(check_modules(archive, report, sel, home, options.legacy_modules,
                                          options.limits))
     if sel.kind == "images":

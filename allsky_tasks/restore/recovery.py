@@ -28,5 +28,9 @@ def recover_all(env: Environment) -> list[str]:
 @stage
 def run_recover(env: Environment) -> None:
     """The `recover` doit task: before any spec's own checks, in every run."""
+    from ..backup.stage_io import lock_wait
+    from ..service.lock import hold_run_lock
+
+    hold_run_lock(env.state_dir, lock_wait())  # before any state is touched
     for message in recover_all(env):
         print(f"recover: {message}", flush=True)  # even when quiet: the operator must know

@@ -64,7 +64,9 @@ def execute(prep: Prepared) -> RestoreSummary:
             finished = journal.finish_pending(state_dir)  # an earlier restore killed half-way
             if finished:
                 summary.warnings.append(finished)
-            if config and prep.options.undo:
+            if config and prep.options.undo and prep.fresh:
+                summary.steps.append(f"No undo backup: nothing to undo ({prep.fresh})")
+            elif config and prep.options.undo:
                 undo, warnings = undo_backup(prep, state_dir)
                 summary.undo = str(undo)
                 summary.warnings += [f"undo backup: {w}" for w in warnings]

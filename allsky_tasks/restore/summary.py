@@ -41,10 +41,20 @@ class RestoreSummary:
     seconds: float = 0.0
 
 
+def _allsky_dir(parent: int, name: str, _path: str) -> None:
+    """A folder below config/ as Allsky's installer makes it: 775 whatever the umask."""
+    os.mkdir(name, 0o700, dir_fd=parent)
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    try:
+        os.fchmod(fd, 0o775)
+    finally:
+        os.close(fd)
+
+
 def write_log(home: Path, lines: list[str]) -> Path:
     """config/logs/backup-restore-YYYYMMDD-HHMMSS[-N].log, never overwriting, never via a link."""
     home_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
-    chain = DirChain(home_fd, lambda fd, name, _p: os.mkdir(name, 0o775, dir_fd=fd))
+    chain = DirChain(home_fd, _allsky_dir)
     try:
         logs = chain.at(["config", "logs"])
         stem, n = f"backup-restore-{datetime.now():%Y%m%d-%H%M%S}", 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-import re
+import shlex
 import shutil
 import subprocess
 from datetime import datetime
@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScheduleError
-from .units import NAME, Plan, cron_file, next_run, parse_cron, service_unit, timer_unit
+from . import installed
+from .units import NAME, Plan, cron_file, next_run, service_unit, timer_unit
 
 ROOT_ENV = "ALLSKY_SCHEDULE_ROOT"  # tests install below a temporary folder instead of /
 
@@ -39,9 +40,9 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
         os.replace(tmp, path)
     except PermissionError as e:
         raise ScheduleError(f"cannot write {path}: permission denied",
-                            hint="install the schedule as root: `sudo allsky-tasks schedule "
-                                 "install ...`; the scheduled run itself runs as the Allsky "
-                                 "user, not root") from e
+                            hint="run `allsky-tasks schedule install` as the Allsky user: it "
+                                 "asks sudo to write root's files; the scheduled run itself "
+                                 "runs as the Allsky user, not root") from e
     except OSError as e:
         raise ScheduleError(f"cannot write {path}: {e.strerror or e}") from e
 
@@ -60,29 +61,33 @@ def live(root: Path) -> bool:
 
 
 def install(plan: Plan, root: Path, backend: str = "auto") -> dict[str, Any]:
-    """Write the units (or the cron file) and enable them; what was done."""
+    """Write the units (or the cron file) and enable them; what was done.
+
+    Every file's text is made (and so checked) before the first one is written.
+    """
     if backend == "auto":
         backend = "systemd" if systemd_running() else "cron"
     p = paths(root)
-    done: dict[str, Any] = {"backend": backend, "files": [], "enabled": False}
     if backend == "systemd":
-        _write(p["service"], service_unit(plan))
-        _write(p["timer"], timer_unit(plan))
-        done["files"] = [str(p["service"]), str(p["timer"])]
+        texts = {p["service"]: service_unit(plan), p["timer"]: timer_unit(plan)}
+    elif backend == "cron":
+        offset = random.SystemRandom().randrange(max(1, plan.random_delay // 60))
+        texts = {p["cron"]: cron_file(plan, offset)}
+    else:
+        raise ScheduleError(f"unknown backend {backend!r}: use systemd, cron or auto")
+    done: dict[str, Any] = {"backend": backend, "files": [str(f) for f in texts], "enabled": False}
+    if backend == "cron" and (p["timer"].exists() or p["service"].exists()):
+        remove(root)  # one schedule at a time
+    for path, text in texts.items():
+        _write(path, text)
+    if backend == "systemd":
         p["cron"].unlink(missing_ok=True)
         if live(root):
             _systemctl("daemon-reload")
             _systemctl("enable", "--now", f"{NAME}.timer")
             done["enabled"] = True
-    elif backend == "cron":
-        if p["timer"].exists() or p["service"].exists():
-            remove(root)  # one schedule at a time
-        offset = random.SystemRandom().randrange(max(1, plan.random_delay // 60))
-        _write(p["cron"], cron_file(plan, offset))
-        done["files"] = [str(p["cron"])]
-        done["enabled"] = True  # cron reads /etc/cron.d itself
     else:
-        raise ScheduleError(f"unknown backend {backend!r}: use systemd, cron or auto")
+        done["enabled"] = True  # cron reads /etc/cron.d itself
     return done
 
 
@@ -100,7 +105,8 @@ def remove(root: Path) -> list[str]:
             continue
         except PermissionError as e:
             raise ScheduleError(f"cannot remove {p[key]}: permission denied",
-                                hint="run it as root: `sudo allsky-tasks schedule remove`") from e
+                                hint="run `allsky-tasks schedule remove` as the Allsky user: "
+                                     "it asks sudo itself") from e
     if removed and live(root) and any(r.endswith((".timer", ".service")) for r in removed):
         _systemctl("daemon-reload")
     return removed
@@ -117,30 +123,17 @@ def _systemd_next() -> str | None:
 
 
 def show(root: Path, now: datetime | None = None) -> dict[str, Any] | None:
-    """The installed schedule: backend, time, user, command, next run; None if none."""
+    """The installed schedule: backend, time, user, command, environment, next run; None if none."""
     now = now or datetime.now().astimezone()
-    p = paths(root)
-    if p["timer"].exists():
-        timer, service = p["timer"].read_text(), p["service"].read_text() if p[
-            "service"].exists() else ""
-        m = re.search(r"^OnCalendar=\*-\*-\* (\d\d):(\d\d):00$", timer, re.M)
-        at = f"{m.group(1)}:{m.group(2)}" if m else None
-        delay = re.search(r"^RandomizedDelaySec=(\d+)$", timer, re.M)
-        user = re.search(r"^User=(.*)$", service, re.M)
-        cmd = re.search(r"^ExecStart=(.*)$", service, re.M)
-        info: dict[str, Any] = {"backend": "systemd", "files": [str(p["service"]), str(p["timer"])], "at": at,
-                "randomDelaySeconds": int(delay.group(1)) if delay else 0,
-                "user": user.group(1) if user else None, "command": cmd.group(1) if cmd else None}
-        info["systemdNext"] = _systemd_next() if live(root) else None
-    elif p["cron"].exists():
-        parsed = parse_cron(p["cron"].read_text())
-        if parsed is None:
-            return {"backend": "cron", "files": [str(p["cron"])], "at": None, "problem":
-                    "no schedule line found"}
-        at = f"{parsed['hour']:02d}:{parsed['minute']:02d}"
-        info = {"backend": "cron", "files": [str(p["cron"])], "at": at, "randomDelaySeconds": 0,
-                "user": parsed["user"], "command": " ".join(parsed["argv"])}
-    else:
+    job = installed.read(paths(root))
+    if job is None:
         return None
-    info["nextRun"] = next_run(info["at"], now).isoformat(timespec="minutes") if info["at"] else None
+    info: dict[str, Any] = {"backend": job.backend, "files": job.files, "at": job.at,
+                            "randomDelaySeconds": job.random_delay, "user": job.user,
+                            "command": shlex.join(job.argv) if job.argv else None,
+                            "environment": job.environment, "environmentFile": job.env_file}
+    if job.problem:
+        info["problem"] = job.problem
+    info["systemdNext"] = _systemd_next() if job.backend == "systemd" and live(root) else None
+    info["nextRun"] = next_run(job.at, now).isoformat(timespec="minutes") if job.at else None
     return info

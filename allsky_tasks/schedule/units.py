@@ -40,6 +40,32 @@ class Plan:
                 *(f"backup:{s}" for s in self.specs)]
 
 
+# Control characters end a unit or cron line early and start one of their own (which would
+# run as root): no value written into root's files may hold one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def refuse_control(what: str, value: str) -> str:
+    """The value, or a ScheduleError when it holds a newline or another control character."""
+    if _CONTROL.search(value):
+        raise ScheduleError(f"{what} {value!r} holds a control character (newline, tab, ...); "
+                            "nothing was written",
+                            hint="a value written into a systemd unit or cron line must be one "
+                                 "plain line; rename the folder or fix the variable")
+    return value
+
+
+def _checked(plan: Plan) -> Plan:
+    """The plan, once no value of it could start a line of its own."""
+    for what, value in (("user", plan.user), ("--at", plan.at), ("env file", plan.env_file),
+                        ("project folder", str(PROJECT_DIR)),
+                        *(("command", c) for c in plan.command),
+                        *((k, f"{k}={v}") for k, v in plan.environment),
+                        *(("spec", s) for s in plan.specs)):
+        refuse_control(what, value)
+    return plan
+
+
 def parse_at(value: str) -> tuple[int, int]:
     """HH:MM (24 h) -> (hour, minute)."""
     m = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
@@ -60,9 +86,10 @@ def _exec(argv: list[str]) -> str:
 
 def service_unit(plan: Plan) -> str:
     """allsky-tasks.service: one oneshot run as the Allsky user."""
+    _checked(plan)
     env = "\n".join(f"Environment={_quote(f'{k}={v}')}".replace("%", "%%")
                     for k, v in plan.environment)
-    what = ", ".join(plan.specs) or "every spec"
+    what = (", ".join(plan.specs) or "every spec").replace("%", "%%")
     return f"""[Unit]
 Description=allsky-tasks: scheduled Allsky backup ({what})
 Documentation=file://{PROJECT_DIR}/docs/unattended.md
@@ -85,6 +112,7 @@ TimeoutStopSec=180
 
 def timer_unit(plan: Plan) -> str:
     """allsky-tasks.timer: daily at --at, caught up at boot, with a random delay."""
+    _checked(plan)
     hour, minute = parse_at(plan.at)
     return f"""[Unit]
 Description=allsky-tasks: daily Allsky backup at {hour:02d}:{minute:02d}
@@ -102,6 +130,7 @@ WantedBy=timers.target
 
 def cron_file(plan: Plan, offset_minutes: int) -> str:
     """/etc/cron.d/allsky-tasks: the same run without systemd (no catch-up after power-off)."""
+    _checked(plan)
     hour, minute = parse_at(plan.at)
     total = hour * 60 + minute + offset_minutes % max(1, plan.random_delay // 60)
     hour, minute = total // 60 % 24, total % 60

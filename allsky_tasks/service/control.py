@@ -146,7 +146,7 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
     record.was_running = status.returncode == 0
     if not record.was_running:
         # Stopped on purpose (or broken): leave it so, never start it behind the user's back.
-        record.warnings.append(f"{cfg.unit} was not running, so the {activity} neither stopped nor started it")
+        # A fact, not a warning (was_running is recorded): the caller says it once.
         yield record
         return
     check_sudo(cfg)  # not root: sudo must allow stop and start before anything is stopped

@@ -22,24 +22,17 @@ class LockWaitExpired(LockError):
     """`--lock-wait` ran out while another run held the lock: this run skips, not fails."""
 
 
-@contextmanager
-def destination_lock(dest: Path, wait: float = 0.0) -> Iterator[None]:
-    """Hold an exclusive flock on <dest>/.allsky-tasks.lock (released even on SIGKILL).
-
-    With `wait` > 0, another run's lock is waited for that long, then LockWaitExpired. The lock
-    file is opened without following a link and must be a regular file: a planted symlink or
-    FIFO is refused (UnsafePathError), never written through.
-    """
-    path = dest / LOCK_NAME
+def _take(path: Path, folder: Path, wait: float, what: str) -> int:
+    """An open descriptor holding an exclusive flock on `path`, or LockError/LockWaitExpired."""
     try:
         fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o640)
     except PermissionError as e:
         raise DestinationError(f"cannot open the lock file {path}: {e.strerror} "
-                               f"(is {dest} read-only?)",
-                               hint=f"make {dest} writable by the user running the backup") from None
+                               f"(is {folder} read-only?)",
+                               hint=f"make {folder} writable by the user running the backup") from None
     except OSError as e:
         raise DestinationError(f"cannot open the lock file {path}: {e.strerror}",
-                               hint=f"check that {dest} is mounted and writable") from None
+                               hint=f"check that {folder} is mounted and writable") from None
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -53,14 +46,31 @@ def destination_lock(dest: Path, wait: float = 0.0) -> Iterator[None]:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             if wait > 0:
                 raise LockWaitExpired(f"skipped: another backup run (pid {holder}) was still "
-                                      f"writing to {dest} after waiting {wait:g} s",
+                                      f"{what} {folder} after waiting {wait:g} s",
                                       hint="this run is skipped, not failed; the next one "
                                            "catches up") from None
-            raise LockError(f"another backup run (pid {holder}) is writing to {dest}",
+            raise LockError(f"another backup run (pid {holder}) is {what} {folder}",
                             hint="wait for it to finish (or use `run --lock-wait SECONDS`), "
                                  "then run again") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def destination_lock(dest: Path, wait: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive flock on <dest>/.allsky-tasks.lock (released even on SIGKILL).
+
+    With `wait` > 0, another run's lock is waited for that long, then LockWaitExpired. The lock
+    file is opened without following a link and must be a regular file: a planted symlink or
+    FIFO is refused (UnsafePathError), never written through.
+    """
+    path = dest / LOCK_NAME
+    fd = _take(path, dest, wait, "writing to")
+    try:
         st = os.fstat(fd)
         key = (st.st_dev, st.st_ino)
         _HELD[key] = str(path.absolute())
@@ -103,3 +113,27 @@ def lock_holder(path: Path) -> str:
         return "free"
     finally:
         os.close(fd)
+
+
+RUN_LOCK_NAME = "run.lock"
+_RUN_HELD: dict[str, int] = {}  # state folder -> the descriptor holding its run lock
+
+
+def hold_run_lock(state_dir: Path, wait: float = 0.0) -> None:
+    """Lock the state folder for the rest of this process, before any state is touched.
+
+    A second run then stops cleanly (LockError, or a skip with `wait`) instead of racing the
+    first one over its scan and state files. Held until the process exits; taken once.
+    """
+    from ..safefs import make_dir
+
+    key = str(state_dir)
+    if key not in _RUN_HELD:
+        make_dir(state_dir)  # a link planted as the state folder is refused, not followed
+        _RUN_HELD[key] = _take(state_dir / RUN_LOCK_NAME, state_dir, wait, "using the state folder")
+
+
+def release_run_locks() -> None:
+    """Drop every run lock this process holds (the end of an in-process `run`)."""
+    while _RUN_HELD:
+        os.close(_RUN_HELD.popitem()[1])

@@ -111,7 +111,8 @@ def test_bad_time_and_unknown_spec_are_schedule_errors(site: Site, tmp_path: Pat
     site.spec("cfg", "type: config\n")
     proc = _cli(site, "schedule", "install", "--root", str(tmp_path), "--at", "25:00")
     assert proc.returncode == 25 and "HH:MM" in proc.stderr
-    proc = _cli(site, "schedule", "install", "--root", str(tmp_path), "--spec", "nope")
+    proc = _cli(site, "schedule", "install", "--root", str(tmp_path), "--spec", "nope",
+                "--user", _me())
     assert proc.returncode == 25 and "no spec named nope" in proc.stderr
 
 

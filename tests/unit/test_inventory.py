@@ -98,7 +98,7 @@ def test_warnings_each_name_their_fix(site: Site, tmp_path: Path) -> None:
     verify_backup(archive)
     set_pinned(archive, True)
     records = list_backups(dest)
-    now = time.time()
+    now = max(r.timestamp for r in records)  # the backup's own time, not the clock's
     assert not any("pinned" in a.message for a in listing_warnings(records, dest, site.home))
     old = listing_warnings(records, dest, site.home, max_age_days=30, now=now + 31 * 86400)
     assert any("31 days old" in a.message for a in old)

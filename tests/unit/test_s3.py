@@ -359,3 +359,15 @@ def test_storage_class_from_the_spec_is_applied(s3_server, tmp_path: Path, monke
     upload(t, blob(tmp_path, 6 << 20, "large"))
     for key in ("small", "large"):
         assert c.head_object(Bucket="allsky", Key=key).get("StorageClass") == "STANDARD_IA", key
+
+
+def test_without_boto3_an_s3_copy_says_the_line_that_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from allsky_tasks.errors import CopyError
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as in a venv made without the cloud extra
+    t = target(9, "allsky")
+    with pytest.raises(CopyError, match="S3 copies need boto3") as info:
+        t.client  # noqa: B018 - the client is made on first use
+    assert "scripts/bootstrap.sh cloud" in str(info.value)

@@ -86,3 +86,28 @@ def test_make_dir_refuses_a_link(tmp_path: Path) -> None:
         make_dir(tmp_path / "dangling")
     assert not (tmp_path / "nowhere").exists()
     assert make_dir(tmp_path / "a" / "b").is_dir()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root trusts the Allsky user's files; needs root")
+def test_root_trusts_the_allsky_home_s_owner_and_nobody_else(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from allsky_tasks import safefs
+
+    monkeypatch.setattr(safefs, "TRUSTED_UIDS", set())
+    home, state = tmp_path / "allsky", tmp_path / "spec.json"
+    home.mkdir()
+    state.write_text("{}")
+    state.chmod(0o640)
+    os.chown(home, 4242, 4242)
+    os.chown(state, 4242, 4242)
+    with pytest.raises(UnsafePathError, match="uid 4242"):
+        check_owned(state, state.stat())  # root alone trusts only root's
+    safefs.trust_owner_of(home)
+    check_owned(state, state.stat())  # the Allsky user's own file: fine for root now
+    os.chown(state, 4343, 4343)
+    with pytest.raises(UnsafePathError, match="uid 4343"):
+        check_owned(state, state.stat())  # a third user's: refused
+    os.chown(state, 4242, 4242)
+    state.chmod(0o666)
+    with pytest.raises(UnsafePathError, match="writable by group or others"):
+        check_owned(state, state.stat())

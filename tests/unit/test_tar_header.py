@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from allsky_tasks.archive.io import open_decompressed
-from allsky_tasks.archive.tar_header import plain_header, ustar_header
+from allsky_tasks.archive.tar_header import mtime_ns_of, pax_mtime, plain_header, ustar_header
 
 from ..conftest import Site, archive_metadata, backup
 
@@ -25,9 +25,11 @@ ODD_TEXT = ("naïve", "日本", "😀", os.fsdecode(b"bad\xffbyte"), "tab\there"
 
 
 def reference(name: str, kind: bytes, size: int | float, mode: int, uid: int, gid: int,
-              mtime: int | float, linkname: str, uname: str, gname: str) -> bytes:
+              mtime: int | float, linkname: str, uname: str, gname: str,
+              pax: dict[str, str] | None = None) -> bytes:
     """What tarfile itself writes for the member."""
     info = tarfile.TarInfo(name)
+    info.pax_headers = dict(pax or {})
     info.type, info.size, info.mode, info.uid, info.gid = kind, size, mode, uid, gid
     info.mtime, info.linkname, info.uname, info.gname = mtime, linkname, uname, gname
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
@@ -137,17 +139,22 @@ def test_pack_archive_reads_the_same_in_gnu_tar_and_tarfile(site: Site, tmp_path
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
         members = tar.getmembers()
     # Each header in the archive is exactly the one tarfile makes of the member it reads.
+    seconds = {}  # the whole seconds of each member (tarfile's float rounds an exact time)
     for m in members:
         name = m.name + "/" if m.isdir() else m.name
+        exact = mtime_ns_of(m.pax_headers.get("mtime"))
+        seconds[m.name] = int(m.mtime) if exact is None else exact // 10 ** 9
+        pax = {"mtime": m.pax_headers["mtime"]} if exact is not None else None
         assert data[m.offset:m.offset_data] == reference(
-            name, m.type, m.size, m.mode, m.uid, m.gid, m.mtime, m.linkname, m.uname, m.gname)
+            name, m.type, m.size, m.mode, m.uid, m.gid, seconds[m.name], m.linkname, m.uname,
+            m.gname, pax)
     spans = [m.offset_data - m.offset for m in members]
     assert 512 in spans and max(spans) > 512  # plain members and PAX ones both present
     rows = {r["path"]: r for r in archive_metadata(archive)["allskyTasks"]["manifest"]}
     assert [m.name for m in members] == [*rows, "metadata.json"]
     for m in members[:-1]:
         row = rows[m.name]
-        assert (m.size, f"{m.mode:04o}", m.uid, m.gid, m.mtime, m.uname, m.gname) == (
+        assert (m.size, f"{m.mode:04o}", m.uid, m.gid, seconds[m.name], m.uname, m.gname) == (
             row["size"], row["mode"], row["uid"], row["gid"], row["mtime"], row["owner"],
             row["group"])
         assert m.linkname == row.get("linkname", "")
@@ -175,3 +182,25 @@ def _escaped(name: str) -> str:
     """A name as GNU tar's escape quoting lists it in the C locale: other bytes in octal."""
     raw = name.encode("utf-8", "surrogateescape")
     return "".join("\\\\" if b == 92 else chr(b) if 32 <= b < 127 else f"\\{b:03o}" for b in raw)
+
+
+def test_a_sub_second_time_is_one_exact_pax_record_as_tarfile_writes_it() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        name, kind, size, mode, uid, gid, _m, linkname, uname, gname = _member(rng)
+        ns = rng.choice((1_796_691_978_847_808_145, 1_796_691_978_999_999_999, 5, 10 ** 9 + 1,
+                         rng.randrange(1, 8 ** 11 * 10 ** 9)))
+        if ns % 10 ** 9 == 0:
+            continue
+        got = ustar_header(name, kind, size, mode, uid, gid, ns // 10 ** 9, linkname, uname,
+                           gname, mtime_ns=ns)
+        assert got == reference(name, kind, size, mode, uid, gid, ns // 10 ** 9, linkname,
+                                uname, gname, {"mtime": pax_mtime(ns)}), ns
+    # Read back, the record gives the very nanoseconds (tarfile's own float would round them).
+    for ns in (1_796_691_978_847_808_145, 1_796_691_978_999_999_999, 1_000_000_001):
+        header = ustar_header("a", tarfile.REGTYPE, 0, 0o644, 0, 0, ns // 10 ** 9, mtime_ns=ns)
+        with tarfile.open(fileobj=io.BytesIO(header + bytes(1024)), mode="r:") as tar:
+            info = tar.next()
+        assert info is not None and mtime_ns_of(info.pax_headers["mtime"]) == ns
+    # Whole seconds: no record, the header stays one block.
+    assert len(ustar_header("a", tarfile.REGTYPE, 1, 0o644, 0, 0, 7, mtime_ns=7 * 10 ** 9)) == 512
