@@ -60,6 +60,16 @@ class Scan:
             self.entries.append(member_of(info, digest))
             self.file_bytes += info.size * (kind == "file")
 
+    def check(self, name: str, kind: str, linkname: str = "") -> None:
+        """The name, placement and link rules alone (pack applies them before each header)."""
+        problem = path_problem(name)
+        if problem:
+            raise Stop(problem, name)
+        key = name.rstrip("/")
+        self._place(key, kind)
+        if kind == "symlink":
+            self._link(key, linkname)
+
     def _place(self, key: str, kind: str) -> None:
         """No duplicates, nothing below a file or link, no file or link above a member."""
         if key in self.types:

@@ -16,7 +16,11 @@ from typing import Any
 
 from ..archive.compression import frame_wanted
 from ..archive.io import ARCHIVE_MODE, CHUNK, TarStream, compressed_writer, fsync_dir
+from ..archive.limits import Limits, Stop
+from ..archive.member_names import in_area
 from ..archive.metadata import MetadataBuilder, full_mode
+from ..archive.safety import check_areas, claimed_areas
+from ..archive.tar_scan import Scan
 from ..archive.writer import drop_cached
 from ..errors import PackError
 from ..spec.load import Spec
@@ -48,7 +52,7 @@ class Packer:
     """Writes entries into a tar stream and records them in the metadata."""
 
     def __init__(self, spec: Spec, tar: TarStream, meta: MetadataBuilder,
-                 digests: DigestPipeline, workdir: Path,
+                 digests: DigestPipeline, workdir: Path, summary_targets: list[str],
                  on_bytes: Callable[[int, str], None] | None = None,
                  on_warning: Callable[[str], None] | None = None) -> None:
         self.spec = spec
@@ -59,6 +63,9 @@ class Packer:
         self.buffer = bytearray(CHUNK)
         self.on_bytes = on_bytes or (lambda n, name: None)
         self.on_warning = on_warning or (lambda message: None)
+        # Restore's own member rules, applied before each header: nothing it would refuse is written.
+        self.rules = Scan(Limits())
+        self.areas = claimed_areas(spec.type, summary_targets)
 
     def _problem(self, message: str) -> None:
         """Fail or warn, as the spec says."""
@@ -80,8 +87,29 @@ class Packer:
                 "uid": uid, "gid": gid, "owner": user_name(uid), "group": group_name(gid),
                 "mtime": mtime, **extra}
 
+    def _refused(self, entry: Entry) -> bool:
+        """True (after a warning, or PackError) if restore would refuse this member."""
+        try:
+            if not (in_area(entry.arcname, self.areas) or entry.arcname == "images"):
+                raise Stop(f"outside the archive's areas ({', '.join(self.areas)})", entry.arcname)
+            self.rules.check(entry.arcname, entry.kind, entry.linkname)
+        except Stop as e:
+            self._problem(f"{entry.source}: not archived, restore would refuse it: {e.problem}")
+            return True
+        return False
+
+    def finish(self) -> None:
+        """Links that lead outside through other links: the archive is not kept."""
+        try:
+            check_areas(self.rules, self.areas)
+        except Stop as e:
+            raise PackError(f"{e.member}: {e.problem}; restore would refuse the archive, so it was "
+                            "not kept", hint="remove or fix that link, or exclude it in the spec") from None
+
     def add(self, entry: Entry) -> None:
         """Add one scanned entry."""
+        if self._refused(entry):
+            return
         if entry.kind == "dir":
             mtime = entry.mtime_ns // 1_000_000_000
             self._header(entry, tarfile.DIRTYPE, 0, entry.mode, entry.uid, entry.gid, mtime)
@@ -251,9 +279,11 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
                                    spec.media_compression == "fast") as (stream, hashed):
                 tar = TarStream(stream)
                 with member_digests(meta.add) as digests:
-                    packer = Packer(spec, tar, meta, digests, workdir, on_bytes, on_warning)
+                    packer = Packer(spec, tar, meta, digests, workdir, summary.targets, on_bytes,
+                                    on_warning)
                     for entry in rows:
                         packer.add(entry)
+                    packer.finish()
                 meta_path = meta.write(final.name, now, extra or {})
                 meta_sha256 = _add_metadata(packer, meta_path, now)
                 tar.close()
