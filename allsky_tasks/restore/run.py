@@ -10,7 +10,7 @@ from typing import Any, ContextManager
 from .. import install
 from ..environment import STATE_DIRNAME
 from ..errors import AllskyTasksError, RestoreError
-from ..service.control import PauseRecord, paused_service
+from ..service.control import PauseRecord, check_service, paused_service
 from ..service.lock import destination_lock
 from . import journal
 from .place_plan import plan
@@ -56,6 +56,8 @@ def execute(prep: Prepared) -> RestoreSummary:
             finished = journal.finish_pending(state_dir)  # an earlier restore killed half-way
             if finished:
                 summary.warnings.append(finished)
+            if config and prep.options.service is not None:
+                check_service(prep.options.service)  # a unit that cannot be paused: before the undo backup
             if config and prep.options.undo:
                 undo, warnings = undo_backup(prep, state_dir)
                 summary.undo = str(undo)
