@@ -55,6 +55,7 @@ class RcloneTarget:
         return f"{self.remote}{'' if self.remote.endswith(':') else '/'}{name}"
 
     def _argv(self, *args: str) -> list[str]:
+        """The rclone command; callers put `--` before remote paths, so none is read as a flag."""
         exe = shutil.which(self.binary)
         if exe is None:
             raise CopyError(f"copy target {self.describe()}: the program {self.binary!r} was not found",
@@ -91,12 +92,12 @@ class RcloneTarget:
 
     def check_ready(self) -> None:
         """The remote exists in the config and answers; the folder is created if missing."""
-        self._run("reaching the remote", "mkdir", self.remote, timeout=120)
+        self._run("reaching the remote", "mkdir", "--", self.remote, timeout=120)
 
     def list_files(self) -> list[RemoteFile]:
         """Files directly in the folder (rclone lsjson), hidden temp files included."""
         out = self._run("listing", "lsjson", "--files-only", "--no-mimetype", "--no-modtime",
-                        self.remote, timeout=300)
+                        "--", self.remote, timeout=300)
         try:
             rows = json.loads(out or "[]")
         except ValueError:
@@ -112,7 +113,7 @@ class RcloneTarget:
         """`rclone copyto` the local file to the hidden name; return that name."""
         hidden = self.hidden_name(name)
         source = _local_path(local, self.describe())
-        argv = self._argv("copyto", "--use-json-log", "--stats", "1s", "-v", source, self.path(hidden))
+        argv = self._argv("copyto", "--use-json-log", "--stats", "1s", "-v", "--", source, self.path(hidden))
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         errors: list[str] = []
@@ -125,7 +126,7 @@ class RcloneTarget:
 
     def publish(self, hidden: str, name: str) -> None:
         """`rclone moveto` the verified hidden file to its final name."""
-        self._run(f"renaming {hidden} to {name}", "moveto", self.path(hidden), self.path(name))
+        self._run(f"renaming {hidden} to {name}", "moveto", "--", self.path(hidden), self.path(name))
 
     def put(self, local: BinaryIO, size: int, name: str, progress: Progress) -> None:
         """Copy to the hidden name, then rename (the stage verifies before publish when it can)."""
@@ -134,7 +135,7 @@ class RcloneTarget:
     def remote_sha256(self, name: str) -> str | None:
         """`rclone hashsum sha256` where the remote has SHA-256 (local, sftp, ...); else None."""
         try:
-            proc = subprocess.run(self._argv("hashsum", "sha256", self.path(name)), capture_output=True,
+            proc = subprocess.run(self._argv("hashsum", "sha256", "--", self.path(name)), capture_output=True,
                                   text=True, timeout=3600, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             return None
@@ -147,13 +148,13 @@ class RcloneTarget:
 
     def open_read(self, name: str) -> BinaryIO:
         """Stream the file back (`rclone cat`); a failure is raised at the end of the stream."""
-        proc = subprocess.Popen(self._argv("cat", self.path(name)), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(self._argv("cat", "--", self.path(name)), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return _CatStream(proc, self, name)  # type: ignore[return-value]
 
     def delete(self, name: str) -> None:
         """`rclone deletefile` one file."""
-        self._run(f"deleting {name}", "deletefile", self.path(name))
+        self._run(f"deleting {name}", "deletefile", "--", self.path(name))
 
 
 def _local_path(local: BinaryIO, where: str) -> str:

@@ -98,7 +98,7 @@ class SshTarget(SshSession):
         flags = "-a -f" if resume else "-f"
         fd = local.fileno()
         limit = ["-l", str(self.limit_kbps)] if self.limit_kbps else []
-        argv = ["sftp", "-q", *limit, *self._options(), "-b", "-", self.host]
+        argv = ["sftp", "-q", *limit, *self._options(), "-b", "-", "--", self.host]
         batch = f"put {flags} /dev/fd/{fd} {sftp_quote(self._remote(hidden))}\n"
         err = tempfile.TemporaryFile("w+")
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -153,7 +153,7 @@ class SshTarget(SshSession):
         """Stream a stored file back (`cat` over the connection; sftp `get` without a shell)."""
         if not self._shell:
             return self._get_to_temp(name)
-        argv = ["ssh", *self._options(), self.host, f"cat -- {shlex.quote(self._remote(name))}"]
+        argv = ["ssh", *self._options(), "--", self.host, f"cat -- {shlex.quote(self._remote(name))}"]
         return _Stream(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE), self, name)
 

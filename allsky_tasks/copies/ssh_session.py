@@ -23,7 +23,11 @@ def sftp_quote(text: str) -> str:
 
 
 class SshSession:
-    """One server over SSH: who and where, and the commands that reach it."""
+    """One server over SSH: who and where, and the commands that reach it.
+
+    Every ssh/sftp command ends its options with `--` before the host, so no host value (a
+    spec's, or Allsky's REMOTESERVER_HOST) can ever reach ssh's option parser.
+    """
 
     def __init__(self, item: Mapping[str, Any]) -> None:
         cfg = item["ssh"]
@@ -109,12 +113,12 @@ class SshSession:
 
     def _ssh(self, command: str, what: str, check: bool = True,
              timeout: float | None = TIMEOUT) -> subprocess.CompletedProcess:
-        return self._run(["ssh", *self._options(), self.host, command], what,
+        return self._run(["ssh", *self._options(), "--", self.host, command], what,
                          check=check, timeout=timeout)
 
     def _sftp(self, commands: list[str], what: str, timeout: float | None = TIMEOUT
               ) -> subprocess.CompletedProcess:
-        return self._run(["sftp", "-q", *self._options(), "-b", "-", self.host], what,
+        return self._run(["sftp", "-q", *self._options(), "-b", "-", "--", self.host], what,
                          stdin="\n".join(commands) + "\n", timeout=timeout)
 
     def _start_master(self) -> None:
@@ -126,7 +130,7 @@ class SshSession:
             with open(err, "w+") as errf:
                 # stderr to a file: the backgrounded master must not hold one of our pipes.
                 proc = subprocess.run(["ssh", *opts, "-o", "ControlPersist=120", "-f", "-N",
-                                       self.host], stdin=subprocess.DEVNULL,
+                                       "--", self.host], stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=errf, timeout=60)
                 errf.seek(0)
                 message = errf.read()
@@ -140,6 +144,6 @@ class SshSession:
             return
         control, self._control = self._control, None
         subprocess.run(["ssh", "-o", f"ControlPath={control}/%C", "-O", "exit",
-                        *self._options(), self.host], capture_output=True, timeout=TIMEOUT,
+                        *self._options(), "--", self.host], capture_output=True, timeout=TIMEOUT,
                        stdin=subprocess.DEVNULL)
         shutil.rmtree(control, ignore_errors=True)
