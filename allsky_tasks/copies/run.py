@@ -33,6 +33,16 @@ def total_bytes(pending: list[tuple[dict[str, Any], str]]) -> int:
     return sum((records.local_facts(Path(a)) or (0, 0))[0] for _, a in pending)
 
 
+def _stored_names(pending: list[tuple[dict[str, Any], str]], target: str, suffix: str) -> set[str]:
+    """Names this run stores at a target: its pending archives and their sidecars."""
+    out = set()
+    for item, archive_str in pending:
+        if item["name"] == target:
+            archive = Path(archive_str)
+            out |= {archive.name + suffix, sidecar_path(archive).name + suffix}
+    return out
+
+
 def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
                say: Callable[[str], None], encryptor_for: Callable[[dict], Any] | None = None
                ) -> CopyReport:
@@ -42,6 +52,7 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
     pending = records.pending(state)
     state_dir = spec.destination / records.STATE_DIRNAME
     done_targets: dict[str, dict[str, Any]] = {}
+    cleaned_targets: set[str] = set()
     for item, archive_str in pending:
         archive = Path(archive_str)
         label = f"{item['name']}"
@@ -50,10 +61,17 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
             # ENCRYPTION HOOK: issue 13 returns an Encryptor for items with `encrypt:`.
             encryptor = encryptor_for(item) if encryptor_for is not None else None
             side = sidecar_path(archive)
+            # The first copy to a target this run removes killed copies' leftovers there.
+            keep = None if item["name"] in cleaned_targets else _stored_names(
+                pending, item["name"], encryptor.suffix if encryptor is not None else "")
+            cleaned: list[str] = []
+            cleaned_targets.add(item["name"])
             entry = copy_archive(target, item, archive, side if side.exists() else None,
                                  verified[archive_str]["sha256"], spec.name,
                                  lambda n, a=archive.name, t=label: on_bytes(n, f"{t}: {a}"),
-                                 encryptor)
+                                 encryptor, keep=keep, cleaned=cleaned)
+            for name in cleaned:
+                say(f"copy {spec.name}: removed {name} at {item['name']}, left by an interrupted copy")
             report.copied.append({"target": item["name"], **entry})
             done_targets[item["name"]] = item
             say(f"copy {spec.name}: {archive.name} -> {target.describe()} verified "

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 from ..errors import CopyError
 from .s3_multipart import put_multipart
-from .target import Progress, RemoteFile
+from .target import OWN_NAME, Progress, RemoteFile
 
 MULTIPART_THRESHOLD = 16 << 20  # single PUT (full-object SHA-256 at the store) below this
 STALE_UPLOAD_DAYS = 7  # multipart uploads of ours older than this are given up and aborted
@@ -202,17 +203,34 @@ class S3Target:
         self._abort_uploads(key)
         self.call(f"deleting {name}", self.client.delete_object, Bucket=self.bucket, Key=key)
 
+    def clean_stale(self, keep: set[str]) -> list[str]:
+        """Abort our unfinished multipart uploads (a killed copy's parts) but those of `keep`."""
+        own = re.compile(rf"^{OWN_NAME}$")
+        page = self.call("listing unfinished uploads", self.client.list_multipart_uploads,
+                          Bucket=self.bucket, Prefix=self.prefix)
+        gone = []
+        for upload in page.get("Uploads", []):
+            name = upload["Key"][len(self.prefix):]
+            if own.match(name) and name not in keep:
+                self.abort_upload(upload["Key"], upload["UploadId"])
+                gone.append(f"{name} (unfinished upload)")
+        return gone
+
     def abort_stale_uploads(self, days: int = STALE_UPLOAD_DAYS, keep: str = "") -> list[str]:
-        """Give up unfinished uploads under the prefix older than `days` (but `keep`'s); return their keys."""
+        """Give up our unfinished uploads under the prefix older than `days` (but `keep`'s); return their keys.
+
+        Only keys of our own names: another program's uploads in the same prefix are not ours.
+        """
         import datetime as dt
 
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+        own = re.compile(rf"^{OWN_NAME}$")
         page = self.call("listing unfinished uploads", self.client.list_multipart_uploads,
                           Bucket=self.bucket, Prefix=self.prefix)
         gone = []
         for upload in page.get("Uploads", []):
             if (upload["Initiated"] < cutoff and upload["Key"] != keep
-                    and "/" not in upload["Key"][len(self.prefix):]):
+                    and own.match(upload["Key"][len(self.prefix):])):
                 self.abort_upload(upload["Key"], upload["UploadId"])
                 gone.append(upload["Key"])
         return gone
