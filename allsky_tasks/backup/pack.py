@@ -22,7 +22,7 @@ from ..archive.metadata import MetadataBuilder, full_mode
 from ..archive.safety import check_areas, claimed_areas
 from ..archive.tar_scan import Scan
 from ..archive.writer import drop_cached
-from ..errors import PackError
+from ..errors import PackError, os_message
 from ..spec.load import Spec
 from .digests import DigestPipeline, member_digests
 from .names import archive_name, clean_stale_parts
@@ -135,7 +135,7 @@ class Packer:
             self._problem(f"{entry.source}: vanished before it could be packed")
             return None
         except OSError as e:
-            self._problem(f"{entry.source}: cannot read: {e.strerror}")
+            self._problem(f"{os_message(e, entry.source, 'opening it to pack')}; not archived")
             return None
         kind = os.fstat(fd).st_mode
         if not stat.S_ISREG(kind):
@@ -163,7 +163,7 @@ class Packer:
             except Changed:
                 continue
             except OSError as e:
-                return self._problem(f"{entry.source}: read error: {e.strerror}")
+                return self._problem(f"{os_message(e, entry.source, 'reading it')}; not archived")
             finally:
                 os.close(fd)
         self._problem(f"{entry.source}: kept changing while being read ({RETRIES} tries); "
@@ -271,7 +271,7 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, ARCHIVE_MODE)
     except OSError as e:
-        raise PackError(f"cannot create {tmp}: {e.strerror}") from e
+        raise PackError(f"cannot create the archive: {os_message(e, tmp)}") from e
     try:
         os.fchmod(fd, ARCHIVE_MODE)
         with os.fdopen(fd, "wb", buffering=CHUNK) as raw:
@@ -296,7 +296,7 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
         tmp.unlink(missing_ok=True)
         meta.close()
         hint = "free some space at the destination" if e.errno == errno.ENOSPC else None
-        raise PackError(f"writing {final}: {e.strerror or e}", hint=hint) from e
+        raise PackError(os_message(e, e.filename or tmp, f"writing {final.name}"), hint=hint) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         meta.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from .. import install
-from ..errors import ScanError
+from ..errors import ScanError, os_message
 from ..safefs import open_file
 from ..spec.model import CONFIG_AREAS, NIGHT_RE, Spec
 from ..spec.sections import SECTIONS, Section
@@ -106,7 +106,7 @@ def classify_folders(images: Path) -> tuple[list[str], dict[str, str], dict[str,
         real_images = os.path.realpath(images)
         children = sorted(os.scandir(images), key=lambda d: d.name)
     except OSError as e:
-        raise ScanError(f"cannot list images folder {images}: {e.strerror}") from e
+        raise ScanError(f"cannot list the images folder: {os_message(e, images)}") from e
     names, outside, loops = [], {}, {}
     for child in children:
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from ..errors import AllskyTasksError, DestinationError, ManifestError, PackError, ScanError
+from ..errors import AllskyTasksError, DestinationError, ManifestError, PackError, ScanError, os_message
 from ..progress import QUIET_ENV
 from ..safefs import check_dir, make_dir, read_bytes
 from ..service.control import ServiceConfig, pause_needed
@@ -58,8 +58,7 @@ _STAGE_ERRORS: dict[str, type[AllskyTasksError]] = {
 
 def os_error(stage_fn: str, e: OSError) -> AllskyTasksError:
     """An OSError that escaped a stage as our error: read-only/permission -> DestinationError."""
-    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) or "a file of the backup"
-    what = f"{where}: {e.strerror or e}"
+    what = os_message(e, None if e.filename is not None else "a file of the backup")
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and stage_fn != "run_scan":
         return DestinationError(what, hint="the backup folder (or destination) must be writable by "
                                            "the user running the backup; remount it read-write")

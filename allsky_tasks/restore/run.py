@@ -9,7 +9,7 @@ from typing import Any, ContextManager
 
 from .. import install
 from ..environment import STATE_DIRNAME
-from ..errors import AllskyTasksError, RestoreError
+from ..errors import AllskyTasksError, RestoreError, os_message
 from ..service.control import PauseRecord, check_service, paused_service
 from ..service.lock import destination_lock
 from . import journal
@@ -81,7 +81,7 @@ def execute(prep: Prepared) -> RestoreSummary:
         note = f"restore log: {summary.log}" + (f"; undo backup: {summary.undo}"
                                                  if summary.undo else "")
         if isinstance(e, OSError):
-            raise RestoreError(f"restore of {prep.archive} failed: {e}", hint=note) from e
+            raise RestoreError(f"restore of {prep.archive} failed: {os_message(e)}", hint=note) from e
         if isinstance(e, AllskyTasksError):  # the CLI prints message and hint
             e.hint = f"{e.hint}; {note}" if e.hint else note
         else:
@@ -99,7 +99,7 @@ def _log(prep: Prepared, summary: RestoreSummary, started: float) -> None:
     try:
         summary.log = str(write_log(prep.home, summary_lines(summary)))
     except OSError as e:
-        summary.warnings.append(f"restore log not written: {e.strerror or e}")
+        summary.warnings.append(f"restore log not written: {os_message(e)}")
 
 
 def dry_run(prep: Prepared) -> RestoreSummary:

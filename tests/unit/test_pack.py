@@ -217,7 +217,7 @@ def test_unreadable_file_fails_with_its_name_and_no_archive(open_root: Path) -> 
 
     code = _as_nobody(child)
     assert code == 0, report.read_text() if report.exists() else code
-    assert "fields.json: cannot read: Permission denied" in report.read_text()
+    assert "fields.json: Permission denied, while opening it to pack" in report.read_text()
     _no_partial_files(site.env.backup_dir)
 
 
