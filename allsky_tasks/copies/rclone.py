@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import CopyError
-from .target import Progress, RemoteFile
+from .target import Progress, RemoteFile, listed_name_ok
 
 # rclone's log prefix: "2026/03/01 12:00:00 ERROR : object : "
 _STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+ : )?")
@@ -102,8 +102,10 @@ class RcloneTarget:
             rows = json.loads(out or "[]")
         except ValueError:
             raise CopyError(f"copy target {self.describe()}: rclone lsjson gave no JSON") from None
+        # JSON: a name cannot forge an entry; one with a control character is refused.
         return [RemoteFile(str(r["Name"]), int(r["Size"])) for r in rows
-                if not r.get("IsDir") and "/" not in str(r.get("Path", r["Name"]))]
+                if isinstance(r, dict) and not r.get("IsDir") and listed_name_ok(str(r.get("Name", "")))
+                and str(r.get("Path", r["Name"])) == str(r["Name"])]
 
     def hidden_name(self, name: str) -> str:
         """The temporary name a copy is written under until verified."""

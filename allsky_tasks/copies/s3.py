@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from ..errors import CopyError
 from .s3_multipart import put_multipart
-from .target import OWN_NAME, Progress, RemoteFile
+from .target import OWN_NAME, Progress, RemoteFile, listed_name_ok
 
 MULTIPART_THRESHOLD = 16 << 20  # single PUT (full-object SHA-256 at the store) below this
 STALE_UPLOAD_DAYS = 7  # multipart uploads of ours older than this are given up and aborted
@@ -132,7 +132,7 @@ class S3Target:
                               Prefix=self.prefix, **token)
             for obj in page.get("Contents", []):
                 rest = obj["Key"][len(self.prefix):]
-                if rest and "/" not in rest:
+                if listed_name_ok(rest):
                     out.append(RemoteFile(rest, int(obj["Size"])))
             if not page.get("IsTruncated"):
                 return out

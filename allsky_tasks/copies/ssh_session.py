@@ -98,8 +98,10 @@ class SshSession:
     def _run(self, argv: list[str], what: str, stdin: str | None = None,
              timeout: float | None = TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
         try:
+            # surrogateescape: a name that is not UTF-8 is refused later, never a crash here.
             proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
-                                  timeout=timeout, stdin=None if stdin is not None else subprocess.DEVNULL)
+                                  errors="surrogateescape", timeout=timeout,
+                                  stdin=None if stdin is not None else subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise CopyError(f"copy target {self.describe()}: {what}: no answer in {timeout}s") \
                 from None

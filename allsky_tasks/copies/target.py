@@ -30,6 +30,18 @@ OWN_NAME = (r"allsky-(?:config|images)-backup-[^/\x00-\x1f]+"
 TEMP_NAME = re.compile(rf"^\.({OWN_NAME})\.part$")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f\x80-\x9f\ud800-\udfff]")
+
+
+def listed_name_ok(name: str) -> bool:
+    """Whether a name from a target's listing may be used at all: one plain file name.
+
+    A newline (or any control character) in a name could forge a line of a listing, or an
+    entry of ours; such names are refused (left out), as are '/', '.' and '..'.
+    """
+    return bool(name) and name not in (".", "..") and "/" not in name and not _CONTROL.search(name)
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One file a target holds: its name (no folders) and size, and a SHA-256 if the listing has it."""
