@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import CopyError
+from ..redact import redact, redact_remote
 from .target import Progress, RemoteFile, listed_name_ok
 
 # rclone's log prefix: "2026/03/01 12:00:00 ERROR : object : "
@@ -45,8 +46,8 @@ class RcloneTarget:
         self.flags: list[str] = [str(f) for f in cfg.get("flags") or []]
 
     def describe(self) -> str:
-        """`name (remote:path)`."""
-        return f"{self.name} ({self.remote})"
+        """`name (remote:path)`, inline credentials (`:s3,secret_access_key=...:`) hidden."""
+        return f"{self.name} ({redact_remote(self.remote)})"
 
     def path(self, name: str) -> str:
         """`remote:path/name` for a file name (no folders, no tricks)."""
@@ -64,6 +65,7 @@ class RcloneTarget:
         return [exe, *conf, *NET_FLAGS, *self.flags, *args]
 
     def _fail(self, what: str, stderr: str, code: int) -> CopyError:
+        stderr = redact(stderr.replace(self.remote, redact_remote(self.remote)))  # rclone echoes it
         lines = [_STAMP.sub("", ln).strip() for ln in stderr.strip().splitlines() if ln.strip()]
         detail = lines[-1] if lines else f"rclone exited with {code}"
         hint = None
@@ -71,7 +73,7 @@ class RcloneTarget:
             hint = "set the remote up with `rclone config` as this user (or name the config file with `config:`)"
         elif any(s in stderr for s in ("401", "403", "Unauthorized", "Forbidden", "authentication")):
             hint = ("the remote refused the login: renew it with `rclone config reconnect "
-                    f"{self.remote.split(':')[0]}:` or fix it with `rclone config`")
+                    f"{redact_remote(self.remote).split(':')[0]}:` or fix it with `rclone config`")
         elif "directory not found" in stderr or "object not found" in stderr:
             hint = "check the path after the remote name"
         elif any(s in stderr for s in ("connection refused", "no such host", "i/o timeout", "timeout")):

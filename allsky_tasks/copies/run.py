@@ -104,6 +104,9 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
 def raise_failures(report: CopyReport, spec_name: str) -> None:
     """Required copies that failed fail the run; the local archive stays, verified."""
     if report.failures:
-        raise CopyError(f"{spec_name}: required copy failed:\n  " + "\n  ".join(report.failures),
+        # The first line says why: messages shown as one line (the WebUI's) keep the reason.
+        more = f" (and {len(report.failures) - 1} more)" if report.failures[1:] else ""
+        raise CopyError(f"{spec_name}: required {report.failures[0]}{more}"
+                        + "".join(f"\n  {f}" for f in report.failures[1:]),
                         hint="the local archive is kept and verified; fix the target and run "
                              "again (only the missing copies move)")
