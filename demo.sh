@@ -6,6 +6,8 @@ cd "$(dirname "$0")"
 bash scripts/bootstrap.sh demo
 export ALLSKY_HOME="$PWD/demo/allsky"
 export ALLSKY_BACKUP_DIR="$PWD/demo/allskybackups"
+# The demo tree has no Allsky service to pause (a real Pi has one: a missing unit is an error).
+export ALLSKY_SERVICE_PAUSE=never
 unset ALLSKY_IMAGES ALLSKY_SPECS_DIR
 rm -rf demo
 .venv/bin/python -m allsky_tasks.demo "$ALLSKY_HOME"
@@ -22,6 +24,7 @@ cat > demo/env.sh <<ENV
 # Written by demo.sh: \`. demo/env.sh\` points allsky-tasks and doit at the demo tree.
 export ALLSKY_HOME='$ALLSKY_HOME'
 export ALLSKY_BACKUP_DIR='$ALLSKY_BACKUP_DIR'
+export ALLSKY_SERVICE_PAUSE=never
 unset ALLSKY_IMAGES ALLSKY_SPECS_DIR
 export PATH='$PWD/.venv/bin':"\$PATH"
 ENV

@@ -85,7 +85,7 @@ def _cmd(args: argparse.Namespace) -> int:
     from ..progress import tracked
     from ..restore.prepare import RestoreBlocked, RestoreOptions, prepare
     from ..restore.run import dry_run, execute
-    from ..service.commands import ServiceConfig
+    from ..service.commands import ServiceConfig, machine_pause
     from ..service.signals import signals_as_interrupt
 
     env = from_environ()
@@ -97,7 +97,7 @@ def _cmd(args: argparse.Namespace) -> int:
         files=list(dict.fromkeys(args.files)), dry_run=args.dry_run,
         force_camera=args.force_camera, undo=not args.no_undo,
         images=env.images if home == env.home else None, backup_dir=backup_dir,
-        service=None if args.no_service else ServiceConfig(unit=args.service_unit))
+        service=None if args.no_service or machine_pause() else ServiceConfig(unit=args.service_unit))
     from ..inventory.destinations import destinations
 
     confirmed = args.yes

@@ -14,6 +14,18 @@ from typing import Any
 from ..errors import SpecError
 
 PAUSE_POLICIES = ("auto", "always", "never")
+# A machine without an Allsky service (the demo, a test box) says so once, for every spec;
+# otherwise a unit that does not exist is an error, never a silent "was not running".
+PAUSE_ENV = "ALLSKY_SERVICE_PAUSE"
+
+
+def machine_pause() -> str | None:
+    """`never` when ALLSKY_SERVICE_PAUSE=never; None when unset; SpecError for anything else."""
+    value = os.environ.get(PAUSE_ENV, "").strip()
+    if value in ("", "never"):
+        return value or None
+    raise SpecError([f"{PAUSE_ENV}={value!r}: the only value is never (this machine has no "
+                     "Allsky service to pause)"], hint=f"unset {PAUSE_ENV}, or set it to never")
 ACTIONS = ("stop", "start", "status")
 _OUTPUT_LIMIT = 2000
 
@@ -30,6 +42,7 @@ class ServiceConfig:
     start: tuple[str, ...] = ("systemctl", "start", "{unit}")
     status: tuple[str, ...] = ("systemctl", "is-active", "--quiet", "{unit}")
     sudo: str = "auto"  # auto: stop/start through `sudo -n` when not root; never
+    forced_by: str | None = None  # the environment's ALLSKY_SERVICE_PAUSE=never overrode the spec
 
     @classmethod
     def from_spec(cls, data: dict[str, Any] | None) -> ServiceConfig:
@@ -38,7 +51,9 @@ class ServiceConfig:
         commands = data.get("commands") or {}
         raw = {a: commands.get(a, getattr(base, a)) for a in ACTIONS}
         argvs = {a: tuple(v) if isinstance(v, (list, tuple)) else () for a, v in raw.items()}
-        cfg = cls(unit=str(data.get("unit", base.unit)), pause=data.get("pause", base.pause),
+        forced = f"{PAUSE_ENV}=never" if machine_pause() else None
+        cfg = cls(unit=str(data.get("unit", base.unit)),
+                  pause="never" if forced else data.get("pause", base.pause), forced_by=forced,
                   timeout=float(data.get("timeout", base.timeout)),
                   sudo=str(data.get("sudo", base.sudo)),
                   max_pause=float(data.get("max_pause", base.max_pause)), **argvs)

@@ -38,7 +38,8 @@ def pause_needed(cfg: ServiceConfig, databases_selected: bool) -> tuple[bool, st
     if cfg.pause == "always":
         return True, f"the spec says service.pause: always, so {cfg.unit} is stopped while packing"
     if cfg.pause == "never":
-        return False, f"the spec says service.pause: never, so {cfg.unit} keeps running while packing"
+        said = f"the environment says {cfg.forced_by}" if cfg.forced_by else "the spec says service.pause: never"
+        return False, f"{said}, so {cfg.unit} keeps running while packing"
     if databases_selected:
         return True, f"database content is selected, so {cfg.unit} is stopped while packing"
     return False, f"no database content is selected, so {cfg.unit} keeps running while packing"

@@ -505,3 +505,16 @@ def test_restore_checks_the_service_before_the_undo_backup(site: Any, tmp_path: 
         restore(archive, site.home, options)
     assert not list(undo_dir.rglob("*.tar.*"))  # no undo backup was written
     assert (site.home / "env.json").read_bytes() == before
+
+
+def test_a_machine_without_an_allsky_service_says_so_once(monkeypatch: pytest.MonkeyPatch, state: Path) -> None:
+    monkeypatch.setenv("ALLSKY_SERVICE_PAUSE", "never")
+    cfg = ServiceConfig.from_spec({"pause": "always", "unit": "allsky-tasks-no-such-unit"})
+    needed, reason = pause_needed(cfg, True)
+    assert not needed and "ALLSKY_SERVICE_PAUSE=never" in reason
+    with paused_service(cfg, needed, reason, state) as rec:
+        pass
+    assert not rec.stopped and not (state / MARKER_NAME).exists()
+    monkeypatch.setenv("ALLSKY_SERVICE_PAUSE", "sometimes")
+    with pytest.raises(SpecError, match="ALLSKY_SERVICE_PAUSE='sometimes'"):
+        ServiceConfig.from_spec({})
