@@ -68,7 +68,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_from_spec_defaults_and_overrides() -> None:
+def test_from_spec_defaults_and_overrides(real_pause: None) -> None:
     cfg = ServiceConfig.from_spec(None)
     assert (cfg.unit, cfg.pause, cfg.timeout) == ("allsky", "auto", 60.0)
     assert cfg.argv("stop") == ["systemctl", "stop", "allsky"]
@@ -427,9 +427,8 @@ def test_no_systemd_or_no_such_unit_is_an_error_before_anything_stops(state: Pat
     # systemd, the unit does not exist. Either way the pause must not be skipped silently.
     cfg = ServiceConfig(unit="allsky-tasks-no-such-unit")
     body: list[str] = []
-    with pytest.raises(ServiceStopError) as info:
-        with paused_service(cfg, True, "always", state):
-            body.append("ran")
+    with pytest.raises(ServiceStopError) as info, paused_service(cfg, True, "always", state):
+        body.append("ran")
     text = str(info.value)
     assert "allsky-tasks-no-such-unit" in text
     assert any(s in text for s in ("System has not been booted with systemd", "not-found",
@@ -446,9 +445,9 @@ def test_a_status_command_that_cannot_tell_is_an_error(svc: Path, state: Path, s
     data = service_spec(svc)
     data["commands"]["status"] = status
     body: list[str] = []
-    with pytest.raises(ServiceStopError, match="cannot tell whether service standin is running"):
-        with paused_service(ServiceConfig.from_spec(data), True, "always", state):
-            body.append("ran")
+    with pytest.raises(ServiceStopError, match="cannot tell whether service standin is running"), \
+            paused_service(ServiceConfig.from_spec(data), True, "always", state):
+        body.append("ran")
     _nothing_happened(state, body)
     assert standin_running(svc)
 
@@ -467,9 +466,9 @@ def test_a_typo_in_service_unit_is_an_error_naming_the_unit(tmp_path: Path, stat
     (tmp_path / "units" / "allsky").mkdir(parents=True)
     start_standin(tmp_path / "units" / "allsky")
     body: list[str] = []
-    with pytest.raises(ServiceStopError, match=r"systemd has no unit alsky \(LoadState=not-found\)"):
-        with paused_service(_systemctl_cfg(tmp_path, "alsky"), True, "always", state):
-            body.append("ran")
+    with pytest.raises(ServiceStopError, match=r"systemd has no unit alsky \(LoadState=not-found\)"), \
+            paused_service(_systemctl_cfg(tmp_path, "alsky"), True, "always", state):
+        body.append("ran")
     _nothing_happened(state, body)
     assert standin_running(tmp_path / "units" / "allsky")
     # The real unit, running: stopped and started; stopped by hand: left alone, as before.
