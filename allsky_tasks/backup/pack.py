@@ -66,6 +66,7 @@ class Packer:
         # Restore's own member rules, applied before each header: nothing it would refuse is written.
         self.rules = Scan(Limits())
         self.areas = claimed_areas(spec.type, summary_targets)
+        self._area_parent = ""  # a folder inside the areas: its members are too
 
     def _problem(self, message: str) -> None:
         """Fail or warn, as the spec says."""
@@ -90,8 +91,12 @@ class Packer:
     def _refused(self, entry: Entry) -> bool:
         """True (after a warning, or PackError) if restore would refuse this member."""
         try:
-            if not (in_area(entry.arcname, self.areas) or entry.arcname == "images"):
-                raise Stop(f"outside the archive's areas ({', '.join(self.areas)})", entry.arcname)
+            parent = entry.arcname.rpartition("/")[0]
+            if parent != self._area_parent or not parent:
+                if not (in_area(entry.arcname, self.areas) or entry.arcname == "images"):
+                    raise Stop(f"outside the archive's areas ({', '.join(self.areas)})", entry.arcname)
+                if parent and in_area(parent, self.areas):
+                    self._area_parent = parent
             self.rules.check(entry.arcname, entry.kind, entry.linkname)
         except Stop as e:
             self._problem(f"{entry.source}: not archived, restore would refuse it: {e.problem}")
