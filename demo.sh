@@ -7,6 +7,8 @@ bash scripts/bootstrap.sh demo
 export ALLSKY_HOME="$PWD/demo/allsky"
 export ALLSKY_BACKUP_DIR="$PWD/demo/allskybackups"
 export ALLSKY_TASKS_AUTH_KEY="$PWD/demo/allsky-tasks-auth.key"  # the demo's own key, not ~'s
+# The demo tree has no Allsky service to pause (a real Pi has one: a missing unit is an error).
+export ALLSKY_SERVICE_PAUSE=never
 unset ALLSKY_IMAGES ALLSKY_SPECS_DIR
 rm -rf demo
 .venv/bin/python -m allsky_tasks.demo "$ALLSKY_HOME"
@@ -24,6 +26,7 @@ cat > demo/env.sh <<ENV
 export ALLSKY_HOME='$ALLSKY_HOME'
 export ALLSKY_BACKUP_DIR='$ALLSKY_BACKUP_DIR'
 export ALLSKY_TASKS_AUTH_KEY='$ALLSKY_TASKS_AUTH_KEY'
+export ALLSKY_SERVICE_PAUSE=never
 unset ALLSKY_IMAGES ALLSKY_SPECS_DIR
 export PATH='$PWD/.venv/bin':"\$PATH"
 ENV

@@ -1,6 +1,50 @@
-"""One error root for the tool, with a subclass (and exit code) per stage."""
+"""One error root for the tool, with a subclass (and exit code) per stage.
+
+Also `os_message`: the one sentence for an OSError on a path, used wherever a file error
+becomes our message (pack sources, the undo backup, restore placement, state files).
+"""
 
 from __future__ import annotations
+
+import errno
+import os
+
+# What an errno means to an operator, as the rest of a sentence that starts with the path.
+_PLAIN = {
+    errno.ENOSPC: "the disk is full (No space left on device)",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.ELOOP: "is a symbolic link (or reached through one), and links are never followed here",
+    errno.ENXIO: "is a socket, FIFO or device, not a regular file",
+    errno.EWOULDBLOCK: "is a FIFO or socket, not a regular file",
+    errno.EACCES: "Permission denied",
+    errno.EPERM: "Operation not permitted",
+    errno.ENOENT: "does not exist (removed or renamed meanwhile?)",
+    errno.EROFS: "is on a read-only file system",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOTDIR: "a part of its path is not a folder",
+    errno.ENOTEMPTY: "is a folder that is not empty",
+    errno.EEXIST: "already exists",
+    errno.EIO: "input/output error: the disk or card may be failing",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.EFBIG: "the file is too large for this file system",
+    errno.EBUSY: "is busy (in use, or a mount point)",
+    errno.EXDEV: "is on another file system",
+    errno.EMFILE: "too many files are open",
+}
+
+
+def os_message(exc: OSError, path: str | os.PathLike[str] | None = None, doing: str = "") -> str:
+    """`<path>: <what happened, in plain words>[, while <doing>]` for an OSError.
+
+    `path` is the file as the operator knows it; without it, the error's own file names
+    (which a write() on a full disk, or a call relative to a folder descriptor, lacks).
+    """
+    where: object = path
+    if where is None and exc.filename is not None:
+        where = os.fsdecode(exc.filename) + (f" -> {os.fsdecode(exc.filename2)}" if exc.filename2 else "")
+    what = _PLAIN.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
+    text = f"{where}: {what}" if where is not None else what
+    return f"{text}, while {doing}" if doing else text
 
 
 class AllskyTasksError(Exception):

@@ -97,7 +97,11 @@ def read_bytes(path: Path, limit: int = 64 << 20, owned: bool = False) -> bytes:
         size = os.fstat(fd).st_size
         if size > limit:
             raise _refuse(path, f"is {size} bytes, more than the {limit} expected")
-        data = read_fd(fd, limit + 1)
+        try:
+            data = read_fd(fd, limit + 1)
+        except OSError as exc:
+            exc.filename = exc.filename or str(path)  # an I/O error names no file
+            raise
         if len(data) > limit:
             raise _refuse(path, f"grew past the {limit} bytes expected")
         return data
@@ -191,13 +195,13 @@ def atomic_writer(path: Path, mode: int = 0o640) -> Iterator[int]:
         os.close(fd)
         fd = -1
         os.replace(tmp, path)
-    except BaseException as e:
+    except BaseException as exc:
         if fd >= 0:
             os.close(fd)
         with _suppress_missing():
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename is None:  # a write: name the file it was for
-            raise type(e)(e.errno, e.strerror, str(path)) from e
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a full disk's write() names no file: errors.os_message will
         raise
     fsync_dir(path.parent)
 

@@ -79,10 +79,21 @@ def make_site(root: Path, **tree_kwargs: object) -> Site:
 
 @pytest.fixture(autouse=True)
 def _default_backup_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process commands never touch the real ~/allskybackups (records of outside files)."""
+    """In-process commands never touch the real ~/allskybackups (records of outside files).
+
+    The test machine has no Allsky service: it says so (ALLSKY_SERVICE_PAUSE=never, as
+    demo.sh does). Tests of the pause drive a stand-in service and take `real_pause`.
+    """
     monkeypatch.setenv("ALLSKY_BACKUP_DIR", str(tmp_path / "default-allskybackups"))
     # This device's authentication key: one per test, never the real ~/allsky-tasks-auth.key.
     monkeypatch.setenv("ALLSKY_TASKS_AUTH_KEY", str(tmp_path / "auth.key"))
+    monkeypatch.setenv("ALLSKY_SERVICE_PAUSE", "never")
+
+
+@pytest.fixture
+def real_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Specs pause their (stand-in) service as they say: no machine-wide `never`."""
+    monkeypatch.delenv("ALLSKY_SERVICE_PAUSE", raising=False)
 
 
 @pytest.fixture
@@ -176,7 +187,7 @@ def archive_metadata(archive: Path) -> dict:
 
 
 @pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Path]:
+def svc(tmp_path: Path, real_pause: None) -> Iterator[Path]:
     """A folder for stand-in services; every daemon started there is killed afterwards."""
     from .helpers.service_fixture import kill_standins
 

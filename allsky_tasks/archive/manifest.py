@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ManifestError, UnsafePathError
+from ..errors import ManifestError, UnsafePathError, os_message
 from ..safefs import atomic_writer, open_file, read_bytes
 from .io import SUFFIXES, atomic_write_bytes
 from .metadata import NAMESPACE
@@ -50,7 +50,7 @@ def write_sidecar(archive: Path, metadata: dict[str, Any], archive_facts: dict[s
         atomic_write_bytes(path, (json.dumps(metadata, indent=4) + "\n").encode(), SIDECAR_MODE)
     except OSError as e:
         hint = "free some space at the destination" if e.errno == errno.ENOSPC else None
-        raise ManifestError(f"cannot write sidecar {path}: {e.strerror or e}", hint=hint) from e
+        raise ManifestError(f"cannot write the sidecar: {os_message(e, path)}", hint=hint) from e
     return path
 
 
@@ -90,7 +90,7 @@ def write_sidecar_from(archive: Path, metadata_file: Path, additions: dict[str, 
             out.flush()
     except OSError as e:
         hint = "free some space at the destination" if e.errno == errno.ENOSPC else None
-        raise ManifestError(f"cannot write sidecar {path}: {e.strerror or e}", hint=hint) from None
+        raise ManifestError(f"cannot write the sidecar: {os_message(e, path)}", hint=hint) from None
     return path
 
 

@@ -21,7 +21,7 @@ from .structure import structure_problems
 from .tar_scan import Scan, read_tar
 from .verify import CORRUPT
 
-__all__ = ["ArchiveRejected", "Limits", "SafetyReport", "validate_archive"]
+__all__ = ["ArchiveRejected", "Limits", "SafetyReport", "check_areas", "claimed_areas", "validate_archive"]
 
 _SUFFIX = {"allsky": ".tar.gz", "zstd": ".tar.zst"}
 _MAGIC = {"allsky": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
@@ -153,6 +153,28 @@ def _claimed_areas(meta: dict[str, Any]) -> tuple[str, ...]:
     return ("images",) if "images" in targets else tuple(targets)
 
 
+def check_areas(scan: Scan, areas: tuple[str, ...]) -> None:
+    """Every member, and every link's end (through other links), inside `areas`; else Stop.
+
+    Pack applies this to what it wrote before the archive gets its name, so it never keeps
+    an archive that verify, import or restore would refuse.
+    """
+    for name in scan.types:
+        # An images archive may also hold the images folder above its targets.
+        if name not in ("metadata.json", "images") and not in_area(name, areas):
+            raise Stop(f"outside the areas metadata.json claims ({', '.join(areas)})", name)
+    for key, target in scan.links.items():  # with every link known: chains are followed
+        end = resolve_link(key, target, scan.links)
+        if end is None or not (in_area(end, areas) or end == "images"):
+            raise Stop(f"symlink to {target!r} leads outside {', '.join(areas)} "
+                        "(through other links) or loops", key)
+
+
+def claimed_areas(backup_type: str, image_targets: list[str]) -> tuple[str, ...]:
+    """The areas an archive of this type and these images targets claims."""
+    return _claimed_areas({"backupType": backup_type, "imageTargets": image_targets})
+
+
 def _metadata(raw: bytes | None, scan: Scan) -> dict[str, Any]:
     """metadata.json parses, is an object, and claims exactly what the archive holds."""
     types = scan.types
@@ -168,15 +190,7 @@ def _metadata(raw: bytes | None, scan: Scan) -> dict[str, Any]:
         raise Stop(f"metadata.json is a JSON {type(meta).__name__}, not an object",
                     "metadata.json")
     areas = _claimed_areas(meta)
-    for name in types:
-        # An images archive may also hold the images folder above its targets.
-        if name not in ("metadata.json", "images") and not in_area(name, areas):
-            raise Stop(f"outside the areas metadata.json claims ({', '.join(areas)})", name)
-    for key, target in scan.links.items():  # with every link known: chains are followed
-        end = resolve_link(key, target, scan.links)
-        if end is None or not (in_area(end, areas) or end == "images"):
-            raise Stop(f"symlink to {target!r} leads outside {', '.join(areas)} "
-                        "(through other links) or loops", key)
+    check_areas(scan, areas)
     perms, files = meta.get("permissions", {}), meta.get("files")
     for path in [*(perms if isinstance(perms, dict) else [perms]),
                  *(files if isinstance(files, list) else [])]:

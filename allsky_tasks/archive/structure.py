@@ -5,8 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 from .members import Member
+from .metadata import NAMESPACE  # where archive/metadata.py writes our additions
 
-__all__ = ["structure_problems"]
+__all__ = ["ALLSKY_KEYS", "KNOWN_FORMATS", "key_problems", "structure_problems"]
+
+# Every top-level key Allsky's backups write (its metadata.json, and the sidecars its Create,
+# Upload and lazy reads write: the same keys or a subset), plus our one namespace.
+ALLSKY_KEYS = frozenset({
+    "backupFile", "backupType", "created", "version", "cameratype", "cameramodel",
+    "settingsfile", "ccfile", "permissions", "files", "includedOptionalTargets",
+    "includedSections", "requiredModules", "backupModules", "backupHasModules",
+    "imageBackupAll", "imageFolders", "imageTargets", "format"})
+KNOWN_FORMATS = (1,)  # metadata format numbers this tool can read
+
+
+def key_problems(meta: dict[str, Any]) -> list[str]:
+    """A format this tool does not know, or a top-level key neither Allsky's nor ours."""
+    problems = []
+    fmt = meta.get("format", 1)  # Allsky's upload sidecar carries no format: it is format 1
+    if type(fmt) is not int or fmt not in KNOWN_FORMATS:
+        problems.append(f"metadata.json: format {fmt!r} is not one this tool can read "
+                        f"({', '.join(map(str, KNOWN_FORMATS))}); a newer tool made it?")
+    unknown = sorted(str(k) for k in meta if k not in ALLSKY_KEYS and k != NAMESPACE)
+    if unknown:
+        problems.append(f"metadata.json: unknown top-level key {unknown[0]!r}"
+                        + (f" (and {len(unknown) - 1} more)" if unknown[1:] else "")
+                        + f"; Allsky's keys and {NAMESPACE!r} only")
+    return problems
 
 
 def _unknown(value: Any) -> bool:
@@ -25,7 +50,7 @@ def structure_problems(meta: Any, members: list[Member], upload_rules: bool = Tr
         return ["metadata.json: missing or not a JSON object"]
     kinds = {m.path: m.type for m in members}
     kind = meta.get("backupType")
-    problems: list[str] = []
+    problems: list[str] = key_problems(meta)
     if kind == "images":
         if not any(n == "images" or n.startswith("images/") for n in kinds):
             problems.append("images/: no images folder in an images backup")

@@ -33,6 +33,7 @@ class Scan:
         self.entries: list[Member] = []
         self.metadata_raw: bytes | None = None
         self.current: str | None = None
+        self._checked_parent = ""  # the folder of the last member `check` passed in full
 
     def add(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
         """Check one member; hash its data (metadata.json's bytes are kept)."""
@@ -63,6 +64,27 @@ class Scan:
         if key != "metadata.json":
             self.entries.append(member_of(info, digest))
             self.file_bytes += info.size * (kind == "file")
+
+    def check(self, name: str, kind: str, linkname: str = "") -> None:
+        """The name, placement and link rules alone (pack applies them before each header).
+
+        A file in the folder of the last member checked in full needs only its own name
+        checked: its folders passed already (pack adds a folder's files one after another).
+        """
+        key = name.rstrip("/")
+        parent, _, leaf = key.rpartition("/")
+        if (kind == "file" and parent and parent == self._checked_parent and leaf not in (".", "..")
+                and leaf and not CONTROL.search(leaf) and len(leaf.encode()) <= 255
+                and len(key.encode()) <= 4096 and key not in self.types and key not in self.parents):
+            self.types[key] = kind
+            return
+        problem = path_problem(name)
+        if problem:
+            raise Stop(problem, name)
+        self._place(key, kind)
+        if kind == "symlink":
+            self._link(key, linkname)
+        self._checked_parent = parent
 
     def _place(self, key: str, kind: str) -> None:
         """No duplicates, nothing below a file or link, no file or link above a member."""

@@ -38,6 +38,10 @@ def run_validate(spec_path: str, env: Environment, state: str) -> None:
     """Check one spec completely and hand the resolved spec to later tasks."""
     with tracked(Path(spec_path).stem, "validate") as progress:
         spec = load_spec(Path(spec_path), env)
+        if any(isinstance(c.get("encrypt"), dict) for c in spec.copies):
+            from ..copies.encrypt import check_spec_recipients  # pyrage only for such specs
+
+            check_spec_recipients(spec.copies, spec_path)  # a bad key fails here (23), not after pack
         write_json(Path(state) / "spec.json", spec_to_json(spec))
         from .live import record
 

@@ -16,9 +16,13 @@ from typing import Any
 
 from ..archive.compression import frame_wanted
 from ..archive.io import ARCHIVE_MODE, CHUNK, TarStream, compressed_writer, fsync_dir
+from ..archive.limits import Limits, Stop
+from ..archive.member_names import in_area
 from ..archive.metadata import LINK_TARGET, MetadataBuilder, full_mode
+from ..archive.safety import check_areas, claimed_areas
+from ..archive.tar_scan import Scan
 from ..archive.writer import drop_cached
-from ..errors import PackError
+from ..errors import PackError, os_message
 from ..spec.load import Spec
 from .digests import DigestPipeline, member_digests
 from .names import archive_name, clean_stale_parts
@@ -48,7 +52,7 @@ class Packer:
     """Writes entries into a tar stream and records them in the metadata."""
 
     def __init__(self, spec: Spec, tar: TarStream, meta: MetadataBuilder,
-                 digests: DigestPipeline, workdir: Path,
+                 digests: DigestPipeline, workdir: Path, summary_targets: list[str],
                  on_bytes: Callable[[int, str], None] | None = None,
                  on_warning: Callable[[str], None] | None = None) -> None:
         self.spec = spec
@@ -59,6 +63,10 @@ class Packer:
         self.buffer = bytearray(CHUNK)
         self.on_bytes = on_bytes or (lambda n, name: None)
         self.on_warning = on_warning or (lambda message: None)
+        # Restore's own member rules, applied before each header: nothing it would refuse is written.
+        self.rules = Scan(Limits())
+        self.areas = claimed_areas(spec.type, summary_targets)
+        self._area_parent = ""  # a folder inside the areas: its members are too
 
     def _problem(self, message: str) -> None:
         """Fail or warn, as the spec says."""
@@ -80,8 +88,33 @@ class Packer:
                 "uid": uid, "gid": gid, "owner": user_name(uid), "group": group_name(gid),
                 "mtime": mtime, **extra}
 
+    def _refused(self, entry: Entry) -> bool:
+        """True (after a warning, or PackError) if restore would refuse this member."""
+        try:
+            parent = entry.arcname.rpartition("/")[0]
+            if parent != self._area_parent or not parent:
+                if not (in_area(entry.arcname, self.areas) or entry.arcname == "images"):
+                    raise Stop(f"outside the archive's areas ({', '.join(self.areas)})", entry.arcname)
+                if parent and in_area(parent, self.areas):
+                    self._area_parent = parent
+            self.rules.check(entry.arcname, entry.kind, entry.linkname)
+        except Stop as e:
+            self._problem(f"{entry.source}: not archived, restore would refuse it: {e.problem}")
+            return True
+        return False
+
+    def finish(self) -> None:
+        """Links that lead outside through other links: the archive is not kept."""
+        try:
+            check_areas(self.rules, self.areas)
+        except Stop as e:
+            raise PackError(f"{e.member}: {e.problem}; restore would refuse the archive, so it was "
+                            "not kept", hint="remove or fix that link, or exclude it in the spec") from None
+
     def add(self, entry: Entry) -> None:
         """Add one scanned entry."""
+        if self._refused(entry):
+            return
         if entry.kind == "dir":
             mtime = entry.mtime_ns // 1_000_000_000
             self._header(entry, tarfile.DIRTYPE, 0, entry.mode, entry.uid, entry.gid, mtime,
@@ -110,7 +143,7 @@ class Packer:
             self._problem(f"{entry.source}: vanished before it could be packed")
             return None
         except OSError as e:
-            self._problem(f"{entry.source}: cannot read: {e.strerror}")
+            self._problem(f"{os_message(e, entry.source, 'opening it to pack')}; not archived")
             return None
         kind = os.fstat(fd).st_mode
         if not stat.S_ISREG(kind):
@@ -138,7 +171,7 @@ class Packer:
             except Changed:
                 continue
             except OSError as e:
-                return self._problem(f"{entry.source}: read error: {e.strerror}")
+                return self._problem(f"{os_message(e, entry.source, 'reading it')}; not archived")
             finally:
                 os.close(fd)
         self._problem(f"{entry.source}: kept changing while being read ({RETRIES} tries); "
@@ -249,7 +282,7 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, ARCHIVE_MODE)
     except OSError as e:
-        raise PackError(f"cannot create {tmp}: {e.strerror}") from e
+        raise PackError(f"cannot create the archive: {os_message(e, tmp)}") from e
     try:
         os.fchmod(fd, ARCHIVE_MODE)
         with os.fdopen(fd, "wb", buffering=CHUNK) as raw:
@@ -257,9 +290,11 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
                                    spec.media_compression == "fast") as (stream, hashed):
                 tar = TarStream(stream)
                 with member_digests(meta.add) as digests:
-                    packer = Packer(spec, tar, meta, digests, workdir, on_bytes, on_warning)
+                    packer = Packer(spec, tar, meta, digests, workdir, summary.targets, on_bytes,
+                                    on_warning)
                     for entry in rows:
                         packer.add(entry)
+                    packer.finish()
                 meta_path = meta.write(final.name, now, extra or {})
                 meta_sha256 = _add_metadata(packer, meta_path, now)
                 tar.close()
@@ -272,7 +307,7 @@ def pack(spec: Spec, summary: ScanSummary, rows: Iterable[Entry], workdir: Path,
         tmp.unlink(missing_ok=True)
         meta.close()
         hint = "free some space at the destination" if e.errno == errno.ENOSPC else None
-        raise PackError(f"writing {final}: {e.strerror or e}", hint=hint) from e
+        raise PackError(os_message(e, e.filename or tmp, f"writing {final.name}"), hint=hint) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         meta.close()

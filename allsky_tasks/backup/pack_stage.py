@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..environment import Environment
-from ..errors import DestinationError, ServiceStartError
+from ..errors import DestinationError, ServiceStartError, os_message
 from ..progress import human, tracked
 from ..safefs import make_dir
 from ..service.control import PauseRecord, pause_deadline, paused_service, signals_as_interrupt
@@ -65,7 +65,7 @@ def run_pack(state: str, env: Environment) -> None:
         try:
             spec.destination.mkdir(parents=True, exist_ok=True, mode=0o750)
         except OSError as e:
-            raise DestinationError(f"cannot create destination {spec.destination}: {e.strerror}",
+            raise DestinationError(f"cannot create the destination: {os_message(e, spec.destination)}",
                                    hint="check that it is mounted and writable") from e
         # SIGTERM/SIGHUP become KeyboardInterrupt so the restart below runs (doit's teardown
         # would not); a SIGKILL leaves the marker that the next run's pause task acts on.

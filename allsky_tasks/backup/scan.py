@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import install
-from ..errors import ScanError
+from ..errors import ScanError, os_message
 from ..safefs import open_file
 from ..spec.model import CONFIG_AREAS, NIGHT_RE, Spec
 from ..spec.sections import SECTIONS, Section
 from .entry import Entry, Stats
 from .walk import Walker
-from .walk_rules import ALWAYS_EXCLUDED, DB_SUFFIXES, exclusion
+from .walk_rules import ALWAYS_EXCLUDED, DB_SUFFIXES, exclusion, nofollow_glob, shown, through_link
 
 __all__ = ["ALWAYS_EXCLUDED", "DB_SUFFIXES", "Entry", "ScanSummary", "Stats", "exclusion",
            "read_rows", "scan", "select_folders"]
@@ -56,23 +56,43 @@ class ScanSummary:
         return cls(**data)
 
 
-def _config_roots(spec: Spec, camera: install.Camera) -> Iterator[tuple[str, str, Section]]:
-    """(arcname, source, section) for every selected config root, in table order."""
-    home = spec.home
+def _config_roots(spec: Spec, camera: install.Camera,
+                  notes: list[str]) -> Iterator[tuple[str, str, Section]]:
+    """(arcname, source, section) for every selected config root, in table order.
+
+    Never through a symlink: a root below a linked folder is left out with a note.
+    """
+    home = str(spec.home)
     for section in SECTIONS:
         if section.key not in spec.sections:
             continue
         for rel in section.paths:
             if rel == "{settingsfile}":
                 # The live settings.json is the truth; it is stored under its camera name.
-                yield camera.settingsfile, str(home / "config" / "settings.json"), section
+                yield camera.settingsfile, os.path.join(home, "config", "settings.json"), section
             elif rel == "{ccfile}":
-                yield camera.ccfile, str(home / "config" / "cc.json"), section
+                yield camera.ccfile, os.path.join(home, "config", "cc.json"), section
+            elif (link := through_link(home, rel)) is not None:
+                if os.path.lexists(os.path.join(home, rel)):
+                    notes.append(f"{shown(link)}: a symlink; {rel} below it is not archived (links "
+                                 "are stored as links, never walked)")
             else:
-                yield rel, str(home / rel), section
+                yield rel, os.path.join(home, rel), section
         for pattern in section.globs:
-            for match in sorted(home.glob(pattern)):
-                yield match.relative_to(home).as_posix(), str(match), section
+            for arc, source in sorted(nofollow_glob(home, "", pattern, notes)):
+                yield arc, source, section
+
+
+def glob_selection(spec: Spec, pattern: str, notes: list[str]) -> list[tuple[str, str]]:
+    """(arcname, source) of what an `include:` pattern matches, never through a symlink.
+
+    `images/...` starts at the images folder (which may itself be a link to a USB disk, as
+    the images walk follows it); anything else at the Allsky home.
+    """
+    head, _, rest = pattern.partition("/")
+    if spec.type == "images" and head == "images":
+        return sorted(nofollow_glob(str(spec.images), "images", rest, notes))
+    return sorted(nofollow_glob(str(spec.home), "", pattern, notes))
 
 
 def classify_folders(images: Path) -> tuple[list[str], dict[str, str], dict[str, str]]:
@@ -86,7 +106,7 @@ def classify_folders(images: Path) -> tuple[list[str], dict[str, str], dict[str,
         real_images = os.path.realpath(images)
         children = sorted(os.scandir(images), key=lambda d: d.name)
     except OSError as e:
-        raise ScanError(f"cannot list images folder {images}: {e.strerror}") from e
+        raise ScanError(f"cannot list the images folder: {os_message(e, images)}") from e
     names, outside, loops = [], {}, {}
     for child in children:
         try:
@@ -181,7 +201,7 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
                                 "does not exist; backup aborted")
         camera_info = {"cameratype": camera.cameratype, "cameramodel": camera.cameramodel,
                        "settingsfile": camera.settingsfile, "ccfile": camera.ccfile}
-        for arcname, source, section in _config_roots(spec, camera):
+        for arcname, source, section in _config_roots(spec, camera, walker.notes):
             walker.set_excludes(excludes + section.exclude)
             walker.walk(arcname, source, section.key)
             targets.append(arcname)
@@ -197,8 +217,8 @@ def scan(spec: Spec, rows_out: IO[str]) -> ScanSummary:
             for name in folders:
                 walker.walk(f"images/{name}", str(spec.images / name), name, follow_root=True)
     for pattern in spec.include:
-        for match in sorted(spec.home.glob(pattern)):
-            walker.walk(match.relative_to(spec.home).as_posix(), str(match), "include")
+        for arcname, source in glob_selection(spec, pattern, walker.notes):
+            walker.walk(arcname, source, "include")
     if walker.problems and spec.on_file_error == "fail":
         raise ScanError(f"{spec.path}: {len(walker.problems)} problem(s) while scanning:\n  "
                         + "\n  ".join(walker.problems),

@@ -13,7 +13,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from ..errors import AllskyTasksError, DestinationError, ManifestError, PackError, ScanError, SpaceError
+from ..errors import AllskyTasksError, DestinationError, ManifestError, PackError, ScanError, SpaceError, os_message
 from ..progress import QUIET_ENV
 from ..safefs import check_dir, make_dir, read_bytes
 from ..service.control import ServiceConfig, pause_needed
@@ -55,8 +55,7 @@ _STAGE_ERRORS: dict[str, type[AllskyTasksError]] = {
 
 def os_error(stage_fn: str, e: OSError) -> AllskyTasksError:
     """An OSError that escaped a stage as our error: read-only/permission -> DestinationError."""
-    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) or "a file of the backup"
-    what = f"{where}: {e.strerror or e}"
+    what = os_message(e, None if e.filename is not None else "a file of the backup")
     if e.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk: the stage's error, else SpaceError
         return _STAGE_ERRORS.get(stage_fn, SpaceError)(
             f"{what} (while {stage_fn.removeprefix('run_')} wrote it)",

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 from typing import IO
 
-from ..errors import ScanError
+from ..errors import ScanError, os_message
 from .entry import Entry, Stats, json_str
 from .walk_rules import (
     ALWAYS_EXCLUDED,
@@ -141,7 +141,7 @@ class Walker:
         except FileNotFoundError:
             return  # Allsky drops targets that do not exist; so do we
         except OSError as e:
-            self._problem(f"{path}: cannot stat: {e.strerror}")
+            self._problem(os_message(e, path, "looking at it"))
             return
         entry = self._entry(arcname, path, st, section)
         if entry is None:
@@ -157,14 +157,14 @@ class Walker:
             # instead of a lookup of its whole path.
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
-            self._problem(f"{path}: cannot list folder: {e.strerror}")
+            self._problem(os_message(e, path, "listing the folder"))
             return
         try:
             try:
                 with os.scandir(fd) as it:
                     children = sorted(it, key=by_name)
             except OSError as e:
-                self._problem(f"{path}: cannot list folder: {e.strerror}")
+                self._problem(os_message(e, path, "listing the folder"))
                 return
             self._members(arcname, path, section, children)
         finally:
@@ -200,7 +200,7 @@ class Walker:
             try:
                 st = child.stat(follow_symlinks=False)
             except OSError as e:
-                self._problem(f"{source}: cannot stat: {e.strerror}")
+                self._problem(os_message(e, source, "looking at it"))
                 continue
             mode = st.st_mode
             if not stat.S_ISREG(mode) or unsafe_name(name):
@@ -234,7 +234,7 @@ class Walker:
         try:
             st = os.stat(images)
         except OSError as e:
-            raise ScanError(f"images folder {images}: {e.strerror}") from e
+            raise ScanError(f"images folder {os_message(e, images)}") from e
         root = self._entry("images", str(images), st, "images")
         if root is None or root.kind != "dir":
             raise ScanError(f"images folder {images} is not a folder")

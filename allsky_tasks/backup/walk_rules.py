@@ -1,4 +1,7 @@
-"""What the walk leaves out or warns about: exclusions, unsafe names, escaping or looping links, journals."""
+"""What the walk leaves out or warns about: exclusions, unsafe names, escaping or looping links, journals.
+
+Also the one glob every selection uses (`nofollow_glob`): it never walks through a symlink.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,11 @@ import fnmatch
 import os
 import posixpath
 import re
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 
 __all__ = ["ALWAYS_EXCLUDED", "DB_SUFFIXES", "JOURNAL_SUFFIXES", "exclusion", "is_journal", "link_escapes",
-           "loops", "shown", "unsafe_name"]
+           "loops", "nofollow_glob", "shown", "through_link", "unsafe_name"]
 
 ALWAYS_EXCLUDED = ("__pycache__",)
 
@@ -79,3 +83,72 @@ def is_journal(path: str, name: str) -> bool:
     if "-" not in name:
         return False
     return any(name.endswith(suffix) and os.path.isfile(path[: -len(suffix)]) for suffix in JOURNAL_SUFFIXES)
+
+
+def _is_real_dir(path: str) -> bool:
+    """A folder itself, not a symlink to one (lstat)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _names(path: str) -> list[str]:
+    """The names in a folder, sorted ([] if it cannot be listed: the walk reports that)."""
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _real_dirs_below(arc: str, path: str) -> Iterator[tuple[str, str]]:
+    """`**`: the folder and every real folder below it, never through a symlink."""
+    yield arc, path
+    for name in _names(path):
+        child = os.path.join(path, name)
+        if _is_real_dir(child):
+            yield from _real_dirs_below(f"{arc}/{name}", child)
+
+
+def nofollow_glob(base: str, arc: str, pattern: str, notes: list[str]) -> Iterator[tuple[str, str]]:
+    """(archive name, path) of what `pattern` matches below `base` (whose archive name is `arc`).
+
+    As pathlib's glob (`*`, `?`, `[...]`, `**` for any depth of folders), except that it never
+    goes through a symlink: a link is matched as itself (and stored as a link), but a pattern
+    that would reach below one gets a note instead of the link's target (which may be `/`).
+    """
+    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+
+    def step(a: str, p: str, rest: list[str]) -> Iterator[tuple[str, str]]:
+        if not rest:
+            yield a, p
+            return
+        head, tail = rest[0], rest[1:]
+        if head == "**":
+            for sub_a, sub_p in _real_dirs_below(a, p):
+                yield from step(sub_a, sub_p, tail)
+            return
+        names = ([n for n in _names(p) if fnmatch.fnmatchcase(n, head)] if _GLOB_MAGIC.search(head)
+                 else [head] if os.path.lexists(os.path.join(p, head)) else [])
+        for name in names:
+            child_a, child_p = f"{a}/{name}" if a else name, os.path.join(p, name)
+            if not tail:
+                yield child_a, child_p
+            elif os.path.islink(child_p):
+                notes.append(f"{shown(child_p)}: a symlink; {pattern!r} does not follow it (links "
+                             "are stored as links, never walked)")
+            elif _is_real_dir(child_p):
+                yield from step(child_a, child_p, tail)
+
+    if _is_real_dir(base) or os.path.isdir(base):  # the base itself (home, images) may be a link
+        yield from step(arc, base, parts)
+
+
+def through_link(base: str, rel: str) -> str | None:
+    """The first folder above `rel` (below `base`) that is a symlink, or None."""
+    path = base
+    for part in rel.split("/")[:-1]:
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            return path
+    return None

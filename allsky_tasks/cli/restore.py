@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..backup.space import format_bytes
 from ..environment import default_backup_dir, expand, from_environ
@@ -22,6 +22,11 @@ _SHOWN_FILES = 40
 def _csv(text: str) -> list[str]:
     """a,b,,c -> [a, b, c]."""
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+# Every list option accumulates: `--folders A --folders B,C` is A, B and C (action "extend"
+# adds the items of each occurrence), never only the last one.
+LIST_OPTION: dict[str, Any] = {"action": "extend", "default": []}
 
 
 def _print_checks(prep: Prepared) -> None:
@@ -102,7 +107,7 @@ def _cmd(args: argparse.Namespace) -> int:
     from ..progress import tracked
     from ..restore.prepare import RestoreBlocked, RestoreOptions, prepare
     from ..restore.run import dry_run, execute
-    from ..service.config import ServiceConfig
+    from ..service.config import ServiceConfig, machine_pause
     from ..service.signals import signals_as_interrupt
 
     env = from_environ()
@@ -110,10 +115,11 @@ def _cmd(args: argparse.Namespace) -> int:
     backup_dir = env.backup_dir if not args.home or os.environ.get("ALLSKY_BACKUP_DIR") \
         else default_backup_dir(home)
     options = RestoreOptions(
-        sections=args.sections, folders=args.folders, files=args.files, dry_run=args.dry_run,
+        sections=list(dict.fromkeys(args.sections)), folders=list(dict.fromkeys(args.folders)),
+        files=list(dict.fromkeys(args.files)), dry_run=args.dry_run,
         force_camera=args.force_camera, undo=not args.no_undo,
         images=env.images if home == env.home else None, backup_dir=backup_dir,
-        service=None if args.no_service else ServiceConfig(unit=args.service_unit),
+        service=None if args.no_service or machine_pause() else ServiceConfig(unit=args.service_unit),
         accept_incomplete=args.accept_incomplete)
     from ..inventory.destinations import destinations
 
@@ -221,13 +227,15 @@ def register(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "changes. A config restore first takes an undo backup and stops the service.")
     p.add_argument("archive", metavar="ARCHIVE",
                    help="a backup name in the backup folder (as `list` shows it) or a path")
-    p.add_argument("--sections", type=_csv, default=[], metavar="A,B",
-                   help="config: sections to restore (default: every one in the backup)")
-    p.add_argument("--folders", type=_csv, default=[], metavar="X,Y",
-                   help="images: night folders to restore (default: every one in the backup)")
-    p.add_argument("--files", nargs="+", default=[], metavar="GLOB",
+    p.add_argument("--sections", type=_csv, metavar="A,B", **LIST_OPTION,
+                   help="config: sections to restore (default: every one in the backup); "
+                        "repeat or separate with commas, they add up")
+    p.add_argument("--folders", type=_csv, metavar="X,Y", **LIST_OPTION,
+                   help="images: night folders to restore (default: every one in the backup); "
+                        "repeat or separate with commas, they add up")
+    p.add_argument("--files", nargs="+", metavar="GLOB", **LIST_OPTION,
                    help="advanced: files or globs from the backup's file list (a folder "
-                        "takes everything below it; * also matches /)")
+                        "takes everything below it; * also matches /); repeated, they add up")
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be created, replaced or kept; change nothing")
     p.add_argument("--force-camera", action="store_true",

@@ -11,11 +11,14 @@ to the image folder, which the web server publishes.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..environment import SCHEMA_PATH
 from ..errors import CopyError
 from .target import Target
 
@@ -72,6 +75,52 @@ def _require(s: Mapping[str, Any], keys: tuple[str, ...], which: str, name: str)
                         hint=f"fill it in under WebUI > Allsky Settings > {s['label']} Settings")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@functools.cache
+def _spec_rules() -> dict[str, str]:
+    """The spec's own patterns (schema) for the same values: one rule for both sources."""
+    defs = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["$defs"]
+    ssh, s3 = defs["sshTarget"]["properties"], defs["s3Target"]["properties"]
+    return {"HOST": ssh["host"]["pattern"], "USER": ssh["user"]["pattern"],
+            "S3_BUCKET": s3["bucket"]["pattern"]}
+
+
+def _value_problem(key: str, value: str, proto: str) -> str | None:
+    """Why one env.json value cannot be used as it stands, or None (same rules as a spec's)."""
+    rules = _spec_rules()
+    if _CONTROL.search(value):
+        return "holds a control character (a newline?)"
+    if key == "HOST":
+        if not re.search(rules["HOST"], value):
+            return "is not a host name (no spaces, '@' or '/', and it must not start with '-')"
+        try:
+            value.encode("idna")  # what the resolver (and ftplib) will do with it
+        except UnicodeError as e:
+            return f"is not a valid host name ({e})"
+    if key == "USER" and proto in SSH_PROTOCOLS and not re.search(rules["USER"], value):
+        return "is not a login name (letters, digits, '.', '_', '-'; not starting with '-')"
+    if key == "PORT" and not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
+        return "is not a port number (1-65535)"
+    if key == "S3_BUCKET" and not re.search(rules["S3_BUCKET"], value):
+        return "is not an S3 bucket name (3-255 letters, digits, '.', '_', '-')"
+    return None
+
+
+def _check_values(s: Mapping[str, Any], keys: tuple[str, ...], which: str, name: str) -> None:
+    """Allsky's settings are inputs too: each value the target uses, checked before any use."""
+    ekey = WHICH[which][1]
+    for key in keys:
+        value = str(s.get(key) or "")
+        why = _value_problem(key, value, s["protocol"]) if value else None
+        if why:
+            shown = "(the value is not shown)" if key == "PASSWORD" else repr(value)
+            raise CopyError(f"copy target {name}: Allsky's {s['label']} setting {LABELS[key]} "
+                            f"({ekey}_{key} in env.json) {shown} {why}",
+                            hint=f"correct it under WebUI > Allsky Settings > {s['label']} Settings")
+
+
 def AllskyRemoteTarget(item: Mapping[str, Any], context: Mapping[str, Any]) -> Target:  # noqa: N802
     """Build the target Allsky's own Remote Server/Website settings describe (KINDS factory)."""
     name = str(item.get("name") or "allsky_remote")
@@ -86,7 +135,13 @@ def AllskyRemoteTarget(item: Mapping[str, Any], context: Mapping[str, Any]) -> T
         raise CopyError(f"copy target {name}: Allsky's {s['label']} Protocol ({skey}protocol in "
                         f"{home / 'config/settings.json'}) is not set",
                         hint=f"choose a protocol under WebUI > Allsky Settings > {s['label']} Settings")
-    port = int(s["PORT"]) if s["PORT"].isdigit() else None
+    if proto in SSH_PROTOCOLS:
+        _check_values(s, ("HOST", "PORT", "USER", "SSH_KEY_FILE"), which, name)
+    elif proto in ("ftp", "ftps"):
+        _check_values(s, ("HOST", "PORT", "USER", "PASSWORD"), which, name)
+    elif proto == "s3":
+        _check_values(s, ("S3_BUCKET",), which, name)
+    port = int(s["PORT"]) if s["PORT"] else None
     if proto in SSH_PROTOCOLS:
         # Allsky's scp always uses the key file; sftp may log in with the key from ~/.ssh.
         _require(s, ("HOST", "SSH_KEY_FILE") if proto != "sftp" else ("HOST",), which, name)

@@ -49,6 +49,15 @@ def backend() -> str:
                                "install age (where pyrage has no wheel: 32-bit Raspberry Pi OS)")
 
 
+def check_spec_recipients(copies: Sequence[Mapping[str, Any]], where: str) -> None:
+    """Every `encrypt.recipients` of a spec's copies parses (validate): EncryptionError naming it."""
+    for item in copies:
+        conf = item.get("encrypt")
+        if isinstance(conf, Mapping):
+            parse_recipients(conf.get("recipients") or [],
+                             where=f"{where}: copies[{item.get('name')}].encrypt.recipients")
+
+
 def parse_recipients(values: Sequence[str], *, where: str = "encrypt.recipients") -> list[Any]:
     """pyrage recipients from `age1...` or SSH public key strings; a bad one is named."""
     if not values:
@@ -96,10 +105,21 @@ def load_identities(path: Path) -> list[Any]:
     """Identities from an age identity file (AGE-SECRET-KEY-1... lines) or an unencrypted SSH private key."""
     path = Path(path).expanduser()
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            data = fh.read(1 << 20)
     except OSError as exc:
         raise EncryptionError(f"identity file {path}: cannot be read: {exc.strerror or exc}",
                               hint="pass the file `allsky-tasks keygen` wrote with --identity") from None
+    if st.st_mode & 0o077:
+        # As ssh does for a private key: a secret others may read is refused, not used.
+        import stat
+
+        raise EncryptionError(
+            f"identity file {path} is a secret key, but others may read it "
+            f"({stat.filemode(st.st_mode)}); not used",
+            hint=f"`chmod 600 {path}` (a FAT USB stick cannot keep that: copy the file to your "
+                 "home folder first, then chmod it)")
     if backend() == "cli":
         from . import age_cli
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
+import re
 import socket
 import ssl
 from typing import Any, BinaryIO
 
 from ..errors import CopyError
-from .target import Progress, RemoteFile
+from .target import OWN_NAME, Progress, RemoteFile, listed_name_ok
 
 BLOCK = 1 << 20
 TIMEOUT = 60
+_OURS = re.compile(rf"^\.?{OWN_NAME}(?:\.part)?$")  # our files and temp names
 
 
 class FtpTarget:
@@ -108,24 +110,56 @@ class FtpTarget:
         """Log in and enter (or create) the folder."""
         self.ftp  # noqa: B018 - connecting is the check
 
-    def list_files(self) -> list[RemoteFile]:
-        """Files in the folder, with sizes (MLSD, else NLST + SIZE)."""
+    def _listing(self, command: str) -> list[str]:
+        """A listing's lines from the raw bytes, split at CRLF only (RFC 3659).
+
+        ftplib's own readers split at a bare LF or CR too, so a name holding one would become
+        two entries; here it stays one name, and listed_name_ok refuses it.
+        """
+        chunks: list[bytes] = []
         ftp = self.ftp
         try:
-            return [RemoteFile(n, int(f.get("size", 0))) for n, f in ftp.mlsd(facts=["type", "size"])
-                    if f.get("type") == "file" and "/" not in n]
+            ftp.retrbinary(command, chunks.append)
         except ftplib.error_perm:
-            pass  # no MLSD on this server
+            raise  # e.g. no MLSD on this server: the caller falls back
         except (ftplib.Error, OSError, EOFError) as exc:
             self._drop()
             raise self._fail("listing", exc) from None
-        names = self._do("listing", ftp.nlst)
-        out = []
-        for n in names:
+        raw = b"".join(chunks)
+        sep = b"\r\n" if b"\r\n" in raw or b"\n" not in raw else b"\n"  # a few servers end with LF
+        return [line.decode(self.ftp.encoding, "surrogateescape") for line in raw.split(sep) if line]
+
+    def list_files(self) -> list[RemoteFile]:
+        """Files in the folder, with sizes (MLSD, else NLST + SIZE); names of ours confirmed.
+
+        A name with CR LF in it could still forge a line: every name of our own pattern is
+        looked at once more (SIZE), so a forged one, which is not there, is never listed.
+        """
+        try:
+            found = {}
+            for line in self._listing("MLSD"):
+                facts, _, name = line.partition(" ")
+                fields = dict(f.split("=", 1) for f in facts.lower().split(";") if "=" in f)
+                if fields.get("type") == "file" and fields.get("size", "").isdigit():
+                    found[name] = int(fields["size"])
+        except ftplib.error_perm:  # no MLSD on this server
             try:
-                out.append(RemoteFile(n.rsplit("/", 1)[-1], int(ftp.size(n) or 0)))
-            except ftplib.error_perm:
-                continue  # a folder
+                found = {n.rsplit("/", 1)[-1]: -1 for n in self._listing("NLST")}
+            except ftplib.error_perm as exc:
+                raise self._fail("listing", exc) from None
+        out = []
+        for name, size in found.items():
+            if not listed_name_ok(name):
+                continue
+            if size < 0 or _OURS.match(name):
+                try:
+                    size = int(self.ftp.size(name) or 0)
+                except ftplib.error_perm:
+                    continue  # a folder, or not there at all (a forged line)
+                except (ftplib.Error, OSError, EOFError) as exc:
+                    self._drop()
+                    raise self._fail("listing", exc) from None
+            out.append(RemoteFile(name, size))
         return out
 
     def hidden_name(self, name: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 from ..environment import expand
 from ..errors import CopyError, DestinationError
 from .mounts import require_mounted
-from .target import Progress, RemoteFile
+from .target import Progress, RemoteFile, listed_name_ok
 
 CHUNK = 1 << 20
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
@@ -66,7 +66,7 @@ class PathTarget:
         try:
             with os.scandir(self.folder) as it:
                 for entry in it:
-                    if entry.is_file(follow_symlinks=False):
+                    if entry.is_file(follow_symlinks=False) and listed_name_ok(entry.name):
                         out.append(RemoteFile(entry.name, entry.stat(follow_symlinks=False).st_size))
         except OSError as e:
             raise self._error("cannot list the folder", e) from e

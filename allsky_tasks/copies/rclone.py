@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import CopyError
-from .target import Progress, RemoteFile
+from ..redact import redact, redact_remote
+from .target import Progress, RemoteFile, listed_name_ok
 
 # rclone's log prefix: "2026/03/01 12:00:00 ERROR : object : "
 _STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+ : )?")
@@ -45,8 +46,8 @@ class RcloneTarget:
         self.flags: list[str] = [str(f) for f in cfg.get("flags") or []]
 
     def describe(self) -> str:
-        """`name (remote:path)`."""
-        return f"{self.name} ({self.remote})"
+        """`name (remote:path)`, inline credentials (`:s3,secret_access_key=...:`) hidden."""
+        return f"{self.name} ({redact_remote(self.remote)})"
 
     def path(self, name: str) -> str:
         """`remote:path/name` for a file name (no folders, no tricks)."""
@@ -55,6 +56,7 @@ class RcloneTarget:
         return f"{self.remote}{'' if self.remote.endswith(':') else '/'}{name}"
 
     def _argv(self, *args: str) -> list[str]:
+        """The rclone command; callers put `--` before remote paths, so none is read as a flag."""
         exe = shutil.which(self.binary)
         if exe is None:
             raise CopyError(f"copy target {self.describe()}: the program {self.binary!r} was not found",
@@ -63,6 +65,7 @@ class RcloneTarget:
         return [exe, *conf, *NET_FLAGS, *self.flags, *args]
 
     def _fail(self, what: str, stderr: str, code: int) -> CopyError:
+        stderr = redact(stderr.replace(self.remote, redact_remote(self.remote)))  # rclone echoes it
         lines = [_STAMP.sub("", ln).strip() for ln in stderr.strip().splitlines() if ln.strip()]
         detail = lines[-1] if lines else f"rclone exited with {code}"
         hint = None
@@ -70,7 +73,7 @@ class RcloneTarget:
             hint = "set the remote up with `rclone config` as this user (or name the config file with `config:`)"
         elif any(s in stderr for s in ("401", "403", "Unauthorized", "Forbidden", "authentication")):
             hint = ("the remote refused the login: renew it with `rclone config reconnect "
-                    f"{self.remote.split(':')[0]}:` or fix it with `rclone config`")
+                    f"{redact_remote(self.remote).split(':')[0]}:` or fix it with `rclone config`")
         elif "directory not found" in stderr or "object not found" in stderr:
             hint = "check the path after the remote name"
         elif any(s in stderr for s in ("connection refused", "no such host", "i/o timeout", "timeout")):
@@ -91,18 +94,20 @@ class RcloneTarget:
 
     def check_ready(self) -> None:
         """The remote exists in the config and answers; the folder is created if missing."""
-        self._run("reaching the remote", "mkdir", self.remote, timeout=120)
+        self._run("reaching the remote", "mkdir", "--", self.remote, timeout=120)
 
     def list_files(self) -> list[RemoteFile]:
         """Files directly in the folder (rclone lsjson), hidden temp files included."""
         out = self._run("listing", "lsjson", "--files-only", "--no-mimetype", "--no-modtime",
-                        self.remote, timeout=300)
+                        "--", self.remote, timeout=300)
         try:
             rows = json.loads(out or "[]")
         except ValueError:
             raise CopyError(f"copy target {self.describe()}: rclone lsjson gave no JSON") from None
+        # JSON: a name cannot forge an entry; one with a control character is refused.
         return [RemoteFile(str(r["Name"]), int(r["Size"])) for r in rows
-                if not r.get("IsDir") and "/" not in str(r.get("Path", r["Name"]))]
+                if isinstance(r, dict) and not r.get("IsDir") and listed_name_ok(str(r.get("Name", "")))
+                and str(r.get("Path", r["Name"])) == str(r["Name"])]
 
     def hidden_name(self, name: str) -> str:
         """The temporary name a copy is written under until verified."""
@@ -112,7 +117,7 @@ class RcloneTarget:
         """`rclone copyto` the local file to the hidden name; return that name."""
         hidden = self.hidden_name(name)
         source = _local_path(local, self.describe())
-        argv = self._argv("copyto", "--use-json-log", "--stats", "1s", "-v", source, self.path(hidden))
+        argv = self._argv("copyto", "--use-json-log", "--stats", "1s", "-v", "--", source, self.path(hidden))
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         errors: list[str] = []
@@ -125,7 +130,7 @@ class RcloneTarget:
 
     def publish(self, hidden: str, name: str) -> None:
         """`rclone moveto` the verified hidden file to its final name."""
-        self._run(f"renaming {hidden} to {name}", "moveto", self.path(hidden), self.path(name))
+        self._run(f"renaming {hidden} to {name}", "moveto", "--", self.path(hidden), self.path(name))
 
     def put(self, local: BinaryIO, size: int, name: str, progress: Progress) -> None:
         """Copy to the hidden name, then rename (the stage verifies before publish when it can)."""
@@ -134,7 +139,7 @@ class RcloneTarget:
     def remote_sha256(self, name: str) -> str | None:
         """`rclone hashsum sha256` where the remote has SHA-256 (local, sftp, ...); else None."""
         try:
-            proc = subprocess.run(self._argv("hashsum", "sha256", self.path(name)), capture_output=True,
+            proc = subprocess.run(self._argv("hashsum", "sha256", "--", self.path(name)), capture_output=True,
                                   text=True, timeout=3600, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             return None
@@ -147,13 +152,13 @@ class RcloneTarget:
 
     def open_read(self, name: str) -> BinaryIO:
         """Stream the file back (`rclone cat`); a failure is raised at the end of the stream."""
-        proc = subprocess.Popen(self._argv("cat", self.path(name)), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(self._argv("cat", "--", self.path(name)), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return _CatStream(proc, self, name)  # type: ignore[return-value]  # read-only: what readers use of a BinaryIO
 
     def delete(self, name: str) -> None:
         """`rclone deletefile` one file."""
-        self._run(f"deleting {name}", "deletefile", self.path(name))
+        self._run(f"deleting {name}", "deletefile", "--", self.path(name))
 
 
 def _local_path(local: BinaryIO, where: str) -> str:

@@ -40,6 +40,16 @@ def _named_progress(on_bytes: Callable[[int, str], None], what: str) -> Callable
     return lambda n: on_bytes(n, what)
 
 
+def _stored_names(pending: list[tuple[dict[str, Any], str]], target: str, suffix: str) -> set[str]:
+    """Names this run stores at a target: its pending archives and their sidecars."""
+    out = set()
+    for item, archive_str in pending:
+        if item["name"] == target:
+            archive = Path(archive_str)
+            out |= {archive.name + suffix, sidecar_path(archive).name + suffix}
+    return out
+
+
 def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
                say: Callable[[str], None], encryptor_for: Callable[[dict[str, Any]], Any] | None = None
                ) -> CopyReport:
@@ -57,6 +67,7 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
     pending = records.pending(state)
     state_dir = spec.destination / STATE_DIRNAME
     done_targets: dict[str, dict[str, Any]] = {}
+    cleaned_targets: set[str] = set()
     for item, archive_str in pending:
         archive = Path(archive_str)
         label = f"{item['name']}"
@@ -65,10 +76,17 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
             # An Encryptor for items with `encrypt:` (None: sent as they are).
             encryptor = encryptor_for(item) if encryptor_for is not None else None
             side = sidecar_path(archive)
+            # The first copy to a target this run removes killed copies' leftovers there.
+            keep = None if item["name"] in cleaned_targets else _stored_names(
+                pending, item["name"], encryptor.suffix if encryptor is not None else "")
+            cleaned: list[str] = []
+            cleaned_targets.add(item["name"])
             entry = copy_archive(target, item, archive, side if side.exists() else None,
                                  verified[archive_str]["sha256"], spec.name,
                                  _named_progress(on_bytes, f"{label}: {archive.name}"),
-                                 encryptor, key)
+                                 encryptor, key, keep=keep, cleaned=cleaned)
+            for name in cleaned:
+                say(f"copy {spec.name}: removed {name} at {item['name']}, left by an interrupted copy")
             report.copied.append({"target": item["name"], **entry})
             done_targets[item["name"]] = item
             say(f"copy {spec.name}: {archive.name} -> {target.describe()} verified "
@@ -104,6 +122,9 @@ def run_copies(state: Path, spec: Any, on_bytes: Callable[[int, str], None],
 def raise_failures(report: CopyReport, spec_name: str) -> None:
     """Required copies that failed fail the run; the local archive stays, verified."""
     if report.failures:
-        raise CopyError(f"{spec_name}: required copy failed:\n  " + "\n  ".join(report.failures),
+        # The first line says why: messages shown as one line (the WebUI's) keep the reason.
+        more = f" (and {len(report.failures) - 1} more)" if report.failures[1:] else ""
+        raise CopyError(f"{spec_name}: required {report.failures[0]}{more}"
+                        + "".join(f"\n  {f}" for f in report.failures[1:]),
                         hint="the local archive is kept and verified; fix the target and run "
                              "again (only the missing copies move)")

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import CopyError
 from .s3_multipart import put_multipart
-from .target import Progress, RemoteFile
+from .target import OWN_NAME, Progress, RemoteFile, listed_name_ok
 
 if TYPE_CHECKING:
     from botocore.response import StreamingBody
@@ -140,7 +141,7 @@ class S3Target:
                               Prefix=self.prefix, **token)
             for obj in page.get("Contents", []):
                 rest = obj["Key"][len(self.prefix):]
-                if rest and "/" not in rest:
+                if listed_name_ok(rest):
                     out.append(RemoteFile(rest, int(obj["Size"])))
             if not page.get("IsTruncated"):
                 return out
@@ -211,17 +212,34 @@ class S3Target:
         self._abort_uploads(key)
         self.call(f"deleting {name}", self.client.delete_object, Bucket=self.bucket, Key=key)
 
+    def clean_stale(self, keep: set[str]) -> list[str]:
+        """Abort our unfinished multipart uploads (a killed copy's parts) but those of `keep`."""
+        own = re.compile(rf"^{OWN_NAME}$")
+        page = self.call("listing unfinished uploads", self.client.list_multipart_uploads,
+                          Bucket=self.bucket, Prefix=self.prefix)
+        gone = []
+        for upload in page.get("Uploads", []):
+            name = upload["Key"][len(self.prefix):]
+            if own.match(name) and name not in keep:
+                self.abort_upload(upload["Key"], upload["UploadId"])
+                gone.append(f"{name} (unfinished upload)")
+        return gone
+
     def abort_stale_uploads(self, days: int = STALE_UPLOAD_DAYS, keep: str = "") -> list[str]:
-        """Give up unfinished uploads under the prefix older than `days` (but `keep`'s); return their keys."""
+        """Give up our unfinished uploads under the prefix older than `days` (but `keep`'s); return their keys.
+
+        Only keys of our own names: another program's uploads in the same prefix are not ours.
+        """
         import datetime as dt
 
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+        own = re.compile(rf"^{OWN_NAME}$")
         page = self.call("listing unfinished uploads", self.client.list_multipart_uploads,
                           Bucket=self.bucket, Prefix=self.prefix)
         gone = []
         for upload in page.get("Uploads", []):
             if (upload["Initiated"] < cutoff and upload["Key"] != keep
-                    and "/" not in upload["Key"][len(self.prefix):]):
+                    and own.match(upload["Key"][len(self.prefix):])):
                 self.abort_upload(upload["Key"], upload["UploadId"])
                 gone.append(upload["Key"])
         return gone

@@ -19,7 +19,34 @@ from typing import Any, BinaryIO
 
 from ..errors import CopyError
 from .ssh_session import SshSession, sftp_quote
-from .target import Progress, RemoteFile
+from .target import Progress, RemoteFile, listed_name_ok
+
+# Names an sftp `ls` argument takes literally (sftp globs its arguments).
+_SFTP_PLAIN = re.compile(r"[A-Za-z0-9._+=@,-][A-Za-z0-9._+=@, -]*")
+
+
+def listing_script(folder: str) -> str:
+    """A POSIX sh command printing `size/name` NUL-terminated for each regular file in folder.
+
+    GNU find's -printf where there is one (one process); else a loop over the names with
+    `ls -lnd` for the size (busybox, BSD). Neither ever prints a name unescaped in a line.
+    """
+    return (f"cd -- {shlex.quote(folder)} || exit 3; "
+            "if find . -maxdepth 0 -printf '' >/dev/null 2>&1; then "
+            "find . -maxdepth 1 -type f -printf '%s/%P\\0'; "
+            "else for f in * .[!.]* ..?*; do "
+            "if [ -f \"$f\" ] && [ ! -h \"$f\" ]; then set -- $(ls -lnd -- \"$f\"); "
+            "printf '%s/%s\\0' \"$5\" \"$f\"; fi; done; fi")
+
+
+def parse_listing(stdout: str) -> list[RemoteFile]:
+    """The records of listing_script: `size/name`, each ended by a NUL."""
+    out = []
+    for record in stdout.split("\0")[:-1]:
+        size, sep, name = record.partition("/")
+        if sep and size.isdigit() and name and "/" not in name:
+            out.append(RemoteFile(name, int(size)))
+    return out
 
 
 def hidden_name(name: str) -> str:
@@ -61,14 +88,38 @@ class SshTarget(SshSession):
                    + [f"ls -la {sftp_quote(self.folder)}"], "cannot create the folder")
 
     def list_files(self) -> list[RemoteFile]:
-        """Regular files in the folder, from `sftp ls -lan` (works on sftp-only accounts too)."""
+        """Regular files in the folder; no name can forge an entry (see listing_script).
+
+        With a shell: one NUL-separated `size/name` record per file. On an sftp-only account,
+        `sftp ls -lan` is text, so each name of ours it shows is confirmed by a look at that
+        very path: a line forged by a name holding a newline names a file that is not there.
+        """
+        if self._has_sha256sum is None:
+            self.check_ready()  # learns whether there is a shell
+        if self._shell:
+            proc = self._ssh(listing_script(self.folder), "cannot list the folder", timeout=300)
+            return [f for f in parse_listing(proc.stdout) if listed_name_ok(f.name)]
         proc = self._sftp([f"ls -lan {sftp_quote(self.folder)}"], "cannot list the folder")
-        out = []
+        found = {}
         for line in proc.stdout.splitlines():
             parts = line.split(None, 8)
             if len(parts) == 9 and parts[0].startswith("-") and parts[4].isdigit():
-                out.append(RemoteFile(parts[8].rsplit("/", 1)[-1], int(parts[4])))
-        return out
+                found[parts[8].rsplit("/", 1)[-1]] = int(parts[4])
+        return self._confirmed(found)
+
+    def _confirmed(self, found: dict[str, int]) -> list[RemoteFile]:
+        """The sftp listing's names that are really there (and plain: no glob characters)."""
+        plain = [n for n in found if listed_name_ok(n) and _SFTP_PLAIN.fullmatch(n)]
+        if not plain:
+            return []
+        proc = self._sftp([f"-ls -ln {sftp_quote(self._remote(n))}" for n in plain],
+                          "cannot list the folder")
+        seen: dict[str, int] = {}
+        for line in proc.stdout.splitlines():
+            parts = line.split(None, 8)
+            if len(parts) == 9 and parts[0].startswith("-") and parts[4].isdigit():
+                seen[parts[8].rsplit("/", 1)[-1]] = int(parts[4])
+        return [RemoteFile(n, seen[n]) for n in plain if n in seen]
 
     def _partial_matches(self, local: BinaryIO, hidden: str, have: int, size: int) -> bool:
         """A partial upload may be resumed only if its bytes are the local archive's first ones."""
@@ -98,7 +149,7 @@ class SshTarget(SshSession):
         flags = "-a -f" if resume else "-f"
         fd = local.fileno()
         limit = ["-l", str(self.limit_kbps)] if self.limit_kbps else []
-        argv = ["sftp", "-q", *limit, *self._options(), "-b", "-", self.host]
+        argv = ["sftp", "-q", *limit, *self._options(), "-b", "-", "--", self.host]
         batch = f"put {flags} /dev/fd/{fd} {sftp_quote(self._remote(hidden))}\n"
         with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: nothing drains it while we poll
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -152,7 +203,7 @@ class SshTarget(SshSession):
         """Stream a stored file back (`cat` over the connection; sftp `get` without a shell)."""
         if not self._shell:
             return self._get_to_temp(name)
-        argv = ["ssh", *self._options(), self.host, f"cat -- {shlex.quote(self._remote(name))}"]
+        argv = ["ssh", *self._options(), "--", self.host, f"cat -- {shlex.quote(self._remote(name))}"]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return _Stream(proc, self, name)  # type: ignore[return-value]  # read-only: what readers use of a BinaryIO
 

@@ -23,7 +23,11 @@ def sftp_quote(text: str) -> str:
 
 
 class SshSession:
-    """One server over SSH: who and where, and the commands that reach it."""
+    """One server over SSH: who and where, and the commands that reach it.
+
+    Every ssh/sftp command ends its options with `--` before the host, so no host value (a
+    spec's, or Allsky's REMOTESERVER_HOST) can ever reach ssh's option parser.
+    """
 
     def __init__(self, item: Mapping[str, Any]) -> None:
         cfg = item["ssh"]
@@ -94,8 +98,10 @@ class SshSession:
     def _run(self, argv: list[str], what: str, stdin: str | None = None,
              timeout: float | None = TIMEOUT, check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
+            # surrogateescape: a name that is not UTF-8 is refused later, never a crash here.
             proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
-                                  timeout=timeout, stdin=None if stdin is not None else subprocess.DEVNULL)
+                                  errors="surrogateescape", timeout=timeout,
+                                  stdin=None if stdin is not None else subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise CopyError(f"copy target {self.describe()}: {what}: no answer in {timeout}s") \
                 from None
@@ -109,12 +115,12 @@ class SshSession:
 
     def _ssh(self, command: str, what: str, check: bool = True,
              timeout: float | None = TIMEOUT) -> subprocess.CompletedProcess[str]:
-        return self._run(["ssh", *self._options(), self.host, command], what,
+        return self._run(["ssh", *self._options(), "--", self.host, command], what,
                          check=check, timeout=timeout)
 
     def _sftp(self, commands: list[str], what: str, timeout: float | None = TIMEOUT
               ) -> subprocess.CompletedProcess[str]:
-        return self._run(["sftp", "-q", *self._options(), "-b", "-", self.host], what,
+        return self._run(["sftp", "-q", *self._options(), "-b", "-", "--", self.host], what,
                          stdin="\n".join(commands) + "\n", timeout=timeout)
 
     def _start_master(self) -> None:
@@ -126,7 +132,7 @@ class SshSession:
             with open(err, "w+") as errf:
                 # stderr to a file: the backgrounded master must not hold one of our pipes.
                 proc = subprocess.run(["ssh", *opts, "-o", "ControlPersist=120", "-f", "-N",
-                                       self.host], stdin=subprocess.DEVNULL,
+                                       "--", self.host], stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=errf, timeout=60)
                 errf.seek(0)
                 message = errf.read()
@@ -140,6 +146,6 @@ class SshSession:
             return
         control, self._control = self._control, None
         subprocess.run(["ssh", "-o", f"ControlPath={control}/%C", "-O", "exit",
-                        *self._options(), self.host], capture_output=True, timeout=TIMEOUT,
+                        *self._options(), "--", self.host], capture_output=True, timeout=TIMEOUT,
                        stdin=subprocess.DEVNULL)
         shutil.rmtree(control, ignore_errors=True)

@@ -23,7 +23,7 @@ from ..errors import CopyError
 from . import records
 from .auth import tag_name
 from .tagging import put_tag
-from .target import Encryptor, Progress, Target, target_from_spec
+from .target import TEMP_NAME, Encryptor, Progress, Target, target_from_spec
 
 CHUNK = 1 << 20
 
@@ -69,6 +69,25 @@ def target_hash(target: Target, name: str, progress: Progress | None = None) -> 
         return remote, "hashed at the target"
     with target.open_read(name) as stream:
         return hash_stream(stream, progress)[0], "read back"
+
+
+def clean_stale(target: Target, present: list[str], keep: set[str]) -> list[str]:
+    """Remove the leftovers of killed copies: our temp names for files this run will not write.
+
+    Only names of our own pattern, never anything else; a temp of a file in `keep` (stored
+    names this run copies there) stays, to be resumed. A target with its own kind of
+    temporaries (S3's unfinished multipart uploads) has `clean_stale(keep)` itself.
+    """
+    own = getattr(target, "clean_stale", None)
+    if own is not None:
+        return list(own(keep))
+    gone = []
+    for name in present:
+        match = TEMP_NAME.match(name)
+        if match and match.group(1) not in keep:
+            target.delete(name)
+            gone.append(name)
+    return gone
 
 
 def _close(target: Target) -> None:
@@ -131,13 +150,16 @@ def encrypted(source: Path, encryptor: Encryptor | None, work: Path,
 
 def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar: Path | None,
                  sha256: str, spec: str, progress: Callable[[int], None],
-                 encryptor: Encryptor | None = None, key: AuthKey | None = None) -> dict[str, Any]:
+                 encryptor: Encryptor | None = None, key: AuthKey | None = None,
+                 keep: set[str] | None = None, cleaned: list[str] | None = None) -> dict[str, Any]:
     """Copy one verified archive (then its sidecar) to a target unless it is there; record it.
 
     The record is saved as soon as the archive verified at the target, so a failure with its
     authentication tag (copies/auth.py, put right after) or the sidecar does not send the
     archive again next time (and never mistakes it for a stranger's); until its tag is there,
     a restore refuses the copy. `key`: this device's authentication key (made on first use).
+    With `keep` (the stored names this run copies to the target), stale temporaries of ours
+    are removed first (see clean_stale) and their names added to `cleaned`.
     """
     key = key if key is not None else authkey.ensure()[0]
     backup_dir = archive.parent
@@ -154,6 +176,12 @@ def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar
     try:
         target.check_ready()
         present = {f.name: f.size for f in target.list_files()}
+        if keep is not None:
+            gone = clean_stale(target, list(present), keep)
+            for name in gone:
+                present.pop(name, None)
+            if cleaned is not None:
+                cleaned.extend(gone)
         entry = dict(record["copies"].get(archive.name) or {})
         if (entry.get("archiveVerifiedAt") and entry.get("sha256") == sha256
                 and entry.get("stored") == stored

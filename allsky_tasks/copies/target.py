@@ -8,6 +8,7 @@ no-op run never loads boto3 or paramiko.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
@@ -22,6 +23,23 @@ KINDS: dict[str, str] = {
 }
 
 Progress = Callable[[int], None]  # called with the bytes moved since the last call
+# The names this tool stores at a target: archives and sidecars, maybe encrypted.
+OWN_NAME = (r"allsky-(?:config|images)-backup-[^/\x00-\x1f]+"
+            r"\.(?:tar\.zst|tar\.gz|json)(?:\.age)?")
+# Their temporary names while a copy is written (path, ssh, rclone, ftp).
+TEMP_NAME = re.compile(rf"^\.({OWN_NAME})\.part$")
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\x80-\x9f\ud800-\udfff]")
+
+
+def listed_name_ok(name: str) -> bool:
+    """Whether a name from a target's listing may be used at all: one plain file name.
+
+    A newline (or any control character) in a name could forge a line of a listing, or an
+    entry of ours; such names are refused (left out), as are '/', '.' and '..'.
+    """
+    return bool(name) and name not in (".", "..") and "/" not in name and not _CONTROL.search(name)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ the URL itself, on failure at `/fail`, as healthchecks.io and borgmatic do).
 
 from __future__ import annotations
 
+import html
+import logging
 import os
 import re
 import stat
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..redact import redact, redact_url
 from ..safefs import atomic_write_bytes
 
 NOTIFY_ENV = "ALLSKY_NOTIFY_URLS"
@@ -42,10 +45,17 @@ class Channels:
         return cls(urls, env.get(PING_ENV) or None)
 
 
+def webui_safe(message: str) -> str:
+    """A message for Allsky's WebUI, which renders messages.txt as HTML: URL secrets hidden
+    and every character HTML gives a meaning to escaped (`<`, `>`, `&`, quotes), so text from
+    a file name, a server or an error can never become markup or a script."""
+    return html.escape(redact(message), quote=True)
+
+
 def webui_text(message: str) -> str:
-    """The message as addMessage.sh stores it: <br> for newlines, &nbsp; for runs of spaces
-    and tabs, &#37; for %, so it fits one tab-separated line."""
-    text = "<br>".join(message.splitlines())
+    """The message as addMessage.sh stores it: escaped (webui_safe), <br> for newlines, &nbsp;
+    for runs of spaces and tabs, &#37; for %, so it fits one tab-separated line."""
+    text = "<br>".join(webui_safe(message).splitlines())
     text = text.replace("  ", "&nbsp;&nbsp;").replace(TAB, "&nbsp;" * 4)
     return text.replace("%", "&#37;")
 
@@ -96,7 +106,8 @@ def webui_message(home: Path, kind: str, message: str) -> str:
         runnable = False
     if runnable:
         try:
-            proc = subprocess.run([str(script), "--type", kind, "--msg", message],
+            # Escaped here: addMessage.sh writes the text as it gets it, and the WebUI renders it.
+            proc = subprocess.run([str(script), "--type", kind, "--msg", webui_safe(message)],
                                   env={**os.environ, "ALLSKY_HOME": str(home)},
                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
             if proc.returncode == 0:
@@ -117,10 +128,12 @@ def apprise_notify(urls: tuple[str, ...], title: str, body: str, kind: str) -> s
         from ..environment import install_line
 
         return f"{NOTIFY_ENV} is set but apprise is not installed (install it: {install_line('notify')})"
+    _quiet_apprise_secrets()
     sender = apprise.Apprise()
     bad = [u.split("://", 1)[0] + "://..." for u in urls if not sender.add(u)]
     types = {"error": apprise.NotifyType.FAILURE, "warning": apprise.NotifyType.WARNING}
-    ok = sender.notify(title=title, body=body, notify_type=types.get(kind, apprise.NotifyType.INFO))
+    ok = sender.notify(title=redact(title), body=redact(body),
+                       notify_type=types.get(kind, apprise.NotifyType.INFO))
     if bad:
         return f"apprise did not accept {', '.join(bad)}"
     return None if ok else "apprise could not deliver the notification to every URL"
@@ -133,11 +146,27 @@ def ping(url: str | None, event: str, body: str = "", timeout: float = 10.0) -> 
     import urllib.request
 
     target = url.rstrip("/") + {"start": "/start", "success": "", "fail": "/fail"}[event]
-    request = urllib.request.Request(target, data=body.encode()[:10000], method="POST",
+    request = urllib.request.Request(target, data=redact(body).encode()[:10000], method="POST",
                                      headers={"User-Agent": "allsky-tasks"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read(1024)
     except (OSError, ValueError) as e:
-        return f"ping {target} failed: {e}"
+        # The URL's path is the check's secret (healthchecks' UUID): never in the journal.
+        return f"ping {redact_url(target)} ({event}) failed: {redact(str(e))}"
     return None
+
+
+class _RedactingFilter(logging.Filter):
+    """apprise logs what it sends to (URLs with tokens) through logging: hidden first."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
+def _quiet_apprise_secrets() -> None:
+    """Every apprise log line goes through _RedactingFilter (once per process)."""
+    logger = logging.getLogger("apprise")
+    if not any(isinstance(f, _RedactingFilter) for f in logger.filters):
+        logger.addFilter(_RedactingFilter())

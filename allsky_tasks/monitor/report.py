@@ -19,8 +19,9 @@ def run_lines(results: list[SpecOutcome]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for r in results:
         if r.result == "failed":
-            out.append(("error", f"allsky-tasks: backup {r.spec} failed ({r.error}): "
-                                 f"{(r.message or '').splitlines()[0] if r.message else ''} "
+            # The whole message on one line: its reason may follow the first line's colon.
+            why = " ".join(line.strip() for line in (r.message or "").splitlines() if line.strip())
+            out.append(("error", f"allsky-tasks: backup {r.spec} failed ({r.error}): {why} "
                                  f"- see `allsky-tasks status`"))
         elif r.result == "skipped":
             # No pid or wait time in it: a skip that repeats stays one line with a count.

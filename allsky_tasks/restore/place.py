@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..archive.members import Member
-from ..errors import RestoreError
+from ..errors import RestoreError, os_message
 from .dirs import DIR_FLAGS, DirChain
 from .extract import AttrsFor
 from .ownership import apply_attrs
@@ -45,6 +45,11 @@ class Placer:
         """(root key, parts below it): images/... goes below the images root."""
         parts = path.split("/")
         return ("images", parts[1:]) if parts[0] == "images" else ("home", parts)
+
+    def live_path(self, member: Member) -> Path:
+        """Where a member goes: below the home, or below the images root."""
+        key, parts = self.target(member.path)
+        return self.roots[key].joinpath(*parts)
 
     def _trash(self, parent: int, name: str) -> None:
         """Move what is in the way into the staging trash (removed with the staging folder)."""
@@ -91,7 +96,8 @@ class Placer:
             try:
                 self._place_one(member, self.chains[key].at(parts[:-1]), parts[-1])
             except OSError as e:
-                raise RestoreError(f"cannot move {member.path} into place: {e.strerror or e}",
+                where = self.live_path(member)
+                raise RestoreError(f"cannot move {member.path} into place: {os_message(e, where)}",
                                    hint="every path moved so far is complete; the undo backup "
                                         "restores the previous state") from e
             self.placed.append(member.path)
@@ -163,7 +169,7 @@ class Placer:
                 ns = member.time_ns
                 os.utime(fd, ns=(ns, ns))
             except OSError as e:
-                warnings.append(f"{member.path}: folder time not set: {e.strerror}")
+                warnings.append(f"folder time not set: {os_message(e, member.path)}")
             finally:
                 chain.close()
         return warnings + [f"could not set owner {ids} on {n} folder(s): not permitted"

@@ -9,8 +9,8 @@ from typing import Any
 
 from .. import install
 from ..environment import STATE_DIRNAME
-from ..errors import AllskyTasksError, RestoreError
-from ..service.control import PauseRecord, paused_service
+from ..errors import AllskyTasksError, RestoreError, os_message
+from ..service.control import PauseRecord, check_service, paused_service
 from ..service.lock import destination_lock
 from . import journal
 from .ownership import Ownership
@@ -64,6 +64,8 @@ def execute(prep: Prepared) -> RestoreSummary:
             finished = journal.finish_pending(state_dir)  # an earlier restore killed half-way
             if finished:
                 summary.warnings.append(finished)
+            if config and prep.options.service is not None:
+                check_service(prep.options.service)  # a unit that cannot be paused: before the undo backup
             if config and prep.options.undo and prep.fresh:
                 summary.steps.append(f"No undo backup: nothing to undo ({prep.fresh})")
             elif config and prep.options.undo:
@@ -89,7 +91,7 @@ def execute(prep: Prepared) -> RestoreSummary:
         note = f"restore log: {summary.log}" + (f"; undo backup: {summary.undo}"
                                                  if summary.undo else "")
         if isinstance(e, OSError):
-            raise RestoreError(f"restore of {prep.archive} failed: {e}", hint=note) from e
+            raise RestoreError(f"restore of {prep.archive} failed: {os_message(e)}", hint=note) from e
         if isinstance(e, AllskyTasksError):  # the CLI prints message and hint
             e.hint = f"{e.hint}; {note}" if e.hint else note
         else:
@@ -107,7 +109,7 @@ def _log(prep: Prepared, summary: RestoreSummary, started: float) -> None:
     try:
         summary.log = str(write_log(prep.home, summary_lines(summary)))
     except OSError as e:
-        summary.warnings.append(f"restore log not written: {e.strerror or e}")
+        summary.warnings.append(f"restore log not written: {os_message(e)}")
 
 
 def dry_run(prep: Prepared) -> RestoreSummary:

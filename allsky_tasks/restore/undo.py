@@ -14,7 +14,7 @@ from ..archive.manifest import read_sidecar, record_verify, write_sidecar
 from ..archive.verify import verify
 from ..backup.pack import pack
 from ..backup.scan import read_rows, scan
-from ..errors import AllskyTasksError, RestoreError
+from ..errors import AllskyTasksError, RestoreError, os_message
 from ..spec.model import Spec
 from ..spec.sections import SECTIONS
 from .prepare import Prepared
@@ -45,18 +45,22 @@ def undo_backup(prep: Prepared, state_dir: Path) -> tuple[Path, list[str]]:
                 level=3, on_file_error="warn",
                 digest=hashlib.sha256(f"pre-restore:{prep.archive}:{time.time()}".encode())
                 .hexdigest())
+    hint = "nothing was changed; fix that, or pass --no-undo to restore without an undo point"
+    where: Path = state_dir  # the file being written when an OSError comes without its name
     try:
         with tempfile.TemporaryDirectory(prefix="pre-restore-", dir=state_dir) as work:
-            rows = Path(work) / "scan.jsonl"
+            rows = where = Path(work) / "scan.jsonl"
             with rows.open("w", encoding="utf-8") as out:
                 summary = scan(spec, out)
+            where = prep.backup_dir
             result = pack(spec, summary, read_rows(rows), Path(work))
             metadata = json.loads(Path(result.metadata).read_bytes())
-        archive = Path(result.archive)
+        archive = where = Path(result.archive)
         write_sidecar(archive, metadata, {"sizeBytes": result.size, "sha256": result.sha256})
         record_verify(archive, verify(archive, read_sidecar(archive)))
     except AllskyTasksError as e:
-        raise RestoreError(f"cannot take the undo backup of {prep.home}: {e.message}",
-                           hint="nothing was changed; fix that, or pass --no-undo to restore "
-                                "without an undo point") from e
+        raise RestoreError(f"cannot take the undo backup of {prep.home}: {e.message}", hint=hint) from e
+    except OSError as e:
+        raise RestoreError(f"cannot take the undo backup of {prep.home}: "
+                           f"{os_message(e, e.filename or where, 'writing the undo backup')}", hint=hint) from e
     return archive, result.warnings

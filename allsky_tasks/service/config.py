@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,18 @@ from ..errors import SpecError
 
 PAUSE_POLICIES = ("auto", "always", "never")
 ACTIONS = ("stop", "start", "status")
+# A machine without an Allsky service (the demo, a test box) says so once, for every spec;
+# otherwise a unit that does not exist is an error, never a silent "was not running".
+PAUSE_ENV = "ALLSKY_SERVICE_PAUSE"
+
+
+def machine_pause() -> str | None:
+    """`never` when ALLSKY_SERVICE_PAUSE=never; None when unset; SpecError for anything else."""
+    value = os.environ.get(PAUSE_ENV, "").strip()
+    if value in ("", "never"):
+        return value or None
+    raise SpecError([f"{PAUSE_ENV}={value!r}: the only value is never (this machine has no "
+                     "Allsky service to pause)"], hint=f"unset {PAUSE_ENV}, or set it to never")
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,7 @@ class ServiceConfig:
     start: tuple[str, ...] = ("systemctl", "start", "{unit}")
     status: tuple[str, ...] = ("systemctl", "is-active", "--quiet", "{unit}")
     sudo: str = "auto"  # auto: stop/start through `sudo -n` when not root; never
+    forced_by: str | None = None  # the environment's ALLSKY_SERVICE_PAUSE=never overrode the spec
 
     @classmethod
     def from_spec(cls, data: dict[str, Any] | None) -> ServiceConfig:
@@ -31,7 +45,9 @@ class ServiceConfig:
         commands = data.get("commands") or {}
         raw = {a: commands.get(a, getattr(base, a)) for a in ACTIONS}
         argvs = {a: tuple(v) if isinstance(v, (list, tuple)) else () for a, v in raw.items()}
-        cfg = cls(unit=str(data.get("unit", base.unit)), pause=data.get("pause", base.pause),
+        forced = f"{PAUSE_ENV}=never" if machine_pause() else None
+        cfg = cls(unit=str(data.get("unit", base.unit)),
+                  pause="never" if forced else data.get("pause", base.pause), forced_by=forced,
                   timeout=float(data.get("timeout", base.timeout)),
                   sudo=str(data.get("sudo", base.sudo)),
                   max_pause=float(data.get("max_pause", base.max_pause)), **argvs)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ServiceStartError, ServiceStopError
-from .commands import change_state, ensure_started, run_command
+from .commands import change_state, ensure_started, run_command, running_state, unit_problem
 from .config import PAUSE_POLICIES, ServiceConfig
 from .marker import MARKER_NAME, Lookup, recover_stale_marker, remove_marker, utc_now, write_marker
 from .privilege import check_sudo
@@ -22,7 +22,7 @@ from .privilege import check_sudo
 # Re-exported for backup/actions.py, which imports them from here.
 from .signals import interrupt_once, pause_deadline, signals_as_interrupt, signals_deferred
 
-__all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "pause_needed",
+__all__ = ["MARKER_NAME", "PAUSE_POLICIES", "PauseRecord", "ServiceConfig", "check_service", "pause_needed",
            "pause_deadline", "paused_service", "permission_hint", "recover_stale_marker", "signals_as_interrupt"]
 
 
@@ -31,7 +31,8 @@ def pause_needed(cfg: ServiceConfig, databases_selected: bool) -> tuple[bool, st
     if cfg.pause == "always":
         return True, f"the spec says service.pause: always, so {cfg.unit} is stopped while packing"
     if cfg.pause == "never":
-        return False, f"the spec says service.pause: never, so {cfg.unit} keeps running while packing"
+        said = f"the environment says {cfg.forced_by}" if cfg.forced_by else "the spec says service.pause: never"
+        return False, f"{said}, so {cfg.unit} keeps running while packing"
     if databases_selected:
         return True, f"database content is selected, so {cfg.unit} is stopped while packing"
     return False, f"no database content is selected, so {cfg.unit} keeps running while packing"
@@ -69,6 +70,29 @@ def permission_hint(problem: str) -> str:
             "service: {pause: never} (databases are still captured consistently)")
 
 
+def check_service(cfg: ServiceConfig) -> bool:
+    """Is the service running? ServiceStopError if that cannot be told for sure.
+
+    Called before anything is stopped or written: a status command that cannot answer, no
+    systemd at all, or a unit systemd does not know must not pass for "was not running"
+    (that would silently turn the pause off).
+    """
+    status = run_command(cfg, "status")
+    state = running_state(status)
+    hint = ("check service.unit and service.commands.status in the spec (status must exit 0 when "
+            "the service runs, 1-3 when it does not; systemctl: 3); `systemctl list-units "
+            "--type=service` lists the units; or set service: {pause: never} (restore: "
+            "--no-service); nothing was stopped or written")
+    if state is None:
+        raise ServiceStopError(f"cannot tell whether service {cfg.unit} is running: {status.describe()}",
+                               hint=hint)
+    if not state:
+        problem = unit_problem(cfg)
+        if problem:
+            raise ServiceStopError(f"cannot pause service {cfg.unit}: {problem}", hint=hint)
+    return state
+
+
 WATCH_INTERVAL = 1.0  # seconds between status looks while the service is paused
 
 
@@ -101,7 +125,7 @@ def _restart(cfg: ServiceConfig, marker: Path, record: PauseRecord,
              seen_at: float | None = None) -> tuple[str | None, list[int]]:
     """Ensure the service runs again, shielded from signals: (failure or None, deferred signals)."""
     with signals_deferred() as caught:
-        started, problem = ensure_started(cfg)
+        started, problem = ensure_started(cfg, record.warnings)
         if problem is None:
             try:
                 remove_marker(marker)
@@ -139,11 +163,7 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
     elif os.path.lexists(marker):
         raise ServiceStopError(f"another backup or restore has paused service {cfg.unit} (marker {marker})",
                                hint=f"wait for it to finish; if none is running, delete {marker}")
-    status = run_command(cfg, "status")
-    if status.returncode is None:
-        raise ServiceStopError(f"cannot tell whether service {cfg.unit} is running: {status.describe()}",
-                               hint="fix service.commands.status in the spec; nothing was stopped or written")
-    record.was_running = status.returncode == 0
+    record.was_running = check_service(cfg)
     if not record.was_running:
         # Stopped on purpose (or broken): leave it so, never start it behind the user's back.
         # A fact, not a warning (was_running is recorded): the caller says it once.
@@ -157,7 +177,7 @@ def paused_service(cfg: ServiceConfig, needed: bool, reason: str, state_dir: Pat
     with interrupt_once() as later:
         try:
             write_marker(cfg, marker, activity, spec)  # before stopping: even a SIGKILL leaves a trace
-            problem = change_state(cfg, "stop", False)
+            problem = change_state(cfg, "stop", False, record.warnings)
             if problem:
                 raise ServiceStopError(f"could not stop service {cfg.unit}: {problem}",
                                        hint=f"nothing was written and {cfg.unit} was started again if "

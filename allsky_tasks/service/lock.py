@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import DestinationError, LockError
+from ..errors import DestinationError, LockError, os_message
 from ..safefs import open_regular
 
 LOCK_NAME = ".allsky-tasks.lock"
@@ -27,11 +27,11 @@ def _take(path: Path, folder: Path, wait: float, what: str) -> int:
     try:
         fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o640)
     except PermissionError as e:
-        raise DestinationError(f"cannot open the lock file {path}: {e.strerror} "
+        raise DestinationError(f"cannot open the lock file: {os_message(e, path)} "
                                f"(is {folder} read-only?)",
                                hint=f"make {folder} writable by the user running the backup") from None
     except OSError as e:
-        raise DestinationError(f"cannot open the lock file {path}: {e.strerror}",
+        raise DestinationError(f"cannot open the lock file: {os_message(e, path)}",
                                hint=f"check that {folder} is mounted and writable") from None
     try:
         deadline = time.monotonic() + wait
@@ -52,8 +52,11 @@ def _take(path: Path, folder: Path, wait: float, what: str) -> int:
             raise LockError(f"another backup run (pid {holder}) is {what} {folder}",
                             hint="wait for it to finish (or use `run --lock-wait SECONDS`), "
                                  "then run again") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # the pid is only for messages; the flock holds on a full disk too
     except BaseException:
         os.close(fd)
         raise

@@ -158,12 +158,14 @@ def recover_stale_marker(cfg: ServiceConfig | None, state_dir: Path,
     what = (f"{mcfg.unit} was left stopped by an interrupted {data.get('activity', 'backup')} "
             f"(pid {pid}, {data.get('time', '?')}"
             + (f", spec {spec})" if spec else ")"))
+    notes: list[str] = []
     with signals_deferred():
-        started, problem = ensure_started(mcfg)
+        started, problem = ensure_started(mcfg, notes)
         if problem is None:
             remove_marker(marker)
     if problem:
         raise ServiceStartError(f"{what} and could not be started again: {problem}",
                                 hint=f"start it by hand (`{shlex.join(mcfg.argv('start'))}`), "
                                      f"check `journalctl -u {mcfg.unit}`, then delete {marker}")
-    return f"{what}: " + ("started it again" if started else "it was running again; removed the marker")
+    return f"{what}: " + ("started it again" if started else "it was running again; removed the marker") \
+        + "".join(f"; {note}" for note in notes)

@@ -22,7 +22,7 @@ def standin_argv(action: str, service_dir: Path, *extra: str) -> list[str]:
 
 def service_spec(service_dir: Path, *, db: Path | None = None, wal: bool = False, refuse_stop: bool = False,
                  refuse_start: bool = False, slow_stop: float | None = None, unit: str = "standin",
-                 timeout: float = 20.0, pause: str = "always") -> dict[str, Any]:
+                 timeout: float = 20.0, pause: str = "always", stop_exit: int = 0) -> dict[str, Any]:
     """A spec `service:` mapping whose commands drive the stand-in in `service_dir`."""
     start_extra = ["--db", str(db)] + (["--wal"] if wal else []) if db else []
     return {
@@ -31,7 +31,8 @@ def service_spec(service_dir: Path, *, db: Path | None = None, wal: bool = False
         "timeout": timeout,
         "commands": {
             "stop": standin_argv("stop", service_dir, *(["--refuse-stop"] if refuse_stop else []),
-                                 *(["--slow-stop", str(slow_stop)] if slow_stop else [])),
+                                 *(["--slow-stop", str(slow_stop)] if slow_stop else []),
+                                 *(["--stop-exit", str(stop_exit)] if stop_exit else [])),
             "start": standin_argv("start", service_dir, *start_extra,
                                   *(["--refuse-start"] if refuse_start else [])),
             "status": standin_argv("status", service_dir),

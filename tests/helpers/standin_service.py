@@ -1,7 +1,7 @@
 """A stand-in for the Allsky service: a detached process writing SQLite rows until SIGTERM.
 
 Usage: standin_service.py start|stop|status --dir D [--db PATH] [--wal]
-       [--refuse-stop] [--refuse-start] [--slow-stop SECONDS]
+       [--refuse-stop] [--refuse-start] [--slow-stop SECONDS] [--stop-exit CODE]
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + STOP_PATIENCE
     while time.monotonic() < deadline:
         if not pid_alive(pid):
-            return 0
+            if args.stop_exit:  # stopped, yet says it failed (as some init scripts do)
+                print(f"standin: stopped, exiting {args.stop_exit} anyway (--stop-exit)", file=sys.stderr)
+            return args.stop_exit
         time.sleep(0.01)
     print(f"standin: pid {pid} did not exit", file=sys.stderr)
     return 1
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refuse-stop", action="store_true")
     parser.add_argument("--refuse-start", action="store_true")
     parser.add_argument("--slow-stop", type=float, default=0.0)
+    parser.add_argument("--stop-exit", type=int, default=0)
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status, "run": cmd_run}[args.action](args)

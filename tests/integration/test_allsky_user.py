@@ -78,8 +78,8 @@ def allsky_user() -> Iterator[pwd.struct_passwd]:
 
 
 @pytest.fixture
-def shared() -> Iterator[Path]:
-    """A folder other users can reach (pytest's tmp_path is root-only)."""
+def shared(real_pause: None) -> Iterator[Path]:
+    """A folder other users can reach (pytest's tmp_path is root-only); specs pause as they say."""
     folder = Path(tempfile.mkdtemp(prefix="allsky-user-", dir="/tmp"))
     folder.chmod(0o755)
     if not _reachable(str(PROJECT)):  # e.g. a clone in a root-only temp folder

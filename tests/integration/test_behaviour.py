@@ -91,7 +91,7 @@ def test_info_formats_sizes_and_small_sizes_have_no_decimals(site: Site) -> None
     assert (format_bytes(0), format_bytes(129), format_bytes(1536)) == ("0 B", "129 B", "1.5 KB")
 
 
-def test_service_permission_error_says_how_to_allow_it(site: Site) -> None:
+def test_service_permission_error_says_how_to_allow_it(site: Site, real_pause: None) -> None:
     """systemd's answer to a non-root stop, from a real command, gets the sudo hint."""
     refuse = ("echo 'Failed to stop allsky.service: Interactive authentication required.' >&2;"
               " exit 1")

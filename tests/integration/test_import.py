@@ -102,11 +102,11 @@ def test_names_are_sanitised_and_never_overwrite(tmp_path: Path) -> None:
     dest = tmp_path / "allskybackups"
     first = import_archive(src, dest).path
     (tmp_path / "other").mkdir()
-    other = good_config(tmp_path / "other" / src.name, note="another backup, same name")
+    other = good_config(tmp_path / "other" / src.name, created="2026-03-11 00:00:00")  # another backup
     second = import_archive(other, dest).path
     assert first.name == "My_Backup__1_.tar.gz" and second.name == "My_Backup__1_-1.tar.gz"
     (dest / "x.tar.zst").write_bytes(b"taken")  # a .tar.zst of the same stem blocks .tar.gz too
-    x = good_config(tmp_path / "x.tar.gz", note="x")
+    x = good_config(tmp_path / "x.tar.gz", created="2026-03-12 00:00:00")
     assert import_archive(x, dest).path.name == "x-1.tar.gz"
     assert safe_stem(".hidden name.tar.zst") == ("hidden_name", ".tar.zst")
     assert safe_stem(".tar.gz") == ("imported", ".tar.gz")

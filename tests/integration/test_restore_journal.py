@@ -40,7 +40,7 @@ def _cli(site: Site, env: dict[str, str], *args: str) -> subprocess.CompletedPro
 
 
 @pytest.fixture
-def killed_restore(site: Site, tmp_path: Path):  # type: ignore[no-untyped-def]
+def killed_restore(site: Site, tmp_path: Path, real_pause: None):  # type: ignore[no-untyped-def]
     """A config restore of 6000 files SIGKILLed after 3000 placed: mixed tree, service stopped."""
     many = site.home / MANY
     many.mkdir(parents=True)

@@ -109,3 +109,58 @@ def test_sftp_from_allsky_settings(sshd, tmp_path: Path) -> None:  # noqa: F811
         assert (folder / "allsky-config-backup-20260301-120000.tar.zst.age").read_bytes() == data
     finally:
         t.close()
+
+
+# --- values from env.json are inputs too: the spec's rules, named as the WebUI labels them ---
+
+@pytest.mark.parametrize(("protocol", "key", "value", "label"), [
+    ("sftp", "HOST", "-oProxyCommand=touch {pwned}", "Server Name (REMOTESERVER_HOST in env.json)"),
+    ("scp", "HOST", "nas\nProxyCommand touch {pwned}", "Server Name (REMOTESERVER_HOST in env.json)"),
+    ("ftp", "HOST", "a" * 64 + ".example.org", "Server Name (REMOTESERVER_HOST in env.json)"),
+    ("ftps", "HOST", "ftp..example.org", "Server Name (REMOTESERVER_HOST in env.json)"),
+    ("sftp", "USER", "-oProxyCommand=touch {pwned}", "User Name (REMOTESERVER_USER in env.json)"),
+    ("ftp", "USER", "me\r\nDELE important", "User Name (REMOTESERVER_USER in env.json)"),
+    ("ftp", "PASSWORD", "pw\r\nDELE important", "Password (REMOTESERVER_PASSWORD in env.json)"),
+    ("sftp", "PORT", "22 -oProxyCommand=x", "Port (REMOTESERVER_PORT in env.json)"),
+    ("s3", "S3_BUCKET", "../other", "S3 Bucket (REMOTESERVER_S3_BUCKET in env.json)"),
+])
+def test_hostile_allsky_settings_are_refused_naming_the_setting(tmp_path: Path, protocol: str, key: str,
+                                                                value: str, label: str) -> None:
+    pwned = tmp_path / "pwned"
+    env = {"HOST": "127.0.0.1", "PORT": "1", "USER": "allsky", "PASSWORD": "pw",
+           "SSH_KEY_FILE": str(tmp_path / "key"), "S3_BUCKET": "bucket"}
+    env[key] = value.replace("{pwned}", str(pwned))
+    home = home_with(tmp_path, protocol, env)
+    with pytest.raises(CopyError) as err:
+        target = build(home, {"use": "server", "known_hosts": str(tmp_path / "known")})
+        target.check_ready()  # without the check, this is where the value would be used
+    text = str(err.value)
+    assert f"Allsky's Remote Server setting {label}" in text
+    assert "WebUI > Allsky Settings > Remote Server Settings" in (err.value.hint or "")
+    if key == "PASSWORD":
+        assert value not in text and "pw" not in text.split("setting", 1)[1]
+    assert not pwned.exists()
+
+
+def test_good_allsky_settings_still_pass(tmp_path: Path) -> None:
+    home = home_with(tmp_path, "sftp", {"HOST": "nas.local", "PORT": "2222", "USER": "pi.backup",
+                                        "SSH_KEY_FILE": "~/.ssh/id_ed25519"})
+    assert build(home).describe() == "remote (pi.backup@nas.local:2222:allskybackups)"
+    home = home_with(tmp_path / "f", "ftps", {"HOST": "ftp.example.org", "USER": "me@example.org",
+                                              "PASSWORD": "p a s s !"})
+    assert build(home).describe() == "remote (ftps://me@example.org@ftp.example.org:21/allskybackups)"
+
+
+def test_a_host_never_reaches_ssh_option_parser(tmp_path: Path) -> None:
+    """Every ssh/sftp command puts `--` before the host: even a value that passed no check
+    (built directly, not from a spec) is a host name to ssh, never an option. `-V` as an
+    option would make ssh print its version and exit 0, as if the command had worked."""
+    from allsky_tasks.copies.ssh import SshTarget
+
+    target = SshTarget({"name": "evil", "ssh": {"host": "-V", "folder": "x",
+                                                "known_hosts": str(tmp_path / "known")}}, {})
+    for call in (target.check_ready, target.list_files, lambda: target.delete("a.tar.zst"),
+                 lambda: target.open_read("a.tar.zst").read()):
+        with pytest.raises(CopyError, match="hostname contains invalid characters|: Connection closed"):
+            call()
+    target.close()

@@ -99,6 +99,7 @@ def test_wrong_identity_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> N
     with pytest.raises(EncryptionError, match="missing.txt: cannot be read"):
         decryptor(tmp_path / "missing.txt")
     (tmp_path / "junk.txt").write_text("AGE-SECRET-KEY-1NOTAKEY\n")
+    (tmp_path / "junk.txt").chmod(0o600)
     with pytest.raises(EncryptionError, match="junk.txt: not an age identity"):
         load_identities(tmp_path / "junk.txt")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "allsky_tasks"
-BASE = {"environment", "errors", "progress", "install", "safefs", "__init__"}
+# redact: hiding secrets in messages is needed by every layer that prints a URL or remote.
+BASE = {"environment", "errors", "progress", "install", "safefs", "redact", "__init__"}
 # Importer group -> groups it may import. The base is open to everyone; `cli` to nobody but
 # itself, `__main__` and dodo.py (which is outside the package).
 RULES: dict[str, set[str]] = {

@@ -217,7 +217,7 @@ def test_unreadable_file_fails_with_its_name_and_no_archive(open_root: Path) -> 
 
     code = _as_nobody(child)
     assert code == 0, report.read_text() if report.exists() else code
-    assert "fields.json: cannot read: Permission denied" in report.read_text()
+    assert "fields.json: Permission denied, while opening it to pack" in report.read_text()
     _no_partial_files(site.env.backup_dir)
 
 
@@ -286,3 +286,54 @@ def test_disk_full_fails_cleanly(site: Site, tiny_disk: Path) -> None:
         backup(site, "imgs", text)
     assert "free some space" in str(info.value)
     assert [p.name for p in tiny_disk.iterdir()] == []
+
+
+# --- pack never writes an archive its own verify/restore refuses, under any name ---
+
+def _pack_with_extra_rows(site: Site, text: str, extra: list[list[object]]) -> Path:
+    """Scan, append rows the walk would never make (a bug, a tampered state folder), pack."""
+    spec = load_spec(site.spec("odd", text), site.env)
+    rows = site.root / "odd.jsonl"
+    with rows.open("w") as out:
+        summary = scan(spec, out)
+        for row in extra:
+            out.write(json.dumps(row) + "\n")
+    spec.destination.mkdir(parents=True, exist_ok=True)
+    work = site.root / "work-odd"
+    work.mkdir()
+    return Path(pack(spec, summary, read_rows(rows), work).archive)
+
+
+def _bad_rows(site: Site) -> list[list[object]]:
+    font = str(site.home / "config" / "overlay" / "fonts" / "MyFont.ttf")
+    return [["config/evil", "/nowhere", "symlink", 0, 0o777, 0, 0, 0, "../../etc", "core"],
+            ["config/alias", "/nowhere", "symlink", 0, 0o777, 0, 0, 0, "overlay", "core"],
+            ["config/alias/MyFont.ttf", font, "file", 1, 0o644, 0, 0, 0, "", "core"],
+            ["images/x.jpg", font, "file", 1, 0o644, 0, 0, 0, "", "core"]]
+
+
+def test_pack_leaves_out_members_restore_would_refuse(site: Site) -> None:
+    from allsky_tasks.archive.safety import validate_archive
+
+    archive = _pack_with_extra_rows(site, "type: config\non_file_error: warn\n", _bad_rows(site))
+    names = {m.path for m in validate_archive(archive).entries}
+    assert "config/alias" in names
+    assert not {"config/evil", "config/alias/MyFont.ttf", "images/x.jpg"} & names
+    warnings = archive_metadata(archive)["allskyTasks"]["warnings"]
+    assert any("restore would refuse it" in w and "points outside" in w for w in warnings)
+    assert any("restore would refuse it" in w and "below 'config/alias'" in w for w in warnings)
+
+
+def test_pack_fails_before_the_name_when_the_spec_says_fail(site: Site) -> None:
+    with pytest.raises(PackError, match="restore would refuse it"):
+        _pack_with_extra_rows(site, "type: config\n", _bad_rows(site))
+    _no_partial_files(site.env.backup_dir)
+
+
+def test_a_link_chain_leading_outside_keeps_no_archive(site: Site) -> None:
+    first, second = site.tree.nights[0], site.tree.nights[1]
+    rows = [[f"images/{first}/next", "/nowhere", "symlink", 0, 0o777, 0, 0, 0, "hop", first],
+            [f"images/{first}/hop", "/nowhere", "symlink", 0, 0o777, 0, 0, 0, f"../{second}", first]]
+    with pytest.raises(PackError, match="restore would refuse the archive, so it was not kept"):
+        _pack_with_extra_rows(site, f"type: images\nfolders: [{first}]\non_file_error: warn\n", rows)
+    _no_partial_files(site.env.backup_dir)

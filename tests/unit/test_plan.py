@@ -134,7 +134,7 @@ def test_plan_estimate_close_to_the_real_archive(site: Site) -> None:
     (ALL_SECTIONS + "service: {pause: never}\n", False),
     ("type: images\nservice: {pause: always}\n", True),
 ])
-def test_service_decision(site: Site, text: str, pause: bool) -> None:
+def test_service_decision(site: Site, text: str, pause: bool, real_pause: None) -> None:
     service = _plan(site, "svc", text)["service"]
     assert service["pause"] is pause
     assert service["unit"] == "allsky" and service["reason"]
@@ -151,7 +151,7 @@ def test_free_space_verdict_with_injected_figure(site: Site) -> None:
     assert roomy["fits"] is True and "fits" in render_plan(roomy)
 
 
-def test_json_and_text_like_the_dialog(site: Site) -> None:
+def test_json_and_text_like_the_dialog(site: Site, real_pause: None) -> None:
     plan = _plan(site, "all", ALL_SECTIONS)
     assert json.loads(json.dumps(plan)) == plan
     text = render_plan(plan)

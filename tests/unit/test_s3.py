@@ -255,12 +255,13 @@ def test_stale_unfinished_uploads_under_the_prefix_are_given_up(s3_server) -> No
 
     make_bucket(s3_server.port, "allsky")
     c = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_server.port}")
+    c.create_multipart_upload(Bucket="allsky", Key="pi/backups/allsky-images-backup-20000101-000000.tar.zst")
     c.create_multipart_upload(Bucket="allsky", Key="pi/backups/old.tar.zst")
     c.create_multipart_upload(Bucket="allsky", Key="elsewhere/keep.tar.zst")
     t = target(s3_server.port)
-    assert t.abort_stale_uploads(days=0) == ["pi/backups/old.tar.zst"]
-    left = [u["Key"] for u in c.list_multipart_uploads(Bucket="allsky").get("Uploads", [])]
-    assert left == ["elsewhere/keep.tar.zst"]  # not ours: left alone
+    assert t.abort_stale_uploads(days=0) == ["pi/backups/allsky-images-backup-20000101-000000.tar.zst"]
+    left = sorted(u["Key"] for u in c.list_multipart_uploads(Bucket="allsky").get("Uploads", []))
+    assert left == ["elsewhere/keep.tar.zst", "pi/backups/old.tar.zst"]  # not ours: left alone
 
 
 def test_a_self_hosted_endpoint_by_host_name_uses_path_style(s3_server, tmp_path: Path) -> None:  # noqa: F811 - pytest fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import tarfile
 import time
 from collections.abc import Callable
@@ -400,3 +401,42 @@ def test_sink_gets_every_byte_and_its_errors_are_not_blamed_on_the_archive(tmp_p
     with pytest.raises(OSError) as err:
         validate_archive(path, sink=full_disk)
     assert not isinstance(err.value, UnsafeArchiveError) and err.value.errno == 28
+
+
+# --- strict metadata: a format we do not know, or a top-level key neither Allsky's nor ours ---
+
+@pytest.mark.parametrize(("meta", "named"), [
+    ({"format": 999}, "format 999"), ({"format": "1"}, "format '1'"), ({"format": True}, "format True"),
+    ({"evil": {"run": "rm -rf ~"}}, "unknown top-level key 'evil'"),
+    ({"_metadataSource": "sidecar"}, "unknown top-level key '_metadataSource'"),
+])
+def test_metadata_with_an_unknown_format_or_key_is_refused(tmp_path: Path, meta: dict[str, Any],
+                                                           named: str) -> None:
+    archive = good_config(tmp_path / "odd.tar.gz", **meta)
+    with pytest.raises(ArchiveRejected, match=re.escape(named)):
+        validate_archive(archive)
+
+
+def test_a_restore_refuses_it_too(site: Site, tmp_path: Path) -> None:
+    from allsky_tasks.restore.prepare import RestoreOptions, prepare
+
+    archive = good_config(tmp_path / "odd.tar.gz", format=2)
+    prep = prepare(archive, site.home, RestoreOptions(service=None, legacy_modules=tmp_path / "no-opt"))
+    assert prep.blocked and any("format 2" in c.reason for c in prep.blocked)
+
+
+def test_allsky_made_archives_and_every_sidecar_variant_pass_the_key_check(site: Site) -> None:
+    from allsky_tasks.archive.structure import key_problems
+
+    for archive in sorted(FIXTURES.glob("*.tar.gz")):
+        report = validate_archive(archive)  # Allsky's own metadata.json, as its PHP writes it
+        created = json.loads(archive.with_name(archive.name[:-7] + ".json").read_text())  # (a) Create
+        upload = {k: v for k, v in created.items() if k in (  # (b) Upload's derived subset, no format
+            "backupType", "version", "cameratype", "cameramodel", "created", "settingsfile", "ccfile",
+            "permissions", "includedOptionalTargets", "includedSections", "imageBackupAll", "imageFolders",
+            "imageTargets", "requiredModules", "backupModules", "backupHasModules", "files")}
+        lazy = {**report.metadata, "backupHasModules": report.metadata.get("backupHasModules")}  # (c)
+        for variant in (created, upload, lazy):
+            assert key_problems(variant) == [], (archive.name, variant.keys())
+    ours = backup(site, "cfg", "type: config\n")
+    assert validate_archive(ours).kind == "ours"

@@ -173,3 +173,69 @@ def test_looping_night_folder_affects_only_selections_including_it(tmp_path: Pat
     from allsky_tasks.errors import SpecError
     with pytest.raises(SpecError, match="20000101 is a symbolic link that loops"):
         _scan_text(site, "type: images\nfolders: [20000101]\n")
+
+
+# --- links in include: and section globs are stored as links, never walked ---
+
+def _outside_etc(tmp_path: Path) -> Path:
+    """A folder outside the install that looks like /etc."""
+    outside = tmp_path / "outside"
+    (outside / "etc").mkdir(parents=True)
+    for name in ("hosts", "hostname", "host.conf"):
+        (outside / "etc" / name).write_text(f"{name} of the host\n")
+    (outside / "etc" / "sub").mkdir()
+    (outside / "etc" / "sub" / "hosts.deep").write_text("deep\n")
+    return outside
+
+
+@pytest.mark.parametrize("pattern", ["config/rootlink/etc/host*", "config/*/etc/host*",
+                                     "config/rootlink/**", "config/**/hosts*", "config/r*/*/*"])
+def test_include_globs_never_walk_through_a_link(site: Site, tmp_path: Path, pattern: str) -> None:
+    (site.home / "config" / "rootlink").symlink_to(_outside_etc(tmp_path))
+    rows, summary, _ = _scan(site, "s", f"type: config\ninclude: ['{pattern}']\non_file_error: warn\n")
+    names = [Entry.from_row(json.loads(line)).arcname for line in rows.splitlines()]
+    assert not [n for n in names if n.startswith("config/rootlink/")]
+    sources = [Entry.from_row(json.loads(line)).source for line in rows.splitlines()]
+    assert not [s for s in sources if "outside" in s]
+    if "**" not in pattern:  # `**` never descends into links at all (as pathlib's): nothing to say
+        assert any("rootlink: a symlink" in w and "never walked" in w for w in summary.warnings)
+
+
+def test_include_through_a_link_to_the_root_packs_nothing_of_etc(site: Site) -> None:
+    (site.home / "config" / "rootlink").symlink_to("/")
+    rows, summary, _ = _scan(site, "s", "type: config\ninclude: ['config/rootlink/etc/host*']\n"
+                             "on_file_error: warn\n")
+    assert "/etc/" not in rows
+    assert any("config/rootlink: a symlink" in w for w in summary.warnings)
+
+
+def test_a_link_matched_by_the_glob_itself_is_stored_as_a_link(site: Site, tmp_path: Path) -> None:
+    (site.home / "config" / "overlay" / "fonts" / "alias.ttf").symlink_to("missing.ttf")
+    rows, _, _ = _scan(site, "s", "type: config\ninclude: ['config/overlay/fonts/*.ttf']\n")
+    entries = {e.arcname: e for e in (Entry.from_row(json.loads(line)) for line in rows.splitlines())}
+    assert entries["config/overlay/fonts/alias.ttf"].kind == "symlink"
+    assert entries["config/overlay/fonts/alias.ttf"].linkname == "missing.ttf"
+
+
+def test_a_section_path_below_a_linked_folder_is_left_out(site: Site, tmp_path: Path) -> None:
+    overlay = site.home / "config" / "overlay"
+    moved = tmp_path / "elsewhere-overlay"
+    overlay.rename(moved)
+    overlay.symlink_to(moved)  # config/overlay -> outside: its roots (fonts, images...) are below a link
+    rows, summary, _ = _scan(site, "s", "type: config\non_file_error: warn\n")
+    names = [Entry.from_row(json.loads(line)).arcname for line in rows.splitlines()]
+    assert not [n for n in names if n.startswith("config/overlay/")]
+    assert any("config/overlay: a symlink" in w for w in summary.warnings)
+
+
+def test_a_glob_through_a_looping_link_makes_an_archive_that_verifies(site: Site) -> None:
+    from allsky_tasks.archive.safety import validate_archive
+
+    from ..conftest import backup
+
+    (site.home / "config" / "self").symlink_to(".")  # config/self/self/self/... never ends
+    archive = backup(site, "loop", "type: config\ninclude: ['config/**', 'config/self/*.json', "
+                                   "'config/self/self/*']\non_file_error: warn\n")
+    report = validate_archive(archive)  # what verify, import and restore check
+    names = {m.path for m in report.entries}
+    assert "config/self" in names and not [n for n in names if n.startswith("config/self/")]

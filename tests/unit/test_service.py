@@ -79,7 +79,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_from_spec_defaults_and_overrides() -> None:
+def test_from_spec_defaults_and_overrides(real_pause: None) -> None:
     cfg = ServiceConfig.from_spec(None)
     assert (cfg.unit, cfg.pause, cfg.timeout) == ("allsky", "auto", 60.0)
     assert cfg.argv("stop") == ["systemctl", "stop", "allsky"]
@@ -486,3 +486,106 @@ def test_restart_by_something_else_during_the_pause_ends_the_paused_time(svc: Pa
     # Not a timing test: paused ends near the outside start, seconds before the body ended.
     assert 0 < rec.paused_seconds < time.monotonic() - t0 - 1.5 and restarted_after > 0
     assert any("started again by something else" in w for w in rec.warnings)
+
+
+# --- a status that cannot tell, no systemd, or a unit that does not exist: an error, not "stopped" ---
+
+def _nothing_happened(state: Path, body: list[str]) -> None:
+    assert body == [] and not (state / MARKER_NAME).exists()
+
+
+def test_no_systemd_or_no_such_unit_is_an_error_before_anything_stops(state: Path) -> None:
+    # The real systemctl of this machine: without systemd as PID 1 it cannot answer; with
+    # systemd, the unit does not exist. Either way the pause must not be skipped silently.
+    cfg = ServiceConfig(unit="allsky-tasks-no-such-unit")
+    body: list[str] = []
+    with pytest.raises(ServiceStopError) as info, paused_service(cfg, True, "always", state):
+        body.append("ran")
+    text = str(info.value)
+    assert "allsky-tasks-no-such-unit" in text
+    assert any(s in text for s in ("System has not been booted with systemd", "not-found",
+                                   "could not be run", "Failed to connect"))
+    assert "nothing was stopped or written" in (info.value.hint or "")
+    assert info.value.exit_code == 15
+    _nothing_happened(state, body)
+
+
+@pytest.mark.parametrize("status", [["sh", "-c", "/no/such/status-script"], ["sh", "-c", "exit 4"]],
+                         ids=["typo-127", "lsb-unknown-4"])
+def test_a_status_command_that_cannot_tell_is_an_error(svc: Path, state: Path, status: list[str]) -> None:
+    start_standin(svc)
+    data = service_spec(svc)
+    data["commands"]["status"] = status
+    body: list[str] = []
+    with pytest.raises(ServiceStopError, match="cannot tell whether service standin is running"), \
+            paused_service(ServiceConfig.from_spec(data), True, "always", state):
+        body.append("ran")
+    _nothing_happened(state, body)
+    assert standin_running(svc)
+
+
+def _systemctl_cfg(tmp_path: Path, unit: str) -> ServiceConfig:
+    """Default-shaped systemctl commands, run by the stand-in systemctl serving tmp_path/units."""
+    from tests.helpers.standin_systemctl import install_systemctl
+
+    exe = str(install_systemctl(tmp_path / "bin", tmp_path / "units"))
+    return ServiceConfig.from_spec({"unit": unit, "sudo": "never", "timeout": 20, "commands": {
+        "stop": [exe, "stop", "{unit}"], "start": [exe, "start", "{unit}"],
+        "status": [exe, "is-active", "--quiet", "{unit}"]}})
+
+
+def test_a_typo_in_service_unit_is_an_error_naming_the_unit(tmp_path: Path, state: Path) -> None:
+    (tmp_path / "units" / "allsky").mkdir(parents=True)
+    start_standin(tmp_path / "units" / "allsky")
+    body: list[str] = []
+    with pytest.raises(ServiceStopError, match=r"systemd has no unit alsky \(LoadState=not-found\)"), \
+            paused_service(_systemctl_cfg(tmp_path, "alsky"), True, "always", state):
+        body.append("ran")
+    _nothing_happened(state, body)
+    assert standin_running(tmp_path / "units" / "allsky")
+    # The real unit, running: stopped and started; stopped by hand: left alone, as before.
+    with paused_service(_systemctl_cfg(tmp_path, "allsky"), True, "always", state) as rec:
+        assert not standin_running(tmp_path / "units" / "allsky")
+    assert rec.stopped and rec.restarted and standin_running(tmp_path / "units" / "allsky")
+    subprocess.run([str(tmp_path / "bin" / "systemctl"), "stop", "allsky"], check=True)
+    with paused_service(_systemctl_cfg(tmp_path, "allsky"), True, "always", state) as rec:
+        pass
+    assert rec.was_running is False and not rec.stopped
+
+
+def test_a_stop_that_exits_1_but_stopped_is_accepted_with_a_warning(svc: Path, state: Path) -> None:
+    start_standin(svc)
+    with paused_service(_cfg(svc, stop_exit=1), True, "always", state) as rec:
+        assert not standin_running(svc)
+    assert rec.stopped and standin_running(svc)
+    warning = next(w for w in rec.warnings if "did stop" in w)
+    assert "exited with code 1" in warning and "service.commands.stop" in warning
+
+
+def test_restore_checks_the_service_before_the_undo_backup(site: Any, tmp_path: Path) -> None:
+    from allsky_tasks.restore.prepare import RestoreOptions
+    from allsky_tasks.restore.run import restore
+    from tests.conftest import backup
+
+    archive = backup(site, "cfg", "type: config\n")
+    undo_dir = tmp_path / "undo-dest"
+    options = RestoreOptions(backup_dir=undo_dir, legacy_modules=tmp_path / "no-opt",
+                             service=_systemctl_cfg(tmp_path, "alsky"))
+    before = (site.home / "env.json").read_bytes()
+    with pytest.raises(ServiceStopError, match="alsky"):
+        restore(archive, site.home, options)
+    assert not list(undo_dir.rglob("*.tar.*"))  # no undo backup was written
+    assert (site.home / "env.json").read_bytes() == before
+
+
+def test_a_machine_without_an_allsky_service_says_so_once(monkeypatch: pytest.MonkeyPatch, state: Path) -> None:
+    monkeypatch.setenv("ALLSKY_SERVICE_PAUSE", "never")
+    cfg = ServiceConfig.from_spec({"pause": "always", "unit": "allsky-tasks-no-such-unit"})
+    needed, reason = pause_needed(cfg, True)
+    assert not needed and "ALLSKY_SERVICE_PAUSE=never" in reason
+    with paused_service(cfg, needed, reason, state) as rec:
+        pass
+    assert not rec.stopped and not (state / MARKER_NAME).exists()
+    monkeypatch.setenv("ALLSKY_SERVICE_PAUSE", "sometimes")
+    with pytest.raises(SpecError, match="ALLSKY_SERVICE_PAUSE='sometimes'"):
+        ServiceConfig.from_spec({})
