@@ -23,6 +23,9 @@ from .scan import ScanSummary
 LOCK_WAIT_ENV = "ALLSKY_LOCK_WAIT"
 # Errors of this run, newest last: the CLI maps the first to its exit code.
 FAILURES: list[AllskyTasksError] = []
+# doit's own error when it exits 3 without running tasks (e.g. a traceback opening its
+# database): the last line it printed.
+DOIT_ERROR: list[str] = []
 # Specs packed by this process (the summary says "new archive" or "up to date").
 PACKED: set[str] = set()
 

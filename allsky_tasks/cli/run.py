@@ -40,9 +40,6 @@ class _Tail:
         return getattr(self.stream, name)
 
 
-# doit's own error when it exits 3 without running tasks (e.g. a traceback opening its
-# database): the last line it printed.
-DOIT_ERROR: list[str] = []
 
 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(:|$)")
@@ -84,7 +81,7 @@ def run_doit(doit_args: list[str]) -> int:
     from ..backup import reporter, stage_io
 
     stage_io.FAILURES.clear()
-    DOIT_ERROR.clear()
+    stage_io.DOIT_ERROR.clear()
     reporter.ARGV = list(doit_args)
     tail, real = _Tail(sys.stderr), sys.stderr
     sys.stderr = tail
@@ -108,7 +105,7 @@ def run_doit(doit_args: list[str]) -> int:
               "and the service is as it was", file=sys.stderr)
         return 130
     if code == 3:
-        DOIT_ERROR.append(_last_error(tail.kept))
+        stage_io.DOIT_ERROR.append(_last_error(tail.kept))
         unknown = re.search(r'(?:Invalid parameter|invalid parameter): "([^"]+)"', tail.kept)
         if unknown:
             _suggest(unknown.group(1))

@@ -103,7 +103,6 @@ def _cause(code: int, raised: BaseException | None) -> tuple[str, str]:
     """Why a run failed: its exception, the first stage error, doit's own error, or the code."""
     from ..backup import stage_io
     from ..service.lock import LockWaitExpired
-    from .run import DOIT_ERROR
 
     if raised is not None and not isinstance(raised, SystemExit):
         return type(raised).__name__, str(raised) or type(raised).__name__
@@ -112,9 +111,9 @@ def _cause(code: int, raised: BaseException | None) -> tuple[str, str]:
         return type(real[0]).__name__, real[0].message
     if isinstance(raised, SystemExit) and raised.code == 130:
         return "Interrupted", "the run was interrupted (Ctrl-C or SIGTERM)"
-    if DOIT_ERROR:
-        name = DOIT_ERROR[0].partition(":")[0].rsplit(".", 1)[-1]  # sqlite3.DatabaseError: ...
-        return (name if name.isidentifier() else "DoitError"), DOIT_ERROR[0]
+    if stage_io.DOIT_ERROR:
+        name = stage_io.DOIT_ERROR[0].partition(":")[0].rsplit(".", 1)[-1]  # sqlite3.DatabaseError: ...
+        return (name if name.isidentifier() else "DoitError"), stage_io.DOIT_ERROR[0]
     return "RunFailed", f"the run exited {code}"
 
 

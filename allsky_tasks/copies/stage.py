@@ -8,13 +8,11 @@ never touched.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from ..archive import authkey
 from ..archive.authkey import AuthKey
@@ -24,51 +22,14 @@ from . import records
 from .auth import tag_name
 from .tagging import put_tag
 from .target import TEMP_NAME, Encryptor, Progress, Target, target_from_spec
+from .transfer import Payload, close_target, hash_file, hash_stream, target_hash, transfer
 
-CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Payload:
-    """What goes to the target for one local file: stored name, size and SHA-256."""
-
-    source: Path
-    stored: str
-    size: int
-    sha256: str
-
-
-def hash_stream(stream: BinaryIO, progress: Progress | None = None) -> tuple[str, int]:
-    """SHA-256 and size of everything a stream yields."""
-    digest, size = hashlib.sha256(), 0
-    while True:
-        chunk = stream.read(CHUNK)
-        if not chunk:
-            return digest.hexdigest(), size
-        digest.update(chunk)
-        size += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
-
-
-def hash_file(path: Path) -> tuple[str, int]:
-    """SHA-256 and size of a local file."""
-    with open(path, "rb") as f:
-        return hash_stream(f)
+__all__ = ["Payload", "copy_archive", "hash_file", "hash_stream", "make_target", "transfer", "verify_copy"]
 
 
 def make_target(item: Mapping[str, Any], home: Path, spec: str, state_dir: Path) -> Target:
     """The Target object for one copies item."""
     return target_from_spec(item, {"home": home, "spec": spec, "state_dir": state_dir})
-
-
-def target_hash(target: Target, name: str, progress: Progress | None = None) -> tuple[str, str]:
-    """(SHA-256 of a stored file, how it was obtained): the server's own hash, else read back."""
-    remote = target.remote_sha256(name)
-    if remote is not None:
-        return remote, "hashed at the target"
-    with target.open_read(name) as stream:
-        return hash_stream(stream, progress)[0], "read back"
 
 
 def clean_stale(target: Target, present: list[str], keep: set[str]) -> list[str]:
@@ -88,41 +49,6 @@ def clean_stale(target: Target, present: list[str], keep: set[str]) -> list[str]
             target.delete(name)
             gone.append(name)
     return gone
-
-
-def _close(target: Target) -> None:
-    close = getattr(target, "close", None)
-    if close is not None:
-        close()
-
-
-def transfer(target: Target, payload: Payload, progress: Progress) -> str:
-    """Store one payload at the target, verified before (or right after) its final name."""
-    # A StagedTarget (put_hidden, publish; see target.py) is found by hasattr, not by its type.
-    staged = hasattr(target, "put_hidden")
-    with open(payload.source, "rb") as local:
-        if staged:
-            name = target.put_hidden(local, payload.size, payload.stored, progress)  # type: ignore[attr-defined]  # see above
-        else:
-            target.put(local, payload.size, payload.stored, progress)
-            name = payload.stored
-    sizes = {f.name: f.size for f in target.list_files()}
-    problem = None
-    if sizes.get(name) != payload.size:
-        problem = f"size {sizes.get(name)} instead of {payload.size}"
-    else:
-        sha, method = target_hash(target, name)
-        if sha != payload.sha256:
-            problem = f"SHA-256 {sha[:16]}... instead of {payload.sha256[:16]}... ({method})"
-    if problem is not None:
-        target.delete(name)  # nothing unverified stays under any name
-        raise CopyError(f"copy target {target.describe()}: {payload.stored} arrived damaged: "
-                        f"{problem}; the copy was deleted, the local archive is untouched",
-                        hint="run the backup again; if it repeats, check the disk or network")
-    if staged:
-        target.publish(name, payload.stored)  # type: ignore[attr-defined]  # see above
-        return method
-    return method
 
 
 @contextmanager
@@ -215,7 +141,7 @@ def copy_archive(target: Target, item: Mapping[str, Any], archive: Path, sidecar
                 entry.update(sidecar=side_payload.stored, sidecarSize=side_payload.size,
                              sidecarSha256=side_payload.sha256)
     finally:
-        _close(target)
+        close_target(target)
     entry.update(ok=True, problem=None, seconds=round(time.monotonic() - started, 3))
     records.save(backup_dir, record)
     return entry
@@ -247,7 +173,7 @@ def verify_copy(target: Target, backup_dir: Path, archive_name: str,
             problem = None if sha == entry["storedSha256"] else (
                 f"{stored} has SHA-256 {sha[:16]}..., recorded {entry['storedSha256'][:16]}...")
     finally:
-        _close(target)
+        close_target(target)
     entry.update(ok=problem is None, verifiedAt=records.now(), method=method,
                  problem=problem)
     records.save(backup_dir, record)
@@ -285,7 +211,7 @@ def _verify_by_sidecar(target: Target, archive_name: str, progress: Progress | N
                                  "--dry-run` checks it completely")
         sha, method = target_hash(target, archive_name, progress)
     finally:
-        _close(target)
+        close_target(target)
     problem = None if sha == expected else (
         f"{archive_name} has SHA-256 {sha[:16]}..., its sidecar says {expected[:16]}...")
     return {"archive": archive_name, "stored": archive_name, "storedSha256": sha,

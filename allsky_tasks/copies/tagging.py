@@ -12,6 +12,7 @@ from ..safefs import atomic_write_bytes
 from . import records
 from .auth import make_tag, tag_name
 from .target import Target
+from .transfer import Payload, transfer
 
 
 def put_tag(target: Target, work: Path, key: AuthKey, stored: str, size: int, sha256: str) -> str:
@@ -21,8 +22,6 @@ def put_tag(target: Target, work: Path, key: AuthKey, stored: str, size: int, sh
     local = work / f".{name}.{os.getpid()}"
     data = make_tag(key, stored, size, sha256)
     atomic_write_bytes(local, data, 0o600)  # never through a planted link
-    from .stage import Payload, transfer
-
     try:
         transfer(target, Payload(local, name, len(data), hashlib.sha256(data).hexdigest()),
                  lambda n: None)

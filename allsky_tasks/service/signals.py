@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -90,6 +92,28 @@ def pause_deadline(seconds: float, unit: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def _redeliver(fallback: Callable[[Any], object]) -> Callable[[Any], None]:
+    """An unraisable hook that sends an interrupt swallowed by a finalizer again.
+
+    A signal handler raises in whatever frame runs: inside a weakref callback or `__del__`,
+    Python only prints the KeyboardInterrupt and goes on, so the Ctrl-C would be lost (and a
+    traceback printed). The same signal is sent again, to arrive in the code that follows.
+    """
+    def hook(args: Any) -> None:
+        exc = args.exc_value
+        if not isinstance(exc, KeyboardInterrupt):
+            fallback(args)
+            return
+        name = str(exc).removeprefix("received ")
+        sig = getattr(signal, name, signal.SIGINT) if name.startswith("SIG") else signal.SIGINT
+        # From another thread, a moment later: sent from here, the handler would raise inside
+        # this hook and be swallowed again. Should it land in a finalizer again, this repeats.
+        resend = threading.Timer(0.005, os.kill, (os.getpid(), sig))
+        resend.daemon = True
+        resend.start()
+    return hook
+
+
 @contextmanager
 def signals_as_interrupt() -> Iterator[list[int]]:
     """Turn SIGINT, SIGTERM and SIGHUP into KeyboardInterrupt in the main thread, so finally-blocks
@@ -112,8 +136,11 @@ def signals_as_interrupt() -> Iterator[list[int]]:
     # A process launched in the background by a non-interactive shell (cron, `cmd &`) inherits
     # SIGINT as ignored, and Python keeps SIG_IGN: `kill -INT` would then do nothing at all.
     previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
+    hook = sys.unraisablehook
+    sys.unraisablehook = _redeliver(hook)
     try:
         yield received
     finally:
+        sys.unraisablehook = hook
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -93,11 +93,11 @@ def test_a_disk_that_fills_during_verify_names_the_file_and_is_a_space_error(
         proc = _cli(site, "run", "--quiet", "backup:cfg")
         out = proc.stdout + proc.stderr
         assert proc.returncode == 12, out  # SpaceError, not 24 ("not mounted")
-        assert f"{disk}/.allsky-tasks/verify.json: No space left on device" in out
+        assert f"{disk}/.allsky-tasks/verify.json: the disk is full (No space left on device)" in out
         assert "while verify wrote it" in out and "Traceback" not in out
 
 
-def test_the_output_of_a_run_says_each_thing_once_and_counts_plainly(site: Site) -> None:
+def test_the_output_of_a_run_says_each_thing_once_and_counts_plainly(site: Site, real_pause: None) -> None:
     from ..helpers.service_fixture import kill_standins, service_spec
 
     svc = site.root / "svc"

@@ -78,6 +78,7 @@ def test_wrong_identity_damage_and_bad_recipients_are_named(monkeypatch: pytest.
     with pytest.raises(EncryptionError, match="recipient .* is not usable"):
         enc.parse_recipients([wrong], where="copies[b2].encrypt.recipients")
     (tmp_path / "junk.txt").write_text("not a key\n")
+    (tmp_path / "junk.txt").chmod(0o600)  # private, as an identity must be: only its content is wrong
     with pytest.raises(EncryptionError, match="not an age identity"):
         enc.load_identities(tmp_path / "junk.txt")
 

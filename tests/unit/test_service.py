@@ -589,3 +589,15 @@ def test_a_machine_without_an_allsky_service_says_so_once(monkeypatch: pytest.Mo
     monkeypatch.setenv("ALLSKY_SERVICE_PAUSE", "sometimes")
     with pytest.raises(SpecError, match="ALLSKY_SERVICE_PAUSE='sometimes'"):
         ServiceConfig.from_spec({})
+
+
+def test_an_interrupt_swallowed_by_a_finalizer_is_delivered_again() -> None:
+    # A signal handler raises in whatever frame runs; inside __del__ Python only prints it.
+    class Finalized:
+        def __del__(self) -> None:
+            raise KeyboardInterrupt("received SIGTERM")
+
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), signals_as_interrupt() as received:
+        Finalized()  # dropped at once: its __del__ raises where nobody can catch it
+        wait_until(lambda: False, "the interrupt to arrive again", timeout=30)
+    assert received == [signal.SIGTERM]  # sent again, then taken by our handler
